@@ -1,0 +1,73 @@
+"""Outbound messages: render the EBM and deliver it to the sink under its deterministic ID."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from pydantic import BaseModel
+from temporalio import activity
+
+from o2a.models import ComponentUpdate, FulfillmentStatus, LineView, ProvisioningOrder
+from o2a.outbound import (
+    MessageSink,
+    render_fulfillment_update,
+    render_provisioning_order,
+    render_sales_order_update,
+)
+
+
+class ProvisioningOrderMessage(BaseModel):
+    message_id: str
+    created: datetime
+    order: ProvisioningOrder
+
+
+class FulfillmentUpdateMessage(BaseModel):
+    message_id: str
+    created: datetime
+    order_number: str
+    revision: int
+    update: ComponentUpdate
+
+
+class SalesOrderUpdateMessage(BaseModel):
+    message_id: str
+    created: datetime
+    order_number: str
+    revision: int
+    order_status: FulfillmentStatus
+    lines: list[LineView]
+
+
+class MessagingActivities:
+    def __init__(self, sink: MessageSink) -> None:
+        self._sink = sink
+
+    async def _deliver(self, message_id: str, document: bytes) -> None:
+        await asyncio.to_thread(self._sink.deliver, message_id, document)
+
+    @activity.defn(name="send_provisioning_order")
+    async def send_provisioning_order(self, msg: ProvisioningOrderMessage) -> None:
+        await self._deliver(
+            msg.message_id, render_provisioning_order(msg.message_id, msg.order, msg.created)
+        )
+
+    @activity.defn(name="send_fulfillment_update")
+    async def send_fulfillment_update(self, msg: FulfillmentUpdateMessage) -> None:
+        document = render_fulfillment_update(
+            msg.message_id, msg.order_number, msg.revision, msg.update, msg.created
+        )
+        await self._deliver(msg.message_id, document)
+
+    @activity.defn(name="send_sales_order_update")
+    async def send_sales_order_update(self, msg: SalesOrderUpdateMessage) -> None:
+        document = render_sales_order_update(
+            msg.message_id,
+            msg.order_number,
+            msg.revision,
+            msg.order_status,
+            msg.lines,
+            msg.created,
+        )
+        await self._deliver(msg.message_id, document)

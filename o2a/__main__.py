@@ -1,0 +1,5 @@
+import sys
+
+from o2a.cli import main
+
+sys.exit(main())

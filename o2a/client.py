@@ -1,0 +1,51 @@
+"""The one place a Temporal client is made: data converter, tracing, connection settings.
+
+Connection settings come from Temporal's own environment variables and config profiles
+(TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*), so o2a points at a
+dev server, a self-hosted cluster or Temporal Cloud without code changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client, Interceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConfig
+from temporalio.service import RPCError
+
+from o2a.telemetry import configure_tracing
+
+DEFAULT_ADDRESS = "localhost:7233"
+DATA_CONVERTER: DataConverter = pydantic_data_converter
+
+
+def interceptors() -> list[Interceptor]:
+    return [TracingInterceptor()]
+
+
+def connect_config() -> dict[str, Any]:
+    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    config.setdefault("namespace", "default")
+    return config
+
+
+class ConnectionFailed(ConnectionError):
+    """Temporal is not reachable: one line for the user, not a traceback."""
+
+
+async def connect(service_name: str = "o2a") -> Client:
+    configure_tracing(service_name)
+    config = connect_config()
+    try:
+        return await Client.connect(
+            **config, data_converter=DATA_CONVERTER, interceptors=interceptors()
+        )
+    except (RuntimeError, RPCError) as exc:
+        raise ConnectionFailed(
+            f"cannot reach Temporal at {config['target_host']}: {exc}. "
+            "Is the server running (`make run` or `o2a server`)?"
+        ) from exc

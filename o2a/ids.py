@@ -1,0 +1,41 @@
+"""Every business key, workflow ID and message ID, defined once.
+
+IDs are derived from workflow state only, so a replayed or retried step produces the same
+ID and a delivery overwrites instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def order_workflow_id(order_number: str) -> str:
+    return f"order-{order_number}"
+
+
+def provisioning_workflow_id(order_number: str, component_id: str) -> str:
+    return f"order-{order_number}/{component_id}"
+
+
+def _message_id(kind: str, order_number: str, *parts: object) -> str:
+    return _UNSAFE.sub("_", ".".join([kind, order_number, *(str(p) for p in parts)]))
+
+
+def provisioning_order_message_id(order_number: str, revision: int, component_id: str) -> str:
+    return _message_id("PPO", order_number, f"r{revision}", component_id)
+
+
+def fulfillment_update_message_id(
+    order_number: str, revision: int, component_id: str, sequence: int
+) -> str:
+    return _message_id("PFOU", order_number, f"r{revision}", component_id, f"u{sequence:03d}")
+
+
+def sales_order_update_message_id(order_number: str, revision: int, sequence: int) -> str:
+    return _message_id("USO", order_number, f"r{revision}", f"u{sequence:03d}")
+
+
+def web_ui_link(ui_url: str, namespace: str, workflow_id: str) -> str:
+    return f"{ui_url}/namespaces/{namespace}/workflows/{workflow_id.replace('/', '%2F')}"

@@ -1,0 +1,258 @@
+"""Typed models of the customer order, its decomposition plan and its fulfillment state.
+
+They cross every boundary (CLI → workflow → activity → child), so they are plain pydantic
+models with no behaviour that touches the world; workflow code may import them freely.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=False, extra="forbid")
+
+
+class ServiceActionCode(StrEnum):
+    ADD = "ADD"
+    DELETE = "DELETE"
+    UPDATE = "UPDATE"
+    SUSPEND = "SUSPEND"
+    RESUME = "RESUME"
+    MOVE_ADD = "MOVE-ADD"
+    MOVE_DELETE = "MOVE-DELETE"
+    NO_CHANGE = "-"
+
+
+class FulfillmentMode(StrEnum):
+    DELIVER = "DELIVER"
+    CANCEL = "CANCEL"
+
+
+class Address(Model):
+    line_one: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+
+
+class Specification(Model):
+    name: NonEmpty
+    value: str = ""
+
+
+class ItemReference(Model):
+    name: str = ""
+    type_code: str = ""
+    product_class: str | None = None
+    specifications: list[Specification] = Field(default_factory=list)
+
+    def spec(self, name: str) -> str | None:
+        for s in self.specifications:
+            if s.name == name:
+                return s.value
+        return None
+
+
+class SalesOrderLine(Model):
+    id: NonEmpty
+    business_component_id: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    action: ServiceActionCode = ServiceActionCode.ADD
+    fulfillment_mode: FulfillmentMode | None = None
+    requested_delivery_date: datetime | None = None
+    service_address: Address | None = None
+    item: ItemReference = Field(default_factory=ItemReference)
+
+
+class CustomerOrder(Model):
+    """The sales order header and lines of one revision (ProcessSalesOrderFulfillmentEBM)."""
+
+    order_number: NonEmpty
+    revision_id: str | None = None
+    revision: int = Field(default=1, ge=0)
+    order_date: datetime | None = None
+    requested_delivery_date: datetime | None = None
+    type_code: str | None = None
+    priority: int = Field(default=5, ge=0, le=9)
+    fulfillment_mode: FulfillmentMode = FulfillmentMode.DELIVER
+    status_code: str | None = None
+    customer_account: str | None = None
+    lines: list[SalesOrderLine] = Field(min_length=1)
+
+
+# --- decomposition plan -------------------------------------------------------------------
+
+
+class ComponentKind(StrEnum):
+    """How a component is executed: inline activity or a SOM child workflow."""
+
+    SYNC_CUSTOMER = "sync_customer"
+    PROVISION = "provision"
+    SHIP = "ship"
+    BILLING = "billing"
+
+
+class OrderComponent(Model):
+    id: str
+    function: str
+    target_system: str
+    granularity: str
+    kind: ComponentKind
+    lines: list[str]
+    depends_on: list[str] = Field(default_factory=list)
+    expected_duration_seconds: float = 0
+    point_of_no_return: str | None = None
+    start_milestone: str | None = None
+    complete_milestone: str | None = None
+
+
+class OrderPlan(Model):
+    order_number: str
+    revision: int
+    components: list[OrderComponent]
+    line_patterns: dict[str, str]
+
+    def component(self, component_id: str) -> OrderComponent:
+        for c in self.components:
+            if c.id == component_id:
+                return c
+        raise KeyError(component_id)
+
+
+# --- fulfillment state ----------------------------------------------------------------------
+
+
+class OrderState(StrEnum):
+    NOT_STARTED = "not_started"
+    IN_PROGRESS = "in_progress"
+    AMENDING = "amending"
+    CANCELING = "canceling"
+    WAITING = "waiting"
+    SUSPENDED = "suspended"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    ABORTED = "aborted"
+
+
+class FulfillmentStatus(StrEnum):
+    OPEN = "OPEN"
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN PROGRESS"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class ComponentState(StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class LineUpdate(Model):
+    """Data a fulfillment system hands back for one line (service IDs, numbers, addresses)."""
+
+    line_id: str
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class ComponentUpdate(Model):
+    """One state change of one component, carrying all its line changes at once."""
+
+    component_id: str
+    state: ComponentState
+    milestone: str | None = None
+    step: str | None = None
+    line_updates: list[LineUpdate] = Field(default_factory=list)
+    fault_code: str | None = None
+    fault_message: str | None = None
+
+
+class LineView(Model):
+    id: str
+    name: str
+    action: ServiceActionCode
+    product_class: str | None
+    pattern: str | None = None
+    status: FulfillmentStatus
+    milestone: str | None = None
+    milestones: list[str] = Field(default_factory=list)
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class ComponentView(Model):
+    id: str
+    function: str
+    target_system: str
+    state: ComponentState
+    lines: list[str]
+    milestone: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class FalloutView(Model):
+    id: str
+    component: str
+    lines: list[str]
+    step: str | None
+    code: str
+    message: str
+    severity: str
+    state: str
+    raised_at: datetime | None = None
+
+
+class RevisionView(Model):
+    number: int
+    outcome: str
+    reason: str | None = None
+
+
+class OrderStatus(Model):
+    """The answer of the status query and the workflow result (DESIGN.md §3)."""
+
+    order_number: str
+    revision: int
+    state: OrderState
+    status: FulfillmentStatus
+    customer_account: str | None = None
+    lines: list[LineView]
+    components: list[ComponentView]
+    fallouts: list[FalloutView] = Field(default_factory=list)
+    revisions: list[RevisionView] = Field(default_factory=list)
+    crm_updates_sent: int = 0
+
+
+# --- messages between roles -----------------------------------------------------------------
+
+
+class ProvisioningOrder(Model):
+    """Content of the ProcessProvisioningOrderEBM that COM hands to SOM for one component."""
+
+    order_number: str
+    revision: int
+    component_id: str
+    target_system: str
+    parent_workflow_id: str
+    priority: int = 5
+    customer_account: str | None = None
+    run: int = 1
+    """How many times COM has started this component (a retry after fallout counts)."""
+    lines: list[SalesOrderLine]
+
+
+class ProvisioningResult(Model):
+    component_id: str
+    state: ComponentState
+    line_updates: list[LineUpdate] = Field(default_factory=list)

@@ -1,0 +1,189 @@
+"""Rendering the outbound EBMs (XML) and the sink they are delivered to.
+
+Every message carries an ``EBMHeader/EBMID`` equal to its deterministic ID; the outbox sink
+names the file after that ID and writes atomically, so a retried delivery overwrites.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from lxml import etree
+
+from o2a.inbound import CC_NS, SO_NS
+from o2a.models import (
+    ComponentUpdate,
+    FulfillmentStatus,
+    LineView,
+    ProvisioningOrder,
+    SalesOrderLine,
+)
+
+PO_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/EBO/ProvisioningOrder/V1"
+FO_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/EBO/FulfillmentOrder/V1"
+SENDER = "O2A"
+
+
+class MessageSink(Protocol):
+    def deliver(self, message_id: str, document: bytes) -> None: ...
+
+
+class OutboxSink:
+    """One file per message in a folder: ``{message_id}.xml``, replaced atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def deliver(self, message_id: str, document: bytes) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{message_id}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(document)
+            os.replace(tmp, self.directory / f"{message_id}.xml")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _sub(parent: etree._Element, ns: str, tag: str, text: object | None = None) -> etree._Element:
+    el = etree.SubElement(parent, f"{{{ns}}}{tag}")
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def _ebm(
+    name: str, ns: str, ebo: str, message_id: str, verb: str, created: datetime
+) -> tuple[etree._Element, etree._Element]:
+    nsmap = {None: ns, "corecom": CC_NS}
+    root = etree.Element(f"{{{ns}}}{name}", nsmap=nsmap)  # type: ignore[arg-type]
+    header = _sub(root, CC_NS, "EBMHeader")
+    _sub(header, CC_NS, "EBMID", message_id)
+    _sub(header, CC_NS, "EBMName", name)
+    _sub(header, CC_NS, "EBOName", ebo)
+    _sub(header, CC_NS, "CreationDateTime", created.isoformat())
+    _sub(header, CC_NS, "VerbCode", verb)
+    _sub(_sub(header, CC_NS, "Sender"), CC_NS, "ID", SENDER)
+    return root, _sub(root, ns, "DataArea")
+
+
+def _serialize(root: etree._Element) -> bytes:
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _identification(parent: etree._Element, ident: str, revision: int | None = None) -> None:
+    el = _sub(parent, CC_NS, "Identification")
+    _sub(el, CC_NS, "ID", ident)
+    if revision is not None:
+        _sub(_sub(el, CC_NS, "Revision"), CC_NS, "Number", revision)
+
+
+def _data_updates(parent: etree._Element, data: dict[str, str]) -> None:
+    if not data:
+        return
+    group = _sub(parent, CC_NS, "SpecificationGroup")
+    for name, value in sorted(data.items()):
+        spec = _sub(group, CC_NS, "Specification")
+        _sub(spec, CC_NS, "Name", name)
+        _sub(spec, CC_NS, "Value", value)
+
+
+def _order_line(parent: etree._Element, ns: str, tag: str, line: SalesOrderLine) -> None:
+    el = _sub(parent, ns, tag)
+    ident = _sub(el, CC_NS, "Identification")
+    _sub(ident, CC_NS, "ID", line.id)
+    if line.business_component_id:
+        _sub(ident, CC_NS, "BusinessComponentID", line.business_component_id)
+    if line.parent_id:
+        _sub(_sub(el, ns, "ParentLineIdentification"), CC_NS, "ID", line.parent_id)
+    _sub(el, ns, "ServiceActionCode", line.action.value)
+    if line.service_address:
+        address = _sub(el, CC_NS, "ServiceAddress")
+        for tag_name, value in (
+            ("LineOne", line.service_address.line_one),
+            ("CityName", line.service_address.city),
+            ("PostalCode", line.service_address.postal_code),
+            ("CountryCode", line.service_address.country),
+        ):
+            if value:
+                _sub(address, CC_NS, tag_name, value)
+    item = _sub(el, CC_NS, "ItemReference")
+    _sub(item, CC_NS, "Name", line.item.name)
+    _sub(item, CC_NS, "TypeCode", line.item.type_code)
+    if line.item.product_class:
+        _sub(item, CC_NS, "PrimaryClassificationCode", line.item.product_class)
+    _data_updates(item, {s.name: s.value for s in line.item.specifications})
+
+
+def render_provisioning_order(
+    message_id: str, order: ProvisioningOrder, created: datetime
+) -> bytes:
+    root, data = _ebm(
+        "ProcessProvisioningOrderEBM", PO_NS, "ProvisioningOrderEBO", message_id, "Process", created
+    )
+    body = _sub(data, PO_NS, "ProcessProvisioningOrder")
+    _identification(body, f"{order.order_number}/{order.component_id}", order.revision)
+    _sub(body, PO_NS, "SalesOrderIdentification").text = order.order_number
+    _sub(body, PO_NS, "FulfillmentPriorityCode", order.priority)
+    _sub(body, PO_NS, "TargetSystem", order.target_system)
+    if order.customer_account:
+        ref = _sub(body, CC_NS, "CustomerPartyReference")
+        _sub(
+            _sub(ref, CC_NS, "CustomerPartyAccountIdentification"),
+            CC_NS,
+            "ID",
+            order.customer_account,
+        )
+    for line in order.lines:
+        _order_line(body, PO_NS, "ProvisioningOrderLine", line)
+    return _serialize(root)
+
+
+def render_fulfillment_update(
+    message_id: str, order_number: str, revision: int, update: ComponentUpdate, created: datetime
+) -> bytes:
+    root, data = _ebm(
+        "ProcessFulfillmentOrderUpdateEBM",
+        FO_NS,
+        "FulfillmentOrderEBO",
+        message_id,
+        "Process",
+        created,
+    )
+    body = _sub(data, FO_NS, "ProcessFulfillmentOrderUpdate")
+    _identification(body, f"{order_number}/{update.component_id}", revision)
+    _sub(_sub(body, CC_NS, "Status"), CC_NS, "Code", update.state.value.upper())
+    if update.milestone:
+        _sub(body, FO_NS, "MilestoneCode", update.milestone)
+    for line_update in update.line_updates:
+        line_el = _sub(body, FO_NS, "FulfillmentOrderLine")
+        _sub(_sub(line_el, CC_NS, "Identification"), CC_NS, "ID", line_update.line_id)
+        _data_updates(line_el, line_update.data)
+    return _serialize(root)
+
+
+def render_sales_order_update(
+    message_id: str,
+    order_number: str,
+    revision: int,
+    order_status: FulfillmentStatus,
+    lines: list[LineView],
+    created: datetime,
+) -> bytes:
+    root, data = _ebm("UpdateSalesOrderEBM", SO_NS, "SalesOrderEBO", message_id, "Update", created)
+    body = _sub(data, SO_NS, "UpdateSalesOrder")
+    _identification(body, order_number, revision)
+    _sub(_sub(body, CC_NS, "Status"), CC_NS, "Code", order_status.value)
+    for line in lines:
+        line_el = _sub(body, SO_NS, "SalesOrderLine")
+        _sub(_sub(line_el, CC_NS, "Identification"), CC_NS, "ID", line.id)
+        _sub(_sub(line_el, CC_NS, "Status"), CC_NS, "Code", line.status.value)
+        if line.milestone:
+            _sub(line_el, SO_NS, "MilestoneCode", line.milestone)
+        _data_updates(line_el, line.data)
+    return _serialize(root)

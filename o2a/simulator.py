@@ -1,0 +1,96 @@
+"""The fulfillment-system simulator contract (DESIGN.md §3) and the data it hands back.
+
+Until real adapters exist, lines steer the simulated systems with two specifications:
+``SimulatedDelay`` (seconds per step) and ``SimulatedFault`` (``STEP[:CODE[:COUNT]]``).
+Everything a simulated system returns is derived from the order, so a retried step
+returns the same identifiers (idempotent, like a real inventory lookup by order key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from o2a.errors import InputError
+from o2a.models import SalesOrderLine
+
+DELAY_SPEC = "SimulatedDelay"
+FAULT_SPEC = "SimulatedFault"
+DEFAULT_FAULT_CODE = "SIMULATED_FAULT"
+PROVISIONING_STEPS = ("design", "activate", "verify")
+KNOWN_STEPS = frozenset(
+    [*PROVISIONING_STEPS, *(f"undo-{s}" for s in PROVISIONING_STEPS), "billing", "ship", "sync"]
+)
+
+
+@dataclass(frozen=True)
+class SimulatedFault:
+    step: str
+    code: str
+    count: int | None
+    """How many runs fail before the step succeeds; None: every run fails."""
+
+    def fails(self, step: str, run: int) -> bool:
+        return step == self.step and (self.count is None or run <= self.count)
+
+
+def line_delay(line: SalesOrderLine) -> float:
+    raw = line.item.spec(DELAY_SPEC)
+    if raw is None:
+        return 0.0
+    try:
+        delay = float(raw)
+    except ValueError:
+        raise InputError(f"line {line.id}: {DELAY_SPEC} must be seconds, got {raw!r}") from None
+    if not 0 <= delay <= 86_400:
+        raise InputError(f"line {line.id}: {DELAY_SPEC} must be 0..86400 seconds, got {raw!r}")
+    return delay
+
+
+def line_fault(line: SalesOrderLine) -> SimulatedFault | None:
+    raw = line.item.spec(FAULT_SPEC)
+    if raw is None:
+        return None
+    parts = raw.split(":")
+    if len(parts) > 3 or parts[0] not in KNOWN_STEPS:
+        raise InputError(
+            f"line {line.id}: {FAULT_SPEC} must be STEP[:CODE[:COUNT]] with STEP one of "
+            f"{', '.join(sorted(KNOWN_STEPS))}; got {raw!r}"
+        )
+    code = parts[1] if len(parts) > 1 and parts[1] else DEFAULT_FAULT_CODE
+    count: int | None = None
+    if len(parts) == 3:
+        try:
+            count = int(parts[2])
+        except ValueError:
+            raise InputError(f"line {line.id}: {FAULT_SPEC} COUNT must be a number") from None
+    return SimulatedFault(step=parts[0], code=code, count=count)
+
+
+def validate_simulation(lines: list[SalesOrderLine]) -> None:
+    """Refuse malformed simulator specifications at submit, not mid-fulfillment."""
+    for line in lines:
+        line_delay(line)
+        line_fault(line)
+
+
+def _digits(seed: str, n: int) -> str:
+    return str(int(hashlib.sha256(seed.encode()).hexdigest(), 16))[-n:].rjust(n, "0")
+
+
+def activation_data(order_number: str, line: SalesOrderLine, target_system: str) -> dict[str, str]:
+    """Data updates a provisioning system returns on activation."""
+    seed = f"{order_number}/{line.id}"
+    data = {"ServiceInstanceId": f"SI-{order_number}-{line.id}"}
+    product_class = line.item.product_class or ""
+    if "Plan" not in product_class:
+        return data
+    if target_system.startswith("Fixed"):
+        data["AssignedNumber"] = "+3120" + _digits(seed, 7)
+    elif target_system.startswith("Mobile"):
+        data["MSISDN"] = "+316" + _digits(seed, 8)
+        data["ICCID"] = "8931" + _digits(seed + "/sim", 15)
+    elif target_system.startswith("Broadband"):
+        octets = _digits(seed + "/ip", 6)
+        data["IPAddress"] = f"100.{64 + int(octets[:2]) % 64}.{int(octets[2:4])}.{int(octets[4:])}"
+    return data

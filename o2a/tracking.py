@@ -1,0 +1,215 @@
+"""Status rules: component updates → line statuses and milestones → order-level status.
+
+Pure and deterministic so the COM workflow can hold it as state and tests can drive it
+without Temporal. It also decides *when* CRM must hear: only when a line's status,
+milestone or data, or the order's status, has changed since the last report.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from o2a.models import (
+    ComponentState,
+    ComponentUpdate,
+    ComponentView,
+    CustomerOrder,
+    FalloutView,
+    FulfillmentStatus,
+    LineView,
+    OrderPlan,
+    OrderState,
+    OrderStatus,
+    RevisionView,
+    ServiceActionCode,
+)
+
+_LineKey = tuple[FulfillmentStatus, str | None, tuple[tuple[str, str], ...]]
+
+
+def aggregate_order_status(statuses: list[FulfillmentStatus]) -> FulfillmentStatus:
+    """AIA order status from line statuses (DESIGN.md §1)."""
+    if any(s is FulfillmentStatus.FAILED for s in statuses):
+        return FulfillmentStatus.FAILED
+    if all(s is FulfillmentStatus.COMPLETE for s in statuses):
+        return FulfillmentStatus.COMPLETE
+    if all(s is FulfillmentStatus.CANCELLED for s in statuses):
+        return FulfillmentStatus.CANCELLED
+    if any(s in (FulfillmentStatus.IN_PROGRESS, FulfillmentStatus.COMPLETE) for s in statuses):
+        return FulfillmentStatus.IN_PROGRESS
+    return FulfillmentStatus.OPEN
+
+
+def line_status(states: list[ComponentState]) -> FulfillmentStatus:
+    """A line's status from the states of the components that carry it."""
+    if not states or all(s is ComponentState.COMPLETED for s in states):
+        return FulfillmentStatus.COMPLETE
+    if any(s is ComponentState.FAILED for s in states):
+        return FulfillmentStatus.FAILED
+    if any(s is not ComponentState.PENDING for s in states):
+        return FulfillmentStatus.IN_PROGRESS
+    return FulfillmentStatus.PENDING
+
+
+class FulfillmentTracker:
+    def __init__(self, order: CustomerOrder, plan: OrderPlan) -> None:
+        self.order = order
+        self.plan = plan
+        self.components = {
+            c.id: ComponentView(
+                id=c.id,
+                function=c.function,
+                target_system=c.target_system,
+                state=ComponentState.PENDING,
+                lines=list(c.lines),
+            )
+            for c in plan.components
+        }
+        self.lines = {
+            line.id: LineView(
+                id=line.id,
+                name=line.item.name,
+                action=line.action,
+                product_class=line.item.product_class,
+                pattern=plan.line_patterns[line.id],
+                status=FulfillmentStatus.PENDING,
+            )
+            for line in order.lines
+        }
+        self._line_components: dict[str, list[str]] = {line_id: [] for line_id in self.lines}
+        for c in plan.components:
+            for line_id in c.lines:
+                self._line_components[line_id].append(c.id)
+        self.fallouts: list[FalloutView] = []
+        self.revisions: list[RevisionView] = []
+        self._reported: dict[str, _LineKey] = {}
+        self._reported_order_status: FulfillmentStatus | None = None
+        self._refresh_line_statuses()
+
+    # --- applying updates -----------------------------------------------------------------
+
+    def apply(self, update: ComponentUpdate, at: datetime) -> None:
+        component = self.components[update.component_id]
+        component.state = update.state
+        if update.state is ComponentState.IN_PROGRESS and component.started_at is None:
+            component.started_at = at
+        if update.state is ComponentState.COMPLETED:
+            component.completed_at = at
+        if update.milestone:
+            component.milestone = update.milestone
+            for line_id in component.lines:
+                line = self.lines[line_id]
+                line.milestone = update.milestone
+                if update.milestone not in line.milestones:
+                    line.milestones.append(update.milestone)
+        for line_update in update.line_updates:
+            self.lines[line_update.line_id].data.update(line_update.data)
+        if update.state is ComponentState.FAILED:
+            self._raise_fallout(update, at)
+        self._refresh_line_statuses()
+
+    def _raise_fallout(self, update: ComponentUpdate, at: datetime) -> None:
+        component = self.components[update.component_id]
+        self.fallouts.append(
+            FalloutView(
+                id=f"{self.order.order_number}-F{len(self.fallouts) + 1}",
+                component=component.id,
+                lines=list(component.lines),
+                step=update.step,
+                code=update.fault_code or "FULFILLMENT_FAILED",
+                message=update.fault_message or "fulfillment step failed",
+                severity="ERROR",
+                state="open",
+                raised_at=at,
+            )
+        )
+
+    def _refresh_line_statuses(self) -> None:
+        for line_id, line in self.lines.items():
+            if line.action is ServiceActionCode.NO_CHANGE:
+                line.status = FulfillmentStatus.COMPLETE
+                continue
+            states = [self.components[c].state for c in self._line_components[line_id]]
+            line.status = line_status(states)
+
+    def reset_failed(self) -> list[str]:
+        """An operator resolved the fallout: failed components run again, incidents close."""
+        reset = [c.id for c in self.components.values() if c.state is ComponentState.FAILED]
+        for component_id in reset:
+            self.components[component_id].state = ComponentState.PENDING
+        for fallout in self.fallouts:
+            if fallout.component in reset:
+                fallout.state = "resolved"
+        self._refresh_line_statuses()
+        return reset
+
+    # --- questions the workflow asks --------------------------------------------------------
+
+    def ready_components(self) -> list[str]:
+        """Pending components whose dependencies have all completed."""
+        return [
+            c.id
+            for c in self.plan.components
+            if self.components[c.id].state is ComponentState.PENDING
+            and all(self.components[d].state is ComponentState.COMPLETED for d in c.depends_on)
+        ]
+
+    def is_finished(self) -> bool:
+        return all(c.state is ComponentState.COMPLETED for c in self.components.values())
+
+    def has_failed(self) -> bool:
+        return any(c.state is ComponentState.FAILED for c in self.components.values())
+
+    def order_status(self) -> FulfillmentStatus:
+        return aggregate_order_status([line.status for line in self.lines.values()])
+
+    def take_changes(self) -> list[LineView] | None:
+        """Lines CRM has not yet heard about; None when nothing customer-visible changed."""
+        changed = []
+        for line in self.lines.values():
+            key: _LineKey = (line.status, line.milestone, tuple(sorted(line.data.items())))
+            if self._reported.get(line.id) != key:
+                self._reported[line.id] = key
+                changed.append(line.model_copy(deep=True))
+        status = self.order_status()
+        if not changed and status is self._reported_order_status:
+            return None
+        self._reported_order_status = status
+        return changed
+
+    def snapshot(self, state: OrderState, crm_updates_sent: int) -> OrderStatus:
+        return OrderStatus(
+            order_number=self.order.order_number,
+            revision=self.order.revision,
+            state=state,
+            status=self.order_status(),
+            customer_account=self.order.customer_account,
+            lines=[line.model_copy(deep=True) for line in self.lines.values()],
+            components=[c.model_copy(deep=True) for c in self.components.values()],
+            fallouts=[f.model_copy() for f in self.fallouts],
+            revisions=[r.model_copy() for r in self.revisions],
+            crm_updates_sent=crm_updates_sent,
+        )
+
+    def details_markdown(self, state: OrderState) -> str:
+        """The Web UI's current details: a short table, not a dump of every line."""
+        rows = [
+            f"**{state.value}** · order status **{self.order_status().value}** · "
+            f"revision {self.order.revision}",
+            "",
+            "| component | target system | state | lines | milestone |",
+            "|---|---|---|---|---|",
+        ]
+        for c in self.components.values():
+            rows.append(
+                f"| {c.id} | {c.target_system} | {c.state.value} | {len(c.lines)} | "
+                f"{c.milestone or ''} |"
+            )
+        counts: dict[str, int] = {}
+        for line in self.lines.values():
+            counts[line.status.value] = counts.get(line.status.value, 0) + 1
+        rows += ["", "lines: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+        if self.fallouts:
+            open_fallouts = [f for f in self.fallouts if f.state == "open"]
+            rows.append(f"fallout: {len(open_fallouts)} open")
+        return "\n".join(rows)

@@ -1,0 +1,241 @@
+"""`o2a bench`: throughput, latency, history size and worker memory, against a running worker.
+
+With ``--compare-bare`` the same server then runs a workload of the same shape (as many
+child workflows, activities and signals per order, measured from the real orders' histories)
+with no business logic, and the ratio prices what o2a itself adds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from o2a.catalog import load_catalog
+from o2a.client import connect
+from o2a.config import Settings
+from o2a.decomposition import decompose
+from o2a.errors import InputError
+from o2a.models import ComponentKind, CustomerOrder, OrderState
+from starters.submit import load_valid_order, start_order
+from workflows.bare import BareChildShape, BareOrderShape, BareOrderWorkflow
+from workflows.provisioning_order import STEPS
+
+HISTORY_SAMPLE = 10
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    sample: Path
+    orders: int
+    concurrency: int
+    compare_bare: bool
+    worker_pid: int | None
+
+
+@dataclass
+class RunFigures:
+    label: str
+    orders: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def orders_per_second(self) -> float:
+        return self.orders / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+@dataclass(frozen=True)
+class HistoryFigures:
+    parent_events: float
+    child_events: float
+    children: float
+    parent_activities: float
+    child_activities: float
+    signals: float
+
+
+async def run_bench(settings: Settings, options: BenchOptions) -> int:
+    if options.orders < 1 or options.concurrency < 1:
+        raise InputError("--orders and --concurrency must be at least 1")
+    order = load_valid_order(options.sample, settings)
+    client = await connect("o2a-bench")
+    run_id = uuid.uuid4().hex[:8]
+    print(
+        f"o2a bench: {options.orders} x {options.sample.name} ({len(order.lines)} lines), "
+        f"concurrency {options.concurrency}, task queue {settings.task_queue!r}"
+    )
+    workflow_ids: list[str] = []
+
+    async def one_order(i: int) -> None:
+        numbered = order.model_copy(update={"order_number": f"BENCH-{run_id}-{i:05d}"})
+        handle = await start_order(client, numbered, settings)
+        workflow_ids.append(handle.id)
+        result = await handle.result()
+        if result.state is not OrderState.COMPLETED:
+            raise RuntimeError(f"order {numbered.order_number} ended {result.state.value}")
+
+    o2a = await _drive("o2a", options, one_order)
+    history = await _history_figures(client, workflow_ids[:HISTORY_SAMPLE])
+    _report(o2a, len(order.lines), history, options.worker_pid)
+    if not options.compare_bare:
+        return 0
+
+    shape = _bare_shape(order, history, settings)
+
+    async def one_bare(i: int) -> None:
+        handle = await client.start_workflow(
+            BareOrderWorkflow.run,
+            shape,
+            id=f"bare-{run_id}-{i:05d}",
+            task_queue=settings.task_queue,
+        )
+        workflow_ids.append(handle.id)
+        await handle.result()
+
+    workflow_ids.clear()
+    bare = await _drive("bare shape", options, one_bare)
+    bare_history = await _history_figures(client, workflow_ids[:HISTORY_SAMPLE])
+    _report(bare, len(order.lines), bare_history, options.worker_pid)
+    print(
+        f"\nratio o2a / bare shape: {o2a.orders_per_second / bare.orders_per_second:.2f}x "
+        f"orders/s (p50 latency {o2a.percentile(50) / bare.percentile(50):.2f}x)"
+    )
+    return 0
+
+
+async def _drive(
+    label: str, options: BenchOptions, one: Callable[[int], Awaitable[None]]
+) -> RunFigures:
+    gate = asyncio.Semaphore(options.concurrency)
+    latencies: list[float] = []
+
+    async def timed(i: int) -> None:
+        async with gate:
+            began = time.monotonic()
+            await one(i)
+            latencies.append(time.monotonic() - began)
+            _progress(label, len(latencies), options.orders)
+
+    started = time.monotonic()
+    await asyncio.gather(*(timed(i) for i in range(options.orders)))
+    print(file=sys.stderr)
+    return RunFigures(label, options.orders, time.monotonic() - started, latencies)
+
+
+def _progress(label: str, done: int, total: int, width: int = 30) -> None:
+    filled = width * done // total
+    sys.stderr.write(f"\r{label:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    sys.stderr.flush()
+
+
+async def _history_figures(client: Client, workflow_ids: list[str]) -> HistoryFigures:
+    parents, children, child_counts, parent_acts, child_acts, signals = [], [], [], [], [], []
+    for workflow_id in workflow_ids:
+        parent = await client.get_workflow_handle(workflow_id).fetch_history()
+        kinds = [e.event_type for e in parent.events]
+        child_ids = [
+            e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            for e in parent.events
+            if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+        ]
+        parents.append(len(parent.events))
+        parent_acts.append(kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED))
+        signals.append(kinds.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED))
+        child_counts.append(len(child_ids))
+        events = activities = 0
+        for child_id in child_ids:
+            child = await client.get_workflow_handle(child_id).fetch_history()
+            events += len(child.events)
+            activities += sum(
+                1
+                for e in child.events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            )
+        children.append(events)
+        child_acts.append(activities)
+    mean = statistics.fmean
+    return HistoryFigures(
+        parent_events=mean(parents),
+        child_events=mean(children),
+        children=mean(child_counts),
+        parent_activities=mean(parent_acts),
+        child_activities=mean(child_acts),
+        signals=mean(signals),
+    )
+
+
+def _bare_shape(
+    order: CustomerOrder, history: HistoryFigures, settings: Settings
+) -> BareOrderShape:
+    """Children mirror the order's provisioning components; counts come from the history."""
+    plan = decompose(order, load_catalog(settings.catalog_path))
+    provisioning = [c for c in plan.components if c.kind is ComponentKind.PROVISION]
+    return BareOrderShape(
+        parent_activities=round(history.parent_activities),
+        children=[
+            BareChildShape(steps=[len(c.lines)] * len(STEPS), signals=len(STEPS) - 1)
+            for c in provisioning
+        ],
+    )
+
+
+def _worker_rss_mib(pid: int | None) -> str:
+    pids = [pid] if pid else _find_worker_pids()
+    if not pids:
+        return "n/a (no worker process found on this host; pass --worker-pid)"
+    total = 0
+    for p in pids:
+        try:
+            for row in Path(f"/proc/{p}/status").read_text().splitlines():
+                if row.startswith("VmRSS:"):
+                    total += int(row.split()[1])
+        except OSError:
+            return f"n/a (cannot read /proc/{p})"
+    return f"{total / 1024:.0f} MiB RSS ({len(pids)} process{'es' if len(pids) > 1 else ''})"
+
+
+def _find_worker_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [Path(a.decode(errors="replace")).name for a in argv if a]
+        if "o2a" in words and ("worker" in words or "up" in words):
+            found.append(int(entry.name))
+    return found
+
+
+def _report(
+    run: RunFigures, lines_per_order: int, history: HistoryFigures, worker_pid: int | None
+) -> None:
+    print(f"\n== {run.label}: {run.orders} orders in {run.seconds:.1f}s")
+    print(f"throughput      {run.orders_per_second:.2f} orders/s")
+    print(f"order lines     {run.orders_per_second * lines_per_order * 3600:,.0f} lines/hour")
+    print(
+        f"latency         p50 {run.percentile(50):.2f}s  p95 {run.percentile(95):.2f}s  "
+        f"p99 {run.percentile(99):.2f}s"
+    )
+    print(
+        f"history/order   parent {history.parent_events:.0f} events, children "
+        f"{history.child_events:.0f} events in {history.children:.0f} workflows; "
+        f"activities {history.parent_activities:.0f} parent + {history.child_activities:.0f} "
+        f"children; signals {history.signals:.0f}"
+    )
+    print(f"worker memory   {_worker_rss_mib(worker_pid)}")

@@ -1,0 +1,93 @@
+"""The o2a worker: both workflows and every activity on one task queue.
+
+Several processes (``--processes N``) share the queue for throughput on multi-core hosts;
+each process is a complete worker, so any of them may be killed and the others carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.bare import bare_noop
+from activities.decomposition import DecompositionActivities
+from activities.fulfillment import run_order_function, run_provisioning_step
+from activities.messaging import MessagingActivities
+from o2a.client import connect
+from o2a.config import Settings
+from o2a.outbound import OutboxSink
+from workflows.bare import BareChildWorkflow, BareOrderWorkflow
+from workflows.customer_order import CustomerOrderWorkflow
+from workflows.provisioning_order import ProvisioningOrderWorkflow
+
+WORKFLOWS = [
+    CustomerOrderWorkflow,
+    ProvisioningOrderWorkflow,
+    BareOrderWorkflow,
+    BareChildWorkflow,
+]
+MAX_CONCURRENT_ACTIVITIES = 500
+MAX_CONCURRENT_WORKFLOW_TASKS = 100
+
+
+def build_worker(client: Client, settings: Settings) -> Worker:
+    decomposition = DecompositionActivities(settings.catalog_path)
+    _ = decomposition.catalog  # a broken catalog stops the worker at start, not an order
+    messaging = MessagingActivities(OutboxSink(settings.outbox_dir))
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            decomposition.decompose_order,
+            messaging.send_provisioning_order,
+            messaging.send_fulfillment_update,
+            messaging.send_sales_order_update,
+            run_provisioning_step,
+            run_order_function,
+            bare_noop,
+        ],
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        max_concurrent_workflow_tasks=MAX_CONCURRENT_WORKFLOW_TASKS,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set, or until SIGINT/SIGTERM; in-flight tasks finish first."""
+    client = await connect("o2a-worker")
+    worker = build_worker(client, settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"o2a worker polling task queue {settings.task_queue!r}, outbox {settings.outbox_dir}",
+        flush=True,
+    )
+    async with worker:
+        await stop.wait()
+    print("o2a worker stopped", flush=True)
+
+
+def _process_main(settings: Settings) -> None:
+    asyncio.run(run_worker(settings))
+
+
+def run_workers(settings: Settings, processes: int) -> None:
+    if processes <= 1:
+        _process_main(settings)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_process_main, args=(settings,)) for _ in range(processes)]
+    for child in children:
+        child.start()
+    try:
+        for child in children:
+            child.join()
+    except KeyboardInterrupt:
+        for child in children:
+            child.join()

@@ -1,0 +1,25 @@
+"""Timeouts and retry budgets shared by the COM and SOM workflows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+FULFILLMENT_TIMEOUT = timedelta(hours=2)
+MESSAGE_TIMEOUT = timedelta(seconds=30)
+DECOMPOSITION_TIMEOUT = timedelta(seconds=30)
+
+FULFILLMENT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=8,
+)
+"""Transient fulfillment-system errors are retried; past this budget they become fallout."""
+
+MESSAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+)
+"""A sink outage delays a message, it never fails an order."""
