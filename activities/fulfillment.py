@@ -39,10 +39,20 @@ class FunctionCall(BaseModel):
     run: int = 1
 
 
+HEARTBEAT_EVERY = 2.0
+
+
+async def _work(seconds: float) -> None:
+    """Heartbeat while the system works, so a dead worker is noticed in seconds, not hours."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        activity.heartbeat()
+        await asyncio.sleep(min(left, HEARTBEAT_EVERY))
+
+
 async def _simulate(step: str, run: int, lines: list[SalesOrderLine], system: str) -> None:
-    delay = max((line_delay(line) for line in lines), default=0.0)
-    if delay:
-        await asyncio.sleep(delay)
+    await _work(max((line_delay(line) for line in lines), default=0.0))
     for line in lines:
         fault = line_fault(line)
         if fault is not None and fault.fails(step, run):

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from o2a.tracking import FulfillmentTracker
     from workflows.policies import (
         DECOMPOSITION_TIMEOUT,
+        FULFILLMENT_HEARTBEAT,
         FULFILLMENT_RETRY,
         FULFILLMENT_TIMEOUT,
         MESSAGE_RETRY,
@@ -193,6 +194,7 @@ class CustomerOrderWorkflow:
                 run=self._runs[component.id],
             ),
             start_to_close_timeout=FULFILLMENT_TIMEOUT,
+            heartbeat_timeout=FULFILLMENT_HEARTBEAT,
             retry_policy=FULFILLMENT_RETRY,
         )
 

@@ -6,8 +6,10 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-FULFILLMENT_TIMEOUT = timedelta(hours=2)
-MESSAGE_TIMEOUT = timedelta(seconds=30)
+FULFILLMENT_TIMEOUT = timedelta(hours=24)
+FULFILLMENT_HEARTBEAT = timedelta(seconds=10)
+"""Long fulfillment calls heartbeat; a lost worker is detected by this, not by the 24 h."""
+MESSAGE_TIMEOUT = timedelta(seconds=10)
 DECOMPOSITION_TIMEOUT = timedelta(seconds=30)
 
 FULFILLMENT_RETRY = RetryPolicy(

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ProvisioningResult,
     )
     from workflows.policies import (
+        FULFILLMENT_HEARTBEAT,
         FULFILLMENT_RETRY,
         FULFILLMENT_TIMEOUT,
         MESSAGE_RETRY,
@@ -59,6 +60,7 @@ class ProvisioningOrderWorkflow:
                             run=order.run,
                         ),
                         start_to_close_timeout=FULFILLMENT_TIMEOUT,
+                        heartbeat_timeout=FULFILLMENT_HEARTBEAT,
                         retry_policy=FULFILLMENT_RETRY,
                     )
                     for line in order.lines
