@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from lxml import etree
@@ -40,12 +40,16 @@ def text_of(root: etree._Element, local: str) -> list[str]:
     return [el.text or "" for el in root.iter() if etree.QName(el).localname == local]
 
 
-async def wait_for_state(handle: WorkflowHandle, state: OrderState, timeout: float = 30.0) -> None:
-    async def poll() -> None:
-        while (await handle.query(CustomerOrderWorkflow.status)).state is not state:
-            await asyncio.sleep(0.2)
+async def until(check: Callable[[], Awaitable[bool]]) -> None:
+    while not await check():
+        await asyncio.sleep(0.2)
 
-    await asyncio.wait_for(poll(), timeout)
+
+async def wait_for_state(handle: WorkflowHandle, state: OrderState, timeout: float = 30.0) -> None:
+    async def reached() -> bool:
+        return (await handle.query(CustomerOrderWorkflow.status)).state is state
+
+    await asyncio.wait_for(until(reached), timeout)
 
 
 async def test_triple_play_completes(
@@ -145,8 +149,18 @@ async def test_fault_waits_in_failed_state_until_resolved(
         by_id = {line.id: line for line in status.lines}
         assert by_id[voice.id].status is FulfillmentStatus.FAILED
         assert status.status is FulfillmentStatus.FAILED
+
+        async def settled() -> bool:
+            status = await handle.query(CustomerOrderWorkflow.status)
+            return not any(c.state is ComponentState.IN_PROGRESS for c in status.components)
+
+        await asyncio.wait_for(until(settled), 30)
+        status = await handle.query(CustomerOrderWorkflow.status)
+        assert status.state is OrderState.FAILED
         mobile = [c for c in status.components if c.target_system == "MobileProvisioningSystem"]
         assert mobile and mobile[0].state is ComponentState.COMPLETED
+        billing = [c for c in status.components if c.function == "FulfillBilling"]
+        assert billing[0].state is ComponentState.PENDING  # waits for the failed provisioning
 
         await handle.signal(CustomerOrderWorkflow.resolve)
         result = await handle.result()

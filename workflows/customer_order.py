@@ -81,17 +81,19 @@ class CustomerOrderWorkflow:
             retry_policy=FULFILLMENT_RETRY,
         )
         tracker = self._tracker = FulfillmentTracker(order, plan)
-        self._state = OrderState.IN_PROGRESS
         while True:
+            if self._resolve_requested:
+                self._resolve_requested = False
+                tracker.reset_failed()
             for component_id in tracker.ready_components():
                 self._start(plan.component(component_id))
+            # Fallout puts the order in `failed` at once; independent components carry on,
+            # and once nothing runs the order waits, durably, for an operator's resolve.
+            self._state = OrderState.FAILED if tracker.has_failed() else OrderState.IN_PROGRESS
             await self._publish()
             if tracker.is_finished():
                 break
-            if not self._running and tracker.has_failed():
-                await self._wait_for_resolution()
-                continue
-            await workflow.wait_condition(lambda: bool(self._inbox))
+            await workflow.wait_condition(lambda: bool(self._inbox) or self._resolve_requested)
             self._drain_inbox()
         self._state = OrderState.COMPLETED
         await self._publish()
@@ -236,16 +238,6 @@ class CustomerOrderWorkflow:
         updates, self._inbox = self._inbox, []
         for update in updates:
             self._tracker.apply(update, workflow.now())
-
-    async def _wait_for_resolution(self) -> None:
-        """Fallout: the order waits, durably, until an operator resolves it."""
-        assert self._tracker is not None
-        self._state = OrderState.FAILED
-        await self._publish()
-        self._resolve_requested = False
-        await workflow.wait_condition(lambda: self._resolve_requested)
-        self._tracker.reset_failed()
-        self._state = OrderState.IN_PROGRESS
 
     # --- telling the world ----------------------------------------------------------------------
 
