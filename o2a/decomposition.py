@@ -112,9 +112,13 @@ def _group(line: SalesOrderLine, granularity: Granularity, by_id: dict[str, Sale
     return f"bundle-{line.root_id or line.id}"
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
+
+
 def component_id(function: str, target: str, group: str) -> str:
-    """Stable across revisions, and safe inside a workflow ID."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{function}.{target}.{group}")
+    """Stable across revisions, safe inside a workflow ID, and never shared by two groups:
+    unsafe characters (``_`` included) are escaped, not replaced."""
+    return _UNSAFE.sub(lambda m: f"_{ord(m.group()):04X}", f"{function}.{target}.{group}")
 
 
 def _dependencies(

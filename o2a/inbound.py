@@ -7,7 +7,9 @@ field, so the command line can print one line and exit 2.
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -47,20 +49,23 @@ def read_order_file(path: str | Path) -> CustomerOrder:
 def parse_order(data: bytes) -> CustomerOrder:
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InputError(f"document is over the {MAX_DOCUMENT_BYTES // 1_048_576} MiB limit")
-    head = data.lstrip()[:1]
+    head = data.removeprefix(codecs.BOM_UTF8).lstrip()[:1]
     if not head:
         raise InputError("document is empty")
     if head == b"{":
-        return _parse_json(data)
+        return _parse_json(data.removeprefix(codecs.BOM_UTF8))
     return _parse_xml(data)
 
 
 def _parse_json(data: bytes) -> CustomerOrder:
     try:
         raw = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        detail = f"{exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else exc
-        raise InputError(f"malformed JSON: {detail}") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise InputError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # undecodable bytes, integers past Python's digit limit
+        raise InputError(f"malformed JSON: {exc}") from None
     return _validate(raw)
 
 
@@ -73,8 +78,15 @@ def _validate(raw: object) -> CustomerOrder:
         raise InputError(f"invalid order: {where}: {err['msg']}") from exc
 
 
+class _RefuseExternal(etree.Resolver):
+    """Defence in depth: even if libxml2 asks for an external resource, nothing is read."""
+
+    def resolve(self, system_url: str | None, public_id: str | None, context: object) -> None:
+        raise InputError(f"external resource {system_url or public_id!r} is not allowed")
+
+
 def _hardened_parser() -> etree.XMLParser:
-    return etree.XMLParser(
+    parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -84,19 +96,42 @@ def _hardened_parser() -> etree.XMLParser:
         remove_pis=True,
         collect_ids=False,
     )
+    parser.resolvers.add(_RefuseExternal())
+    return parser
+
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_DECLARED = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def _decoded(data: bytes) -> str:
+    """The document as text, in whatever encoding libxml2 would read it, to look for a DTD."""
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+    if encoding is None:
+        declared = _DECLARED.match(data)
+        encoding = declared.group(1).decode() if declared else "utf-8"
+    try:
+        return data.decode(encoding)
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise InputError(f"document is not readable as {encoding}: {exc}") from None
 
 
 def _parse_xml(data: bytes) -> CustomerOrder:
-    # A DOCTYPE is the door to XXE and entity expansion; an order never needs one.
-    prolog = data[:4096].upper()
-    if b"<!DOCTYPE" in prolog or b"<!ENTITY" in data.upper():
+    # A DOCTYPE is the door to XXE and entity expansion; an order never needs one. Look for it
+    # anywhere in the decoded text before libxml2 sees the document.
+    if _DTD.search(_decoded(data)):
         raise InputError("DTDs and entity declarations are not allowed in an order")
     try:
         root = etree.fromstring(data, _hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise InputError(f"not well-formed XML: {exc.msg}") from exc
-    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]  # stubs lag lxml
-        raise InputError("DTDs and entity declarations are not allowed in an order")
     _check_depth(root)
     if etree.QName(root).localname != ROOT:
         raise InputError(f"root element is {etree.QName(root).localname}, expected {ROOT}")

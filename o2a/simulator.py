@@ -63,7 +63,11 @@ def line_fault(line: SalesOrderLine) -> SimulatedFault | None:
         try:
             count = int(parts[2])
         except ValueError:
-            raise InputError(f"line {line.id}: {FAULT_SPEC} COUNT must be a number") from None
+            count = -1
+        if count < 1:
+            raise InputError(
+                f"line {line.id}: {FAULT_SPEC} COUNT must be a whole number of at least 1"
+            )
     return SimulatedFault(step=parts[0], code=code, count=count)
 
 

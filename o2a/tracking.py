@@ -28,14 +28,18 @@ _LineKey = tuple[FulfillmentStatus, str | None, tuple[tuple[str, str], ...]]
 
 
 def aggregate_order_status(statuses: list[FulfillmentStatus]) -> FulfillmentStatus:
-    """AIA order status from line statuses (DESIGN.md §1)."""
+    """AIA order status from the statuses of the lines that carry work (DESIGN.md §1).
+
+    Cancelled lines drop out unless every line is cancelled.
+    """
     if any(s is FulfillmentStatus.FAILED for s in statuses):
         return FulfillmentStatus.FAILED
-    if all(s is FulfillmentStatus.COMPLETE for s in statuses):
-        return FulfillmentStatus.COMPLETE
-    if all(s is FulfillmentStatus.CANCELLED for s in statuses):
+    active = [s for s in statuses if s is not FulfillmentStatus.CANCELLED]
+    if statuses and not active:
         return FulfillmentStatus.CANCELLED
-    if any(s in (FulfillmentStatus.IN_PROGRESS, FulfillmentStatus.COMPLETE) for s in statuses):
+    if all(s is FulfillmentStatus.COMPLETE for s in active):
+        return FulfillmentStatus.COMPLETE
+    if any(s in (FulfillmentStatus.IN_PROGRESS, FulfillmentStatus.COMPLETE) for s in active):
         return FulfillmentStatus.IN_PROGRESS
     return FulfillmentStatus.OPEN
 
@@ -161,7 +165,14 @@ class FulfillmentTracker:
         return any(c.state is ComponentState.FAILED for c in self.components.values())
 
     def order_status(self) -> FulfillmentStatus:
-        return aggregate_order_status([line.status for line in self.lines.values()])
+        """Context lines ("-") carry no work, so they neither start nor finish the order."""
+        return aggregate_order_status(
+            [
+                line.status
+                for line in self.lines.values()
+                if line.action is not ServiceActionCode.NO_CHANGE
+            ]
+        )
 
     def take_changes(self) -> list[LineView] | None:
         """Lines CRM has not yet heard about; None when nothing customer-visible changed."""

@@ -1,0 +1,317 @@
+"""Status rules and the fulfillment tracker, driven through a whole triple-play plan."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from o2a.catalog import load_catalog
+from o2a.decomposition import decompose
+from o2a.inbound import read_order_file
+from o2a.models import (
+    ComponentState,
+    ComponentUpdate,
+    CustomerOrder,
+    FulfillmentStatus,
+    LineUpdate,
+    OrderState,
+    ServiceActionCode,
+)
+from o2a.tracking import FulfillmentTracker, aggregate_order_status, line_status
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+
+S = FulfillmentStatus
+C = ComponentState
+
+SYNC = "SyncCustomer.BillingSystem.order"
+PROV_FIXED = "Provision.FixedProvisioningSystem.bundle-1.1"
+PROV_MOBILE = "Provision.MobileProvisioningSystem.bundle-1.2"
+PROV_BB = "Provision.BroadbandProvisioningSystem.bundle-1.3"
+SHIP = "Ship.ShippingSystem.order"
+INIT_BILL = "InitiateBilling.BillingSystem.order"
+FULFIL_BILL = "FulfillBilling.BillingSystem.order"
+INDEPENDENT = [SYNC, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP]
+
+
+# --- pure status rules ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([S.COMPLETE], S.COMPLETE),
+        ([S.COMPLETE, S.COMPLETE, S.COMPLETE], S.COMPLETE),
+        ([S.COMPLETE, S.FAILED], S.FAILED),
+        ([S.IN_PROGRESS, S.FAILED, S.PENDING], S.FAILED),
+        ([S.CANCELLED, S.FAILED], S.FAILED),
+        ([S.IN_PROGRESS, S.PENDING], S.IN_PROGRESS),
+        ([S.COMPLETE, S.PENDING], S.IN_PROGRESS),
+        ([S.IN_PROGRESS, S.COMPLETE], S.IN_PROGRESS),
+        ([S.OPEN, S.IN_PROGRESS], S.IN_PROGRESS),
+        ([S.CANCELLED, S.CANCELLED], S.CANCELLED),
+        ([S.PENDING, S.PENDING], S.OPEN),
+        ([S.OPEN, S.PENDING], S.OPEN),
+        ([S.OPEN], S.OPEN),
+    ],
+)
+def test_aggregate_order_status(
+    statuses: list[FulfillmentStatus], expected: FulfillmentStatus
+) -> None:
+    assert aggregate_order_status(statuses) is expected
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ([], S.COMPLETE),
+        ([C.COMPLETED], S.COMPLETE),
+        ([C.COMPLETED, C.COMPLETED], S.COMPLETE),
+        ([C.COMPLETED, C.FAILED], S.FAILED),
+        ([C.PENDING, C.FAILED], S.FAILED),
+        ([C.IN_PROGRESS, C.FAILED], S.FAILED),
+        ([C.IN_PROGRESS], S.IN_PROGRESS),
+        ([C.COMPLETED, C.PENDING], S.IN_PROGRESS),
+        ([C.PENDING, C.IN_PROGRESS], S.IN_PROGRESS),
+        ([C.PENDING], S.PENDING),
+        ([C.PENDING, C.PENDING], S.PENDING),
+    ],
+)
+def test_line_status(states: list[ComponentState], expected: FulfillmentStatus) -> None:
+    assert line_status(states) is expected
+
+
+# --- the tracker ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def order() -> CustomerOrder:
+    return read_order_file(SAMPLES / "triple_play.xml")
+
+
+@pytest.fixture
+def tracker(order: CustomerOrder) -> FulfillmentTracker:
+    return FulfillmentTracker(order, decompose(order, load_catalog()))
+
+
+def update(component: str, state: ComponentState, milestone: str | None = None,
+           **kwargs: object) -> ComponentUpdate:
+    return ComponentUpdate.model_validate(
+        {"component_id": component, "state": state, "milestone": milestone, **kwargs}
+    )
+
+
+def run(tracker: FulfillmentTracker, component: str, at: datetime = T0) -> None:
+    """One component from start to finish, with the catalog's milestones."""
+    plan = tracker.plan.component(component)
+    tracker.apply(update(component, C.IN_PROGRESS, plan.start_milestone), at)
+    tracker.apply(update(component, C.COMPLETED, plan.complete_milestone),
+                  at + timedelta(minutes=5))
+
+
+def statuses(tracker: FulfillmentTracker) -> dict[str, FulfillmentStatus]:
+    return {line_id: line.status for line_id, line in tracker.lines.items()}
+
+
+def test_initial_state(tracker: FulfillmentTracker) -> None:
+    assert set(statuses(tracker).values()) == {S.PENDING}
+    assert tracker.order_status() is S.OPEN
+    assert tracker.ready_components() == INDEPENDENT
+    assert not tracker.is_finished()
+    assert not tracker.has_failed()
+    assert tracker.lines["1.3.1"].pattern == "Service.Broadband"
+    assert tracker.lines["1.3.1"].name == "Fibre 500"
+
+
+def test_ready_components_respect_dependencies(tracker: FulfillmentTracker) -> None:
+    tracker.apply(update(SYNC, C.IN_PROGRESS), T0)
+    assert SYNC not in tracker.ready_components()
+    assert INIT_BILL not in tracker.ready_components()
+    tracker.apply(update(SYNC, C.COMPLETED), T0)
+    assert tracker.ready_components() == [PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP, INIT_BILL]
+    run(tracker, INIT_BILL)
+    for component in (PROV_BB, PROV_FIXED, PROV_MOBILE):
+        run(tracker, component)
+        assert FULFIL_BILL not in tracker.ready_components()
+    assert tracker.ready_components() == [SHIP]
+    tracker.apply(update(SHIP, C.IN_PROGRESS, "SHIP_START"), T0)
+    assert tracker.ready_components() == []
+    tracker.apply(update(SHIP, C.COMPLETED, "SHIPPED"), T0)
+    assert tracker.ready_components() == [FULFIL_BILL]
+    run(tracker, FULFIL_BILL)
+    assert tracker.ready_components() == []
+    assert tracker.is_finished()
+
+
+def test_whole_triple_play(tracker: FulfillmentTracker) -> None:
+    run(tracker, SYNC)
+    assert tracker.order_status() is S.IN_PROGRESS  # every line has a completed component
+    assert tracker.lines["1"].milestone == "CUSTOMER_SYNCED"
+
+    tracker.apply(update(PROV_BB, C.IN_PROGRESS, "PROVISION_START", step="design"), T0)
+    assert tracker.components[PROV_BB].started_at == T0
+    assert tracker.lines["1.3.1"].status is S.IN_PROGRESS
+    assert tracker.lines["1.3.1"].milestone == "PROVISION_START"
+    assert tracker.lines["1.3.3"].milestone == "CUSTOMER_SYNCED"  # CPE: not provisioned
+    tracker.apply(update(PROV_BB, C.IN_PROGRESS, step="activate"), T0 + timedelta(minutes=1))
+    assert tracker.components[PROV_BB].started_at == T0  # first start kept
+    assert tracker.lines["1.3.1"].milestone == "PROVISION_START"  # no milestone: unchanged
+
+    for component in (INIT_BILL, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP):
+        run(tracker, component)
+    assert tracker.components[PROV_BB].completed_at == T0 + timedelta(minutes=5)
+    assert tracker.lines["1.3.3"].milestone == "SHIPPED"
+    assert tracker.lines["1.3.1"].milestones == [
+        "CUSTOMER_SYNCED", "PROVISION_START", "BILLING_START", "PROVISION_COMPLETE"
+    ]  # in the order they arrived, each once
+    assert tracker.order_status() is S.IN_PROGRESS
+    assert not tracker.is_finished()
+
+    run(tracker, FULFIL_BILL)
+    assert tracker.is_finished()
+    assert set(statuses(tracker).values()) == {S.COMPLETE}
+    assert tracker.order_status() is S.COMPLETE
+    assert {line.milestone for line in tracker.lines.values()} == {"BILLING_COMPLETE"}
+
+    status = tracker.snapshot(OrderState.COMPLETED, crm_updates_sent=4)
+    assert status.order_number == "TP-1001"
+    assert status.state is OrderState.COMPLETED
+    assert status.status is S.COMPLETE
+    assert status.customer_account == "CA-100245"
+    assert status.crm_updates_sent == 4
+    assert len(status.lines) == 12
+    assert [c.id for c in status.components] == [
+        SYNC, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP, INIT_BILL, FULFIL_BILL
+    ]
+    assert all(c.state is C.COMPLETED for c in status.components)
+
+
+def test_data_updates_merge(tracker: FulfillmentTracker) -> None:
+    tracker.apply(update(PROV_MOBILE, C.IN_PROGRESS, line_updates=[
+        LineUpdate(line_id="1.2.1", data={"MSISDN": "+31611111111", "ICCID": "8931000"}),
+    ]), T0)
+    tracker.apply(update(PROV_MOBILE, C.COMPLETED, line_updates=[
+        LineUpdate(line_id="1.2.1", data={"ICCID": "8931999", "IMSI": "204040000000001"}),
+        LineUpdate(line_id="1.2.2", data={"ServiceInstanceId": "SI-2"}),
+    ]), T0)
+    assert tracker.lines["1.2.1"].data == {
+        "MSISDN": "+31611111111", "ICCID": "8931999", "IMSI": "204040000000001"
+    }
+    assert tracker.lines["1.2.2"].data == {"ServiceInstanceId": "SI-2"}
+    assert tracker.lines["1.1.1"].data == {}
+
+
+def test_take_changes(tracker: FulfillmentTracker) -> None:
+    first = tracker.take_changes()
+    assert first is not None and len(first) == 12  # CRM has heard nothing yet
+    assert tracker.take_changes() is None
+
+    tracker.apply(update(SYNC, C.IN_PROGRESS), T0)  # every line goes IN PROGRESS
+    changed = tracker.take_changes()
+    assert changed is not None and len(changed) == 12
+    assert {line.status for line in changed} == {S.IN_PROGRESS}
+    assert tracker.take_changes() is None
+
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, "PROVISION_START"), T0)
+    changed = tracker.take_changes()
+    assert changed is not None
+    assert [line.id for line in changed] == ["1.1.1", "1.1.2"]
+    assert changed[0].milestone == "PROVISION_START"
+
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, step="activate"), T0)  # nothing visible
+    assert tracker.take_changes() is None
+
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, line_updates=[
+        LineUpdate(line_id="1.1.1", data={"AssignedNumber": "+31201234567"})
+    ]), T0)
+    changed = tracker.take_changes()
+    assert changed is not None
+    assert [(line.id, line.data) for line in changed] == [
+        ("1.1.1", {"AssignedNumber": "+31201234567"})
+    ]
+    # the same data again is no change
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, line_updates=[
+        LineUpdate(line_id="1.1.1", data={"AssignedNumber": "+31201234567"})
+    ]), T0)
+    assert tracker.take_changes() is None
+
+
+def test_taken_changes_are_copies(tracker: FulfillmentTracker) -> None:
+    changed = tracker.take_changes()
+    assert changed is not None
+    changed[0].data["x"] = "y"
+    assert tracker.lines[changed[0].id].data == {}
+
+
+def test_failure_raises_fallout_and_reset_reopens(tracker: FulfillmentTracker) -> None:
+    run(tracker, SYNC)
+    tracker.take_changes()
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, "PROVISION_START"), T0)
+    tracker.apply(update(PROV_FIXED, C.FAILED, step="activate", fault_code="PORT_UNAVAILABLE",
+                         fault_message="number port rejected by donor"), T0 + timedelta(hours=1))
+    assert tracker.has_failed()
+    assert tracker.lines["1.1.1"].status is S.FAILED
+    assert tracker.lines["1.1.2"].status is S.FAILED
+    assert tracker.lines["1.2.1"].status is S.IN_PROGRESS
+    assert tracker.order_status() is S.FAILED
+    assert PROV_FIXED not in tracker.ready_components()
+    assert [(f.component, f.code, f.step, f.state) for f in tracker.fallouts] == [
+        (PROV_FIXED, "PORT_UNAVAILABLE", "activate", "open")
+    ]
+    fallout = tracker.fallouts[0]
+    assert fallout.id == "TP-1001-F1"
+    assert fallout.lines == ["1.1.1", "1.1.2"]
+    assert fallout.message == "number port rejected by donor"
+    assert fallout.raised_at == T0 + timedelta(hours=1)
+    changed = tracker.take_changes()
+    assert changed is not None
+    assert {line.id: line.status for line in changed} == {"1.1.1": S.FAILED, "1.1.2": S.FAILED}
+
+    assert tracker.reset_failed() == [PROV_FIXED]
+    assert not tracker.has_failed()
+    assert tracker.components[PROV_FIXED].state is C.PENDING
+    assert tracker.fallouts[0].state == "resolved"
+    assert statuses(tracker)["1.1.1"] is S.IN_PROGRESS
+    assert tracker.order_status() is S.IN_PROGRESS
+    assert PROV_FIXED in tracker.ready_components()
+    assert tracker.reset_failed() == []
+
+    tracker.apply(update(PROV_FIXED, C.FAILED), T0)
+    assert [f.id for f in tracker.fallouts] == ["TP-1001-F1", "TP-1001-F2"]
+    assert tracker.fallouts[1].code == "FULFILLMENT_FAILED"
+    assert tracker.fallouts[1].state == "open"
+
+
+def test_details_markdown(tracker: FulfillmentTracker) -> None:
+    run(tracker, SYNC)
+    tracker.apply(update(PROV_MOBILE, C.FAILED, fault_code="HLR_DOWN"), T0)
+    text = tracker.details_markdown(OrderState.FAILED)
+    assert "| component | target system | state | lines | milestone |" in text
+    assert "**failed**" in text
+    assert "order status **FAILED**" in text
+    assert f"| {SYNC} | BillingSystem | completed | 12 | CUSTOMER_SYNCED |" in text
+    assert f"| {PROV_MOBILE} | MobileProvisioningSystem | failed | 2 |" in text
+    assert "fallout: 1 open" in text
+    assert "2 FAILED" in text
+    assert len(text.splitlines()) < 20
+
+
+def test_unchanged_lines_are_complete_and_uncounted(order: CustomerOrder) -> None:
+    for line in order.lines:
+        if line.id.startswith("1.2"):
+            line.action = ServiceActionCode.NO_CHANGE
+    tracker = FulfillmentTracker(order, decompose(order, load_catalog()))
+    assert tracker.lines["1.2.1"].status is S.COMPLETE
+    for component in [c.id for c in tracker.plan.components]:
+        run(tracker, component)
+    assert tracker.is_finished()
+    assert tracker.order_status() is S.COMPLETE
+
+
+def test_order_with_context_lines_is_open_before_work_starts(order: CustomerOrder) -> None:
+    order.lines[-1].action = ServiceActionCode.NO_CHANGE  # the discount is context only
+    tracker = FulfillmentTracker(order, decompose(order, load_catalog()))
+    assert tracker.order_status() is S.OPEN
