@@ -81,7 +81,9 @@ def _validate(raw: object) -> CustomerOrder:
 class _RefuseExternal(etree.Resolver):
     """Defence in depth: even if libxml2 asks for an external resource, nothing is read."""
 
-    def resolve(self, system_url: str | None, public_id: str | None, context: object) -> None:
+    def resolve(  # type: ignore[override]  # lxml-stubs omit the context argument
+        self, system_url: str | None, public_id: str | None, context: object
+    ) -> None:
         raise InputError(f"external resource {system_url or public_id!r} is not allowed")
 
 
