@@ -208,18 +208,31 @@ def _worker_rss_mib(pid: int | None) -> str:
 
 
 def _find_worker_pids() -> list[int]:
-    found = []
+    """`o2a worker` / `o2a up` processes on this host, with the processes they spawned."""
+    parents: dict[int, int] = {}
+    found: set[int] = set()
+    servers: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
+        pid = int(entry.name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
         words = [Path(a.decode(errors="replace")).name for a in argv if a]
         if "o2a" in words and ("worker" in words or "up" in words):
-            found.append(int(entry.name))
-    return found
+            found.add(pid)
+        if words and words[0] == "temporal":
+            servers.add(pid)  # `o2a up` runs the server as its child: not worker memory
+    grew = True
+    while grew:
+        children = {pid for pid, ppid in parents.items() if ppid in found} - found - servers
+        found |= children
+        grew = bool(children)
+    return sorted(found)
 
 
 def _report(
