@@ -1,5 +1,3 @@
-import sys
+from o2a.cli import run
 
-from o2a.cli import main
-
-sys.exit(main())
+run()

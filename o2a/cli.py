@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio.service import RPCError
 
 from o2a import ids
 from o2a.client import ConnectionFailed, connect, connect_config
 from o2a.config import Settings
-from o2a.errors import InputError, OrderConflictError, UnknownOrderError
+from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
 from o2a.models import OrderState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args, settings)
     except InputError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except (UnknownOrderError, OrderConflictError, ConnectionFailed) as exc:
+    except (UnknownOrderError, OrderConflictError, NoWorkerError, ConnectionFailed) as exc:
         return _fail(str(exc), EXIT_FAILED)
     except RPCError as exc:
         return _fail(f"Temporal refused the request: {exc.message}", EXIT_FAILED)
@@ -173,5 +174,15 @@ async def _resolve(order_number: str) -> int:
     return EXIT_OK
 
 
+def run() -> NoReturn:
+    """Console entry point. Leaves with ``os._exit`` once output is flushed: the Temporal
+    core runtime's threads can crash interpreter finalization (temporalio/sdk-python#300),
+    which would turn a clean exit status into SIGABRT."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -44,7 +44,7 @@ async def connect(service_name: str = "o2a") -> Client:
         return await Client.connect(
             **config, data_converter=DATA_CONVERTER, interceptors=interceptors()
         )
-    except (RuntimeError, RPCError) as exc:
+    except (RuntimeError, RPCError, ValueError) as exc:  # ValueError: a malformed address
         raise ConnectionFailed(
             f"cannot reach Temporal at {config['target_host']}: {exc}. "
             "Is the server running (`make run` or `o2a server`)?"

@@ -11,3 +11,7 @@ class UnknownOrderError(LookupError):
 
 class OrderConflictError(RuntimeError):
     """The request clashes with the order's current state (e.g. a second submit): exit 1."""
+
+
+class NoWorkerError(RuntimeError):
+    """A running order whose status needs a worker, and none answered: exit 1."""

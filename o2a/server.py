@@ -157,13 +157,15 @@ class DevServer:
 
 
 def run_server(db: Path, port: int, ui_port: int) -> int:
-    """`o2a server`: run in the foreground until Ctrl-C or SIGTERM."""
+    """`o2a server`: run in the foreground until Ctrl-C or SIGTERM, which reach the server."""
     db.parent.mkdir(parents=True, exist_ok=True)
     cmd = server_command(db, port, ui_port)
     print(f"Temporal dev server on 127.0.0.1:{port}, Web UI http://localhost:{ui_port}, db {db}")
     proc = subprocess.Popen(cmd)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait()
+
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return proc.wait()

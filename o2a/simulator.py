@@ -74,6 +74,9 @@ def line_fault(line: SalesOrderLine) -> SimulatedFault | None:
 def validate_simulation(lines: list[SalesOrderLine]) -> None:
     """Refuse malformed simulator specifications at submit, not mid-fulfillment."""
     for line in lines:
+        for spec in (DELAY_SPEC, FAULT_SPEC):
+            if sum(1 for s in line.item.specifications if s.name == spec) > 1:
+                raise InputError(f"line {line.id}: {spec} is given more than once")
         line_delay(line)
         line_fault(line)
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from o2a import ids, visibility
-from o2a.errors import UnknownOrderError
+from o2a.errors import NoWorkerError, UnknownOrderError
 from o2a.models import OrderState, OrderStatus
 from workflows.customer_order import CustomerOrderWorkflow
+
+QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 async def order_status(client: Client, order_number: str) -> OrderStatus:
@@ -27,7 +29,15 @@ async def order_status(client: Client, order_number: str) -> OrderStatus:
         raise
     if description.status is WorkflowExecutionStatus.COMPLETED:
         return await handle.result()
-    return await handle.query(CustomerOrderWorkflow.status)
+    try:
+        return await handle.query(CustomerOrderWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.DEADLINE_EXCEEDED:
+            raise
+        raise NoWorkerError(
+            f"order {order_number} is running but no worker answered "
+            f"within {QUERY_TIMEOUT.seconds}s: is `o2a worker` running on its task queue?"
+        ) from None
 
 
 def format_status(status: OrderStatus) -> str:

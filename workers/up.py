@@ -17,7 +17,8 @@ async def run_up(settings: Settings, db: Path, port: int, ui_port: int) -> int:
     server.start()
     try:
         await server.wait_ready()
-        os.environ.setdefault("TEMPORAL_ADDRESS", server.address)
+        # `up` means this server, whatever the shell's TEMPORAL_ADDRESS says.
+        os.environ["TEMPORAL_ADDRESS"] = server.address
         print(
             f"Temporal dev server on {server.address} (db {db}, log {log_file})\n"
             f"Web UI  http://localhost:{ui_port}\n"
