@@ -26,6 +26,15 @@ from workers.worker import build_worker
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 
+# Component IDs of samples/triple_play.xml, shared by the decomposition and status tests.
+SYNC = "SyncCustomer.BillingSystem.order"
+PROV_FIXED = "Provision.FixedProvisioningSystem.bundle-1.1"
+PROV_MOBILE = "Provision.MobileProvisioningSystem.bundle-1.2"
+PROV_BB = "Provision.BroadbandProvisioningSystem.bundle-1.3"
+SHIP = "Ship.ShippingSystem.order"
+INIT_BILL = "InitiateBilling.BillingSystem.order"
+FULFIL_BILL = "FulfillBilling.BillingSystem.order"
+
 
 def free_port() -> int:
     with socket.socket() as s:

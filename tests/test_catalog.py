@@ -63,7 +63,9 @@ def test_shipped_catalog_structure() -> None:
     assert "Provision" not in patterns["Non.Service.Offer"].functions
     assert [d.function for d in fns["InitiateBilling"].depends_on] == ["SyncCustomer"]
     assert {d.function for d in fns["FulfillBilling"].depends_on} >= {
-        "InitiateBilling", "Provision", "Ship"
+        "InitiateBilling",
+        "Provision",
+        "Ship",
     }
 
 

@@ -342,12 +342,8 @@ async def test_server_command_serves_temporal_and_web_ui(tmp_path: Path, setting
         server.kill()
 
 
-async def test_up_runs_server_and_worker_until_ctrl_c(
-    tmp_path: Path, settings: Settings, order_number: str
-):
-    port, ui_port = free_port(), free_port()
-    env = cli_env(f"127.0.0.1:{port}", settings)
-    up = await Background.start(
+async def start_up(tmp_path: Path, port: int, ui_port: int, env: Mapping[str, str]) -> Background:
+    return await Background.start(
         "up",
         "--db",
         str(tmp_path / "up" / "t.db"),
@@ -358,6 +354,14 @@ async def test_up_runs_server_and_worker_until_ctrl_c(
         env=env,
         log=tmp_path / "up.log",
     )
+
+
+async def test_up_runs_server_and_worker_until_ctrl_c(
+    tmp_path: Path, settings: Settings, order_number: str
+):
+    port, ui_port = free_port(), free_port()
+    env = cli_env(f"127.0.0.1:{port}", settings)
+    up = await start_up(tmp_path, port, ui_port, env)
     try:
         await up.wait_for_output("polling task queue", timeout=90)
         assert f"Web UI  http://localhost:{ui_port}" in up.output(), up.output()
@@ -385,17 +389,7 @@ async def test_up_worker_polls_its_own_server_when_temporal_address_is_set(
 ):
     port, ui_port = free_port(), free_port()
     up_env = cli_env(temporal_address, settings)  # a user's shell pointing elsewhere
-    up = await Background.start(
-        "up",
-        "--db",
-        str(tmp_path / "up" / "t.db"),
-        "--port",
-        str(port),
-        "--ui-port",
-        str(ui_port),
-        env=up_env,
-        log=tmp_path / "up.log",
-    )
+    up = await start_up(tmp_path, port, ui_port, up_env)
     try:
         await up.wait_for_output("polling task queue", timeout=90)
         order = write_xml_order(tmp_path, order_number)

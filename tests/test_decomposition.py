@@ -19,17 +19,10 @@ from o2a.models import (
     SalesOrderLine,
     ServiceActionCode,
 )
+from tests.conftest import FULFIL_BILL, INIT_BILL, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP, SYNC
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-SYNC = "SyncCustomer.BillingSystem.order"
-PROV_FIXED = "Provision.FixedProvisioningSystem.bundle-1.1"
-PROV_MOBILE = "Provision.MobileProvisioningSystem.bundle-1.2"
-PROV_BB = "Provision.BroadbandProvisioningSystem.bundle-1.3"
-SHIP = "Ship.ShippingSystem.order"
-INIT_BILL = "InitiateBilling.BillingSystem.order"
-FULFIL_BILL = "FulfillBilling.BillingSystem.order"
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +40,23 @@ def tp_plan(triple_play: CustomerOrder, catalog: Catalog) -> OrderPlan:
     return decompose(triple_play, catalog)
 
 
-def line(line_id: str, type_code: str = "PRODUCT", product_class: str | None = None, *,
-         parent: str | None = None, root: str | None = None, action: str = "ADD"
-         ) -> SalesOrderLine:
+def line(
+    line_id: str,
+    type_code: str = "PRODUCT",
+    product_class: str | None = None,
+    *,
+    parent: str | None = None,
+    root: str | None = None,
+    action: str = "ADD",
+) -> SalesOrderLine:
     return SalesOrderLine(
         id=line_id,
         parent_id=parent,
         root_id=root,
         action=ServiceActionCode(action),
-        item=ItemReference(name=f"item {line_id}", type_code=type_code,
-                           product_class=product_class),
+        item=ItemReference(
+            name=f"item {line_id}", type_code=type_code, product_class=product_class
+        ),
     )
 
 
@@ -73,7 +73,13 @@ def by_id(plan: OrderPlan) -> dict[str, list[str]]:
 
 def test_triple_play_components(tp_plan: OrderPlan) -> None:
     assert [c.id for c in tp_plan.components] == [
-        SYNC, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP, INIT_BILL, FULFIL_BILL
+        SYNC,
+        PROV_BB,
+        PROV_FIXED,
+        PROV_MOBILE,
+        SHIP,
+        INIT_BILL,
+        FULFIL_BILL,
     ]
     assert tp_plan.order_number == "TP-1001"
     assert tp_plan.revision == 1
@@ -82,7 +88,9 @@ def test_triple_play_components(tp_plan: OrderPlan) -> None:
 def test_triple_play_targets_and_granularity(tp_plan: OrderPlan) -> None:
     provision = [c for c in tp_plan.components if c.function == "Provision"]
     assert sorted(c.target_system for c in provision) == [
-        "BroadbandProvisioningSystem", "FixedProvisioningSystem", "MobileProvisioningSystem"
+        "BroadbandProvisioningSystem",
+        "FixedProvisioningSystem",
+        "MobileProvisioningSystem",
     ]
     assert all(c.granularity == "Bundle" and c.kind is ComponentKind.PROVISION for c in provision)
     assert all(c.point_of_no_return == "activate" for c in provision)
@@ -128,9 +136,7 @@ def test_triple_play_dependencies(tp_plan: OrderPlan) -> None:
     assert deps[SYNC] == []
     assert deps[PROV_BB] == deps[PROV_FIXED] == deps[PROV_MOBILE] == deps[SHIP] == []
     assert deps[INIT_BILL] == [SYNC]
-    assert sorted(deps[FULFIL_BILL]) == sorted(
-        [INIT_BILL, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP]
-    )
+    assert sorted(deps[FULFIL_BILL]) == sorted([INIT_BILL, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP])
 
 
 def test_json_and_xml_give_the_same_component_ids(tp_plan: OrderPlan, catalog: Catalog) -> None:
@@ -146,8 +152,9 @@ def test_component_ids_are_stable(catalog: Catalog) -> None:
     first = decompose(parse_order(data), catalog)
     second = decompose(parse_order(data), catalog)
     assert first == second
-    revised = parse_order(data.replace(b"<corecom:Number>1</corecom:Number>",
-                                       b"<corecom:Number>2</corecom:Number>"))
+    revised = parse_order(
+        data.replace(b"<corecom:Number>1</corecom:Number>", b"<corecom:Number>2</corecom:Number>")
+    )
     assert revised.revision == 2
     third = decompose(revised, catalog)
     assert [c.id for c in third.components] == [c.id for c in first.components]
@@ -229,7 +236,11 @@ def test_ship_is_one_component_for_the_whole_order(catalog: Catalog) -> None:
 def test_broadband_only(catalog: Catalog) -> None:
     plan = decompose(read_order_file(SAMPLES / "broadband_only.xml"), catalog)
     assert [c.id for c in plan.components] == [
-        SYNC, "Provision.BroadbandProvisioningSystem.bundle-1.1", SHIP, INIT_BILL, FULFIL_BILL
+        SYNC,
+        "Provision.BroadbandProvisioningSystem.bundle-1.1",
+        SHIP,
+        INIT_BILL,
+        FULFIL_BILL,
     ]
     assert by_id(plan)[SHIP] == ["1.1.3"]
 
@@ -254,8 +265,10 @@ def test_no_change_lines_get_no_component(triple_play: CustomerOrder, catalog: C
 
 def test_all_lines_unchanged_gives_empty_plan(catalog: Catalog) -> None:
     plan = decompose(
-        order(line("1", "OFFER", action="-"),
-              line("1.1", product_class="Fixed Service Plan Class", parent="1", action="-")),
+        order(
+            line("1", "OFFER", action="-"),
+            line("1.1", product_class="Fixed Service Plan Class", parent="1", action="-"),
+        ),
         catalog,
     )
     assert plan.components == []
@@ -265,8 +278,9 @@ def test_all_lines_unchanged_gives_empty_plan(catalog: Catalog) -> None:
 
 
 def test_unknown_product_class_names_it(catalog: Catalog) -> None:
-    bad = order(line("1", "OFFER"),
-                line("1.1", product_class="Satellite Service Plan Class", parent="1"))
+    bad = order(
+        line("1", "OFFER"), line("1.1", product_class="Satellite Service Plan Class", parent="1")
+    )
     with pytest.raises(InputError) as info:
         decompose(bad, catalog)
     assert "'Satellite Service Plan Class'" in str(info.value)
@@ -310,13 +324,15 @@ def test_dangling_root_reference(catalog: Catalog) -> None:
 
 def test_dangling_parent_from_xml(catalog: Catalog) -> None:
     data = (SAMPLES / "triple_play.xml").read_bytes()
-    broken = parse_order(data.replace(
-        b"<corecom:BusinessComponentID>1-8F2K-130</corecom:BusinessComponentID>\n"
-        b"        </so:ParentSalesOrderLineIdentification>",
-        b"<corecom:BusinessComponentID>1-GONE</corecom:BusinessComponentID>\n"
-        b"        </so:ParentSalesOrderLineIdentification>",
-        1,
-    ))
+    broken = parse_order(
+        data.replace(
+            b"<corecom:BusinessComponentID>1-8F2K-130</corecom:BusinessComponentID>\n"
+            b"        </so:ParentSalesOrderLineIdentification>",
+            b"<corecom:BusinessComponentID>1-GONE</corecom:BusinessComponentID>\n"
+            b"        </so:ParentSalesOrderLineIdentification>",
+            1,
+        )
+    )
     with pytest.raises(InputError, match="parent line 1-GONE is not in the order"):
         decompose(broken, catalog)
 
@@ -348,7 +364,8 @@ def test_business_200_decomposes(catalog: Catalog) -> None:
     prov = [c for c in plan.components if c.function == "Provision"]
     assert len(prov) == 36  # 18 sites x (broadband, fixed)
     assert {c.target_system for c in prov} == {
-        "BroadbandProvisioningSystem", "FixedProvisioningSystem"
+        "BroadbandProvisioningSystem",
+        "FixedProvisioningSystem",
     }
     parents = {ln.id: ln.parent_id for ln in big.lines}
     for c in prov:

@@ -24,8 +24,14 @@ def utc(
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
-def ebm(lines: str, *, ident: str | None = None, header: str = "", root: str | None = None,
-        so_ns: str = SO_NS) -> bytes:
+def ebm(
+    lines: str,
+    *,
+    ident: str | None = None,
+    header: str = "",
+    root: str | None = None,
+    so_ns: str = SO_NS,
+) -> bytes:
     """A small ProcessSalesOrderFulfillmentEBM around the given SalesOrderLine elements."""
     root = root or "ProcessSalesOrderFulfillmentEBM"
     if ident is None:
@@ -43,8 +49,15 @@ def ebm(lines: str, *, ident: str | None = None, header: str = "", root: str | N
     ).encode()
 
 
-def so_line(line_id: str, bcid: str | None = None, *, parent: str | None = None,
-            root: str | None = None, item: str = "", extra: str = "") -> str:
+def so_line(
+    line_id: str,
+    bcid: str | None = None,
+    *,
+    parent: str | None = None,
+    root: str | None = None,
+    item: str = "",
+    extra: str = "",
+) -> str:
     ident = (f"<cc:BusinessComponentID>{bcid}</cc:BusinessComponentID>" if bcid else "") + (
         f"<cc:ID>{line_id}</cc:ID>" if line_id else ""
     )
@@ -126,7 +139,10 @@ def test_triple_play_items_classes_and_specs() -> None:
     address = by_id["1.3.3"].service_address
     assert address is not None
     assert (address.line_one, address.city, address.postal_code, address.country) == (
-        "Keizersgracht 221", "Amsterdam", "1016 DV", "NL"
+        "Keizersgracht 221",
+        "Amsterdam",
+        "1016 DV",
+        "NL",
     )
     assert by_id["1.2.1"].service_address is None
     assert by_id["1.3.1"].requested_delivery_date == utc(2026, 1, 15, 9, 0)
@@ -266,7 +282,7 @@ def test_unresolvable_parent_reference_is_kept_for_validation() -> None:
 
 XXE = (
     b'<?xml version="1.0"?>\n'
-    b'<!DOCTYPE so:ProcessSalesOrderFulfillmentEBM [\n'
+    b"<!DOCTYPE so:ProcessSalesOrderFulfillmentEBM [\n"
     b'  <!ENTITY xxe SYSTEM "file:///etc/passwd">\n]>\n'
     b'<so:ProcessSalesOrderFulfillmentEBM xmlns:so="' + SO_NS.encode() + b'">'
     b"<so:DataArea>&xxe;</so:DataArea></so:ProcessSalesOrderFulfillmentEBM>"
@@ -295,8 +311,9 @@ def test_xxe_is_rejected() -> None:
 
 
 def test_xxe_in_utf16_is_rejected() -> None:
-    message = rejected(XXE.decode().replace('version="1.0"', 'version="1.0" encoding="UTF-16"')
-                       .encode("utf-16"))
+    message = rejected(
+        XXE.decode().replace('version="1.0"', 'version="1.0" encoding="UTF-16"').encode("utf-16")
+    )
     assert "DTD" in message
 
 
@@ -327,8 +344,10 @@ def test_local_external_dtd_is_never_loaded(tmp_path: Path, variant: str) -> Non
     doctype = f'<!DOCTYPE x SYSTEM "{dtd.as_uri()}">\n'.encode()
     if variant == "utf-16":
         doc = (
-            b'<?xml version="1.0" encoding="UTF-16"?>\n' + doctype + _order_body()
-        ).decode().encode("utf-16")
+            (b'<?xml version="1.0" encoding="UTF-16"?>\n' + doctype + _order_body())
+            .decode()
+            .encode("utf-16")
+        )
     else:
         doc = b"<!--" + b"x" * 8000 + b"-->\n" + doctype + _order_body()
     message = rejected(doc)

@@ -67,8 +67,7 @@ async def test_record_histories(
     faulty = read_order_file(SAMPLES / "broadband_only.xml")
     faulty = faulty.model_copy(update={"order_number": f"REPLAY-F-{order_number}"})
     plan_line = next(
-        line for line in faulty.lines
-        if line.item.product_class == "Broadband Service Plan Class"
+        line for line in faulty.lines if line.item.product_class == "Broadband Service Plan Class"
     )
     plan_line.item.specifications.append(
         Specification(name="SimulatedFault", value="design:NO_CAPACITY:1")

@@ -47,8 +47,9 @@ CREATED = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 NS = {"cc": CC_NS}
 
 
-def spec_line(line_id: str = "1.1", product_class: str | None = "Fixed Service Plan Class",
-              **specs: str) -> SalesOrderLine:
+def spec_line(
+    line_id: str = "1.1", product_class: str | None = "Fixed Service Plan Class", **specs: str
+) -> SalesOrderLine:
     return SalesOrderLine(
         id=line_id,
         item=ItemReference(
@@ -63,8 +64,9 @@ def spec_line(line_id: str = "1.1", product_class: str | None = "Fixed Service P
 # --- SimulatedDelay ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("0.2", 0.2), ("0", 0.0), ("3", 3.0),
-                                               (" 1.5 ", 1.5), ("86400", 86400.0)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("0.2", 0.2), ("0", 0.0), ("3", 3.0), (" 1.5 ", 1.5), ("86400", 86400.0)]
+)
 def test_delay(raw: str, expected: float) -> None:
     assert line_delay(spec_line(SimulatedDelay=raw)) == expected
 
@@ -158,33 +160,38 @@ def test_fault_fails_count_times() -> None:
 def test_activation_data_is_deterministic() -> None:
     plan = spec_line("1.2.1", "Mobile Service Plan Class")
     first = activation_data("TP-1001", plan, "MobileProvisioningSystem")
-    assert first == activation_data("TP-1001", plan.model_copy(deep=True),
-                                    "MobileProvisioningSystem")
+    assert first == activation_data(
+        "TP-1001", plan.model_copy(deep=True), "MobileProvisioningSystem"
+    )
     assert first != activation_data("TP-1002", plan, "MobileProvisioningSystem")
     assert first["ServiceInstanceId"] == "SI-TP-1001-1.2.1"
 
 
 def test_activation_data_by_system() -> None:
-    fixed = activation_data("O", spec_line("a", "Fixed Service Plan Class"),
-                            "FixedProvisioningSystem")
+    fixed = activation_data(
+        "O", spec_line("a", "Fixed Service Plan Class"), "FixedProvisioningSystem"
+    )
     assert set(fixed) == {"ServiceInstanceId", "AssignedNumber"}
     assert fixed["AssignedNumber"].startswith("+3120") and len(fixed["AssignedNumber"]) == 12
     assert fixed["AssignedNumber"][1:].isdigit()
 
-    mobile = activation_data("O", spec_line("b", "Mobile Service Plan Class"),
-                             "MobileProvisioningSystem")
+    mobile = activation_data(
+        "O", spec_line("b", "Mobile Service Plan Class"), "MobileProvisioningSystem"
+    )
     assert set(mobile) == {"ServiceInstanceId", "MSISDN", "ICCID"}
     assert mobile["MSISDN"].startswith("+316") and len(mobile["MSISDN"]) == 12
     assert mobile["ICCID"].startswith("8931") and len(mobile["ICCID"]) == 19
     assert mobile["ICCID"].isdigit()
 
-    broadband = activation_data("O", spec_line("c", "Broadband Service Plan Class"),
-                                "BroadbandProvisioningSystem")
+    broadband = activation_data(
+        "O", spec_line("c", "Broadband Service Plan Class"), "BroadbandProvisioningSystem"
+    )
     assert set(broadband) == {"ServiceInstanceId", "IPAddress"}
     assert ipaddress.ip_address(broadband["IPAddress"]) in ipaddress.ip_network("100.64.0.0/10")
 
-    feature = activation_data("O", spec_line("d", "Broadband Service Feature Class"),
-                              "BroadbandProvisioningSystem")
+    feature = activation_data(
+        "O", spec_line("d", "Broadband Service Feature Class"), "BroadbandProvisioningSystem"
+    )
     assert feature == {"ServiceInstanceId": "SI-O-d"}
 
 
@@ -192,8 +199,11 @@ def test_activation_addresses_are_valid_for_many_lines() -> None:
     net = ipaddress.ip_network("100.64.0.0/10")
     seen = set()
     for n in range(200):
-        data = activation_data("BUS-3001", spec_line(f"{n}.1", "Broadband Service Plan Class"),
-                               "BroadbandProvisioningSystem")
+        data = activation_data(
+            "BUS-3001",
+            spec_line(f"{n}.1", "Broadband Service Plan Class"),
+            "BroadbandProvisioningSystem",
+        )
         assert ipaddress.ip_address(data["IPAddress"]) in net
         seen.add(data["IPAddress"])
     assert len(seen) > 190
@@ -216,9 +226,12 @@ def test_provisioning_order_ebm() -> None:
     component = "Provision.BroadbandProvisioningSystem.bundle-1.3"
     message_id = ids.provisioning_order_message_id("TP-1001", 1, component)
     po = ProvisioningOrder(
-        order_number="TP-1001", revision=1, component_id=component,
+        order_number="TP-1001",
+        revision=1,
+        component_id=component,
         target_system="BroadbandProvisioningSystem",
-        parent_workflow_id=ids.order_workflow_id("TP-1001"), customer_account="CA-100245",
+        parent_workflow_id=ids.order_workflow_id("TP-1001"),
+        customer_account="CA-100245",
         lines=lines,
     )
     document = render_provisioning_order(message_id, po, CREATED)
@@ -236,7 +249,8 @@ def test_provisioning_order_ebm() -> None:
     assert body.findtext("cc:Identification/cc:Revision/cc:Number", namespaces=NS) == "1"
     po_lines = body.findall(f"{{{PO_NS}}}ProvisioningOrderLine")
     assert [el.findtext("cc:Identification/cc:ID", namespaces=NS) for el in po_lines] == [
-        "1.3.1", "1.3.2"
+        "1.3.1",
+        "1.3.2",
     ]
     specs = {
         s.findtext("cc:Name", namespaces=NS): s.findtext("cc:Value", namespaces=NS)
@@ -248,7 +262,8 @@ def test_provisioning_order_ebm() -> None:
 def test_fulfillment_update_ebm() -> None:
     message_id = ids.fulfillment_update_message_id("TP-1001", 1, "Ship.ShippingSystem.order", 3)
     update = ComponentUpdate(
-        component_id="Ship.ShippingSystem.order", state=ComponentState.COMPLETED,
+        component_id="Ship.ShippingSystem.order",
+        state=ComponentState.COMPLETED,
         milestone="SHIPPED",
         line_updates=[LineUpdate(line_id="1.3.3", data={"TrackingNumber": "3SABC1234567"})],
     )
@@ -267,11 +282,22 @@ def test_fulfillment_update_ebm() -> None:
 def test_sales_order_update_ebm() -> None:
     message_id = ids.sales_order_update_message_id("TP-1001", 2, 7)
     lines = [
-        LineView(id="1.2.1", name="Mobile", action=ServiceActionCode.ADD,
-                 product_class="Mobile Service Plan Class", status=FulfillmentStatus.COMPLETE,
-                 milestone="PROVISION_COMPLETE", data={"MSISDN": "+31612345678"}),
-        LineView(id="1.3.1", name="Fibre", action=ServiceActionCode.ADD, product_class=None,
-                 status=FulfillmentStatus.IN_PROGRESS),
+        LineView(
+            id="1.2.1",
+            name="Mobile",
+            action=ServiceActionCode.ADD,
+            product_class="Mobile Service Plan Class",
+            status=FulfillmentStatus.COMPLETE,
+            milestone="PROVISION_COMPLETE",
+            data={"MSISDN": "+31612345678"},
+        ),
+        LineView(
+            id="1.3.1",
+            name="Fibre",
+            action=ServiceActionCode.ADD,
+            product_class=None,
+            status=FulfillmentStatus.IN_PROGRESS,
+        ),
     ]
     document = render_sales_order_update(
         message_id, "TP-1001", 2, FulfillmentStatus.IN_PROGRESS, lines, CREATED
@@ -287,7 +313,8 @@ def test_sales_order_update_ebm() -> None:
     assert body.findtext("cc:Status/cc:Code", namespaces=NS) == "IN PROGRESS"
     out_lines = body.findall(f"{{{SO_NS}}}SalesOrderLine")
     assert [el.findtext("cc:Status/cc:Code", namespaces=NS) for el in out_lines] == [
-        "COMPLETE", "IN PROGRESS"
+        "COMPLETE",
+        "IN PROGRESS",
     ]
     assert out_lines[0].findtext(f"{{{SO_NS}}}MilestoneCode") == "PROVISION_COMPLETE"
     assert out_lines[1].find(f"{{{SO_NS}}}MilestoneCode") is None
@@ -325,7 +352,8 @@ def test_outbox_redelivery_overwrites(tmp_path: Path) -> None:
     assert (tmp_path / "USO.TP-1001.r1.1.xml").read_bytes() == b"<second/>"
     sink.deliver("USO.TP-1001.r1.2", b"<third/>")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "USO.TP-1001.r1.1.xml", "USO.TP-1001.r1.2.xml"
+        "USO.TP-1001.r1.1.xml",
+        "USO.TP-1001.r1.2.xml",
     ]
 
 

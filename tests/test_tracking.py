@@ -20,6 +20,7 @@ from o2a.models import (
     ServiceActionCode,
 )
 from o2a.tracking import FulfillmentTracker, aggregate_order_status, line_status
+from tests.conftest import FULFIL_BILL, INIT_BILL, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP, SYNC
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
@@ -27,13 +28,6 @@ T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 S = FulfillmentStatus
 C = ComponentState
 
-SYNC = "SyncCustomer.BillingSystem.order"
-PROV_FIXED = "Provision.FixedProvisioningSystem.bundle-1.1"
-PROV_MOBILE = "Provision.MobileProvisioningSystem.bundle-1.2"
-PROV_BB = "Provision.BroadbandProvisioningSystem.bundle-1.3"
-SHIP = "Ship.ShippingSystem.order"
-INIT_BILL = "InitiateBilling.BillingSystem.order"
-FULFIL_BILL = "FulfillBilling.BillingSystem.order"
 INDEPENDENT = [SYNC, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP]
 
 
@@ -97,8 +91,9 @@ def tracker(order: CustomerOrder) -> FulfillmentTracker:
     return FulfillmentTracker(order, decompose(order, load_catalog()))
 
 
-def update(component: str, state: ComponentState, milestone: str | None = None,
-           **kwargs: object) -> ComponentUpdate:
+def update(
+    component: str, state: ComponentState, milestone: str | None = None, **kwargs: object
+) -> ComponentUpdate:
     return ComponentUpdate.model_validate(
         {"component_id": component, "state": state, "milestone": milestone, **kwargs}
     )
@@ -108,8 +103,9 @@ def run(tracker: FulfillmentTracker, component: str, at: datetime = T0) -> None:
     """One component from start to finish, with the catalog's milestones."""
     plan = tracker.plan.component(component)
     tracker.apply(update(component, C.IN_PROGRESS, plan.start_milestone), at)
-    tracker.apply(update(component, C.COMPLETED, plan.complete_milestone),
-                  at + timedelta(minutes=5))
+    tracker.apply(
+        update(component, C.COMPLETED, plan.complete_milestone), at + timedelta(minutes=5)
+    )
 
 
 def statuses(tracker: FulfillmentTracker) -> dict[str, FulfillmentStatus]:
@@ -165,7 +161,10 @@ def test_whole_triple_play(tracker: FulfillmentTracker) -> None:
     assert tracker.components[PROV_BB].completed_at == T0 + timedelta(minutes=5)
     assert tracker.lines["1.3.3"].milestone == "SHIPPED"
     assert tracker.lines["1.3.1"].milestones == [
-        "CUSTOMER_SYNCED", "PROVISION_START", "BILLING_START", "PROVISION_COMPLETE"
+        "CUSTOMER_SYNCED",
+        "PROVISION_START",
+        "BILLING_START",
+        "PROVISION_COMPLETE",
     ]  # in the order they arrived, each once
     assert tracker.order_status() is S.IN_PROGRESS
     assert not tracker.is_finished()
@@ -184,21 +183,43 @@ def test_whole_triple_play(tracker: FulfillmentTracker) -> None:
     assert status.crm_updates_sent == 4
     assert len(status.lines) == 12
     assert [c.id for c in status.components] == [
-        SYNC, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP, INIT_BILL, FULFIL_BILL
+        SYNC,
+        PROV_BB,
+        PROV_FIXED,
+        PROV_MOBILE,
+        SHIP,
+        INIT_BILL,
+        FULFIL_BILL,
     ]
     assert all(c.state is C.COMPLETED for c in status.components)
 
 
 def test_data_updates_merge(tracker: FulfillmentTracker) -> None:
-    tracker.apply(update(PROV_MOBILE, C.IN_PROGRESS, line_updates=[
-        LineUpdate(line_id="1.2.1", data={"MSISDN": "+31611111111", "ICCID": "8931000"}),
-    ]), T0)
-    tracker.apply(update(PROV_MOBILE, C.COMPLETED, line_updates=[
-        LineUpdate(line_id="1.2.1", data={"ICCID": "8931999", "IMSI": "204040000000001"}),
-        LineUpdate(line_id="1.2.2", data={"ServiceInstanceId": "SI-2"}),
-    ]), T0)
+    tracker.apply(
+        update(
+            PROV_MOBILE,
+            C.IN_PROGRESS,
+            line_updates=[
+                LineUpdate(line_id="1.2.1", data={"MSISDN": "+31611111111", "ICCID": "8931000"}),
+            ],
+        ),
+        T0,
+    )
+    tracker.apply(
+        update(
+            PROV_MOBILE,
+            C.COMPLETED,
+            line_updates=[
+                LineUpdate(line_id="1.2.1", data={"ICCID": "8931999", "IMSI": "204040000000001"}),
+                LineUpdate(line_id="1.2.2", data={"ServiceInstanceId": "SI-2"}),
+            ],
+        ),
+        T0,
+    )
     assert tracker.lines["1.2.1"].data == {
-        "MSISDN": "+31611111111", "ICCID": "8931999", "IMSI": "204040000000001"
+        "MSISDN": "+31611111111",
+        "ICCID": "8931999",
+        "IMSI": "204040000000001",
     }
     assert tracker.lines["1.2.2"].data == {"ServiceInstanceId": "SI-2"}
     assert tracker.lines["1.1.1"].data == {}
@@ -224,18 +245,28 @@ def test_take_changes(tracker: FulfillmentTracker) -> None:
     tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, step="activate"), T0)  # nothing visible
     assert tracker.take_changes() is None
 
-    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, line_updates=[
-        LineUpdate(line_id="1.1.1", data={"AssignedNumber": "+31201234567"})
-    ]), T0)
+    tracker.apply(
+        update(
+            PROV_FIXED,
+            C.IN_PROGRESS,
+            line_updates=[LineUpdate(line_id="1.1.1", data={"AssignedNumber": "+31201234567"})],
+        ),
+        T0,
+    )
     changed = tracker.take_changes()
     assert changed is not None
     assert [(line.id, line.data) for line in changed] == [
         ("1.1.1", {"AssignedNumber": "+31201234567"})
     ]
     # the same data again is no change
-    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, line_updates=[
-        LineUpdate(line_id="1.1.1", data={"AssignedNumber": "+31201234567"})
-    ]), T0)
+    tracker.apply(
+        update(
+            PROV_FIXED,
+            C.IN_PROGRESS,
+            line_updates=[LineUpdate(line_id="1.1.1", data={"AssignedNumber": "+31201234567"})],
+        ),
+        T0,
+    )
     assert tracker.take_changes() is None
 
 
@@ -250,8 +281,16 @@ def test_failure_raises_fallout_and_reset_reopens(tracker: FulfillmentTracker) -
     run(tracker, SYNC)
     tracker.take_changes()
     tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, "PROVISION_START"), T0)
-    tracker.apply(update(PROV_FIXED, C.FAILED, step="activate", fault_code="PORT_UNAVAILABLE",
-                         fault_message="number port rejected by donor"), T0 + timedelta(hours=1))
+    tracker.apply(
+        update(
+            PROV_FIXED,
+            C.FAILED,
+            step="activate",
+            fault_code="PORT_UNAVAILABLE",
+            fault_message="number port rejected by donor",
+        ),
+        T0 + timedelta(hours=1),
+    )
     assert tracker.has_failed()
     assert tracker.lines["1.1.1"].status is S.FAILED
     assert tracker.lines["1.1.2"].status is S.FAILED
