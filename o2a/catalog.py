@@ -10,7 +10,7 @@ import json
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -43,6 +43,7 @@ class FulfillmentFunction(_Strict):
     granularity: Granularity
     expected_duration_seconds: float = Field(gt=0)
     point_of_no_return: str | None = None
+    point_of_no_return_kind: Literal["soft", "hard"] = "soft"
     start_milestone: str | None = None
     complete_milestone: str | None = None
     depends_on: tuple[FunctionDependency, ...] = ()

@@ -84,6 +84,7 @@ def decompose(order: CustomerOrder, catalog: Catalog) -> OrderPlan:
                     lines=lines,
                     expected_duration_seconds=spec.expected_duration_seconds,
                     point_of_no_return=spec.point_of_no_return,
+                    point_of_no_return_kind=spec.point_of_no_return_kind,
                     start_milestone=spec.start_milestone,
                     complete_milestone=spec.complete_milestone,
                 )

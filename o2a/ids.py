@@ -28,9 +28,13 @@ def provisioning_order_message_id(order_number: str, revision: int, component_id
 
 
 def fulfillment_update_message_id(
-    order_number: str, revision: int, component_id: str, sequence: int
+    order_number: str, revision: int, component_id: str, sequence: int, run: int = 1
 ) -> str:
-    return _message_id("PFOU", order_number, f"r{revision}", component_id, f"u{sequence:03d}")
+    """A component run again (after fallout or for a redo) numbers its updates afresh."""
+    run_part = [f"n{run}"] if run > 1 else []
+    return _message_id(
+        "PFOU", order_number, f"r{revision}", component_id, *run_part, f"u{sequence:03d}"
+    )
 
 
 def sales_order_update_message_id(order_number: str, revision: int, sequence: int) -> str:

@@ -110,6 +110,8 @@ class OrderComponent(Model):
     depends_on: list[str] = Field(default_factory=list)
     expected_duration_seconds: float = 0
     point_of_no_return: str | None = None
+    """The step after which a change needs follow-on work (soft) or is refused (hard)."""
+    point_of_no_return_kind: str = "soft"
     start_milestone: str | None = None
     complete_milestone: str | None = None
 
@@ -157,6 +159,8 @@ class ComponentState(StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    """Undone by a revision or a cancel: its work no longer stands."""
 
 
 class LineUpdate(Model):
@@ -250,9 +254,21 @@ class ProvisioningOrder(Model):
     run: int = 1
     """How many times COM has started this component (a retry after fallout counts)."""
     lines: list[SalesOrderLine]
+    done_lines: list[str] = Field(default_factory=list)
+    """Lines whose work from an earlier run stands (a redo after a revision skips them)."""
+    undo_lines: list[SalesOrderLine] = Field(default_factory=list)
+    """Lines, as they were, whose earlier work must be undone before anything is done."""
+
+
+class ProvisioningRevision(Model):
+    """A revise signal to a running SOM child: its new lines, and which old ones to undo."""
+
+    lines: list[SalesOrderLine]
+    undo_lines: list[str] = Field(default_factory=list)
 
 
 class ProvisioningResult(Model):
     component_id: str
     state: ComponentState
     line_updates: list[LineUpdate] = Field(default_factory=list)
+    undone_lines: list[str] = Field(default_factory=list)

@@ -18,8 +18,12 @@ DELAY_SPEC = "SimulatedDelay"
 FAULT_SPEC = "SimulatedFault"
 DEFAULT_FAULT_CODE = "SIMULATED_FAULT"
 PROVISIONING_STEPS = ("design", "activate", "verify")
+ORDER_FUNCTION_STEPS = ("billing", "ship", "sync")
+UNDO_PREFIX = "undo-"
 KNOWN_STEPS = frozenset(
-    [*PROVISIONING_STEPS, *(f"undo-{s}" for s in PROVISIONING_STEPS), "billing", "ship", "sync"]
+    step
+    for base in (*PROVISIONING_STEPS, *ORDER_FUNCTION_STEPS)
+    for step in (base, f"{UNDO_PREFIX}{base}")
 )
 
 

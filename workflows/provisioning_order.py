@@ -3,6 +3,10 @@
 Runs design → activate → verify for all lines of the component, step by step, and tells
 COM once per component state change (never once per line per step), both as an AIA
 ProcessFulfillmentOrderUpdateEBM and as a signal to the parent order.
+
+A revise signal swaps in new lines between steps: the steps already done for removed or
+changed lines are undone in reverse (undo-verify, undo-activate, undo-design) before the
+changed lines are done again. A cancel signal undoes everything done and ends the run.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ with workflow.unsafe.imports_passed_through():
         LineUpdate,
         ProvisioningOrder,
         ProvisioningResult,
+        ProvisioningRevision,
+        SalesOrderLine,
     )
+    from o2a.simulator import UNDO_PREFIX
     from workflows.policies import (
         FULFILLMENT_HEARTBEAT,
         FULFILLMENT_RETRY,
@@ -31,6 +38,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 COMPONENT_UPDATE_SIGNAL = "component_update"
+REVISE_SIGNAL = "revise"
+CANCEL_SIGNAL = "cancel"
 
 # (step, milestone reached when every line has done it)
 STEPS = (
@@ -38,64 +47,195 @@ STEPS = (
     ("activate", "PROVISION_ACTIVATED"),
     ("verify", "PROVISION_COMPLETE"),
 )
+STEP_NAMES = tuple(step for step, _ in STEPS)
+UNDONE_MILESTONE = "PROVISION_UNDONE"
 
 
 @workflow.defn
 class ProvisioningOrderWorkflow:
+    @workflow.init
+    def __init__(self, order: ProvisioningOrder) -> None:
+        self._order = order
+        self._lines = {line.id: line for line in order.lines}
+        self._done: dict[str, list[str]] = {lid: list(STEP_NAMES) for lid in order.done_lines}
+        self._data: dict[str, dict[str, str]] = {}
+        self._undone: list[str] = []
+        self._revisions: list[ProvisioningRevision] = []
+        self._cancel = False
+        self._sequence = 0
+
+    @workflow.signal(name=REVISE_SIGNAL)
+    def revise(self, revision: ProvisioningRevision) -> None:
+        self._revisions.append(revision)
+
+    @workflow.signal(name=CANCEL_SIGNAL)
+    def cancel(self) -> None:
+        self._cancel = True
+
     @workflow.run
     async def run(self, order: ProvisioningOrder) -> ProvisioningResult:
-        data: dict[str, dict[str, str]] = {line.id: {} for line in order.lines}
-        for sequence, (step, milestone) in enumerate(STEPS, start=1):
-            results = await asyncio.gather(
+        if order.undo_lines:
+            await self._undo({line.id: (line, list(STEP_NAMES)) for line in order.undo_lines})
+        while True:
+            await self._apply_revisions()
+            if self._cancel:
+                await self._undo(
+                    {
+                        lid: (self._lines[lid], steps)
+                        for lid, steps in self._done.items()
+                        if lid in self._lines
+                    }
+                )
+                return self._result(ComponentState.CANCELLED)
+            step = self._next_step()
+            if step is not None:
+                await self._run_step(step)
+                continue
+            await self._report(
+                ComponentUpdate(
+                    component_id=order.component_id,
+                    state=ComponentState.COMPLETED,
+                    milestone=STEPS[-1][1],
+                    step=STEPS[-1][0],
+                    line_updates=self._line_updates(),
+                ),
+                notify_parent=False,
+            )
+            # A revise or cancel that came in while reporting still gets its turn.
+            if not self._revisions and not self._cancel:
+                return self._result(ComponentState.COMPLETED)
+
+    def _next_step(self) -> str | None:
+        for step in STEP_NAMES:
+            if any(step not in self._done.get(line_id, []) for line_id in self._lines):
+                return step
+        return None
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _call(self, step: str, line: SalesOrderLine) -> ProvisioningStep:
+        return ProvisioningStep(
+            order_number=self._order.order_number,
+            revision=self._order.revision,
+            component_id=self._order.component_id,
+            target_system=self._order.target_system,
+            step=step,
+            line=line,
+            run=self._order.run,
+        )
+
+    async def _execute(self, calls: list[ProvisioningStep]) -> list[LineUpdate]:
+        return list(
+            await asyncio.gather(
                 *(
                     workflow.execute_activity(
                         run_provisioning_step,
-                        ProvisioningStep(
-                            order_number=order.order_number,
-                            revision=order.revision,
-                            component_id=order.component_id,
-                            target_system=order.target_system,
-                            step=step,
-                            line=line,
-                            run=order.run,
-                        ),
+                        call,
                         start_to_close_timeout=FULFILLMENT_TIMEOUT,
                         heartbeat_timeout=FULFILLMENT_HEARTBEAT,
                         retry_policy=FULFILLMENT_RETRY,
                     )
-                    for line in order.lines
+                    for call in calls
                 )
             )
-            changed = [r for r in results if r.data]
-            for r in changed:
-                data[r.line_id].update(r.data)
-            last = sequence == len(STEPS)
-            update = ComponentUpdate(
-                component_id=order.component_id,
-                state=ComponentState.COMPLETED if last else ComponentState.IN_PROGRESS,
-                milestone=milestone,
-                step=step,
-                line_updates=changed,
-            )
-            await self._report(order, sequence, update, notify_parent=not last)
-        return ProvisioningResult(
-            component_id=order.component_id,
-            state=ComponentState.COMPLETED,
-            line_updates=[LineUpdate(line_id=k, data=v) for k, v in data.items() if v],
         )
 
-    async def _report(
-        self, order: ProvisioningOrder, sequence: int, update: ComponentUpdate, notify_parent: bool
-    ) -> None:
+    async def _run_step(self, step: str) -> None:
+        todo = [line for lid, line in self._lines.items() if step not in self._done.get(lid, [])]
+        results = await self._execute([self._call(step, line) for line in todo])
+        changed = []
+        for line, result in zip(todo, results, strict=True):
+            self._done.setdefault(line.id, []).append(step)
+            if result.data:
+                self._data.setdefault(line.id, {}).update(result.data)
+                changed.append(result)
+        milestone = dict(STEPS)[step]
+        if step != STEP_NAMES[-1]:
+            await self._report(
+                ComponentUpdate(
+                    component_id=self._order.component_id,
+                    state=ComponentState.IN_PROGRESS,
+                    milestone=milestone,
+                    step=step,
+                    line_updates=changed,
+                ),
+                notify_parent=True,
+            )
+
+    async def _undo(self, work: dict[str, tuple[SalesOrderLine, list[str]]]) -> None:
+        """Undo done steps, latest first, each undo step for all lines at once."""
+        for step in reversed(STEP_NAMES):
+            calls = [
+                self._call(UNDO_PREFIX + step, line) for line, done in work.values() if step in done
+            ]
+            if calls:
+                await self._execute(calls)
+        if not work:
+            return
+        for line_id in work:
+            self._done.pop(line_id, None)
+            self._data.pop(line_id, None)
+        self._undone.extend(lid for lid in work if lid not in self._undone)
+        await self._report(
+            ComponentUpdate(
+                component_id=self._order.component_id,
+                state=ComponentState.IN_PROGRESS,
+                milestone=UNDONE_MILESTONE,
+                step="undo",
+                line_updates=[LineUpdate(line_id=lid) for lid in work],
+            ),
+            notify_parent=False,
+        )
+
+    async def _apply_revisions(self) -> None:
+        while self._revisions:
+            revision = self._revisions.pop(0)
+            new_lines = {line.id: line for line in revision.lines}
+            stale = set(revision.undo_lines) | (set(self._lines) - set(new_lines))
+            await self._undo(
+                {
+                    lid: (self._lines[lid], self._done[lid])
+                    for lid in stale
+                    if lid in self._lines and self._done.get(lid)
+                }
+            )
+            for lid in stale:
+                self._done.pop(lid, None)
+            self._lines = new_lines
+
+    # --- reporting -----------------------------------------------------------------------------
+
+    def _line_updates(self) -> list[LineUpdate]:
+        return [
+            LineUpdate(line_id=lid, data=data)
+            for lid, data in self._data.items()
+            if data and lid in self._lines
+        ]
+
+    def _result(self, state: ComponentState) -> ProvisioningResult:
+        return ProvisioningResult(
+            component_id=self._order.component_id,
+            state=state,
+            line_updates=self._line_updates() if state is ComponentState.COMPLETED else [],
+            undone_lines=list(self._undone),
+        )
+
+    async def _report(self, update: ComponentUpdate, notify_parent: bool) -> None:
         """The EBM goes to COM's inbound queue; the signal is how the parent workflow hears it.
 
         The final update travels as the child's result instead of a signal, saving history.
         """
+        self._sequence += 1
+        order = self._order
         message = workflow.execute_activity_method(
             MessagingActivities.send_fulfillment_update,
             FulfillmentUpdateMessage(
                 message_id=ids.fulfillment_update_message_id(
-                    order.order_number, order.revision, order.component_id, sequence
+                    order.order_number,
+                    order.revision,
+                    order.component_id,
+                    self._sequence,
+                    order.run,
                 ),
                 created=workflow.now(),
                 order_number=order.order_number,
