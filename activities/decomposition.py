@@ -9,10 +9,14 @@ from functools import cached_property
 from pathlib import Path
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from o2a.catalog import Catalog, load_catalog
 from o2a.decomposition import decompose
+from o2a.errors import InputError
 from o2a.models import CustomerOrder, OrderPlan
+
+INVALID_ORDER = "InvalidOrder"
 
 
 class DecompositionActivities:
@@ -25,4 +29,8 @@ class DecompositionActivities:
 
     @activity.defn(name="decompose_order")
     async def decompose_order(self, order: CustomerOrder) -> OrderPlan:
-        return decompose(order, self.catalog)
+        try:
+            return decompose(order, self.catalog)
+        except InputError as exc:
+            # A revision the catalog cannot fulfil is rejected, not retried.
+            raise ApplicationError(str(exc), type=INVALID_ORDER, non_retryable=True) from exc

@@ -8,7 +8,13 @@ from datetime import datetime
 from pydantic import BaseModel
 from temporalio import activity
 
-from o2a.models import ComponentUpdate, FulfillmentStatus, LineView, ProvisioningOrder
+from o2a.models import (
+    ComponentUpdate,
+    FulfillmentStatus,
+    LineView,
+    ProvisioningOrder,
+    RevisionView,
+)
 from o2a.outbound import (
     MessageSink,
     render_fulfillment_update,
@@ -38,6 +44,7 @@ class SalesOrderUpdateMessage(BaseModel):
     revision: int
     order_status: FulfillmentStatus
     lines: list[LineView]
+    revision_outcome: RevisionView | None = None
 
 
 class MessagingActivities:
@@ -69,5 +76,6 @@ class MessagingActivities:
             msg.order_status,
             msg.lines,
             msg.created,
+            msg.revision_outcome,
         )
         await self._deliver(msg.message_id, document)

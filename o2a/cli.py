@@ -47,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     list_.add_argument("--state", choices=[s.value for s in OrderState])
     list_.add_argument("--limit", type=int, default=50)
 
+    revise = sub.add_parser("revise", help="signal a revision (the whole order, higher revision)")
+    revise.add_argument("file", type=Path)
+
+    cancel = sub.add_parser("cancel", help="signal a cancel to a running order")
+    cancel.add_argument("order")
+    cancel.add_argument("--reason")
+
     resolve = sub.add_parser("resolve", help="retry the failed components of an order")
     resolve.add_argument("order")
 
@@ -107,6 +114,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _run(_status(args.order, args.json))
     if command == "list":
         return _run(_list(args.state, args.limit))
+    if command == "revise":
+        return _run(_revise(args.file, settings))
+    if command == "cancel":
+        return _run(_cancel(args.order, args.reason))
     if command == "resolve":
         return _run(_resolve(args.order))
     if command == "demo":
@@ -163,6 +174,28 @@ async def _list(state: str | None, limit: int) -> int:
 
     orders = await list_orders(await connect(), OrderState(state) if state else None, limit)
     print(format_orders(orders))
+    return EXIT_OK
+
+
+async def _revise(path: Path, settings: Settings) -> int:
+    from o2a.models import FulfillmentMode
+    from starters.operator import revise_order
+    from starters.submit import load_valid_order
+
+    order = load_valid_order(path, settings)
+    await revise_order(await connect(), order)
+    kind = "cancel" if order.fulfillment_mode is FulfillmentMode.CANCEL else "revision"
+    print(f"{kind} (revision {order.revision}) of order {order.order_number} sent")
+    print(f"follow the outcome with `o2a status {order.order_number}` (see REVISIONS)")
+    return EXIT_OK
+
+
+async def _cancel(order_number: str, reason: str | None) -> int:
+    from starters.operator import cancel_order
+
+    await cancel_order(await connect(), order_number, reason)
+    print(f"cancel of order {order_number} sent" + (f": {reason}" if reason else ""))
+    print(f"follow the outcome with `o2a status {order_number}`")
     return EXIT_OK
 
 

@@ -23,17 +23,22 @@ def _message_id(kind: str, order_number: str, *parts: object) -> str:
     return _UNSAFE.sub("_", ".".join([kind, order_number, *(str(p) for p in parts)]))
 
 
-def provisioning_order_message_id(order_number: str, revision: int, component_id: str) -> str:
-    return _message_id("PPO", order_number, f"r{revision}", component_id)
+def _run_part(run: int) -> list[str]:
+    """A component run again (after fallout, to undo or to redo) numbers its messages afresh."""
+    return [f"n{run}"] if run > 1 else []
+
+
+def provisioning_order_message_id(
+    order_number: str, revision: int, component_id: str, run: int = 1
+) -> str:
+    return _message_id("PPO", order_number, f"r{revision}", component_id, *_run_part(run))
 
 
 def fulfillment_update_message_id(
     order_number: str, revision: int, component_id: str, sequence: int, run: int = 1
 ) -> str:
-    """A component run again (after fallout or for a redo) numbers its updates afresh."""
-    run_part = [f"n{run}"] if run > 1 else []
     return _message_id(
-        "PFOU", order_number, f"r{revision}", component_id, *run_part, f"u{sequence:03d}"
+        "PFOU", order_number, f"r{revision}", component_id, *_run_part(run), f"u{sequence:03d}"
     )
 
 

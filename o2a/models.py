@@ -191,6 +191,8 @@ class LineView(Model):
     status: FulfillmentStatus
     milestone: str | None = None
     milestones: list[str] = Field(default_factory=list)
+    point_of_no_return: bool = False
+    """A component carrying the line has passed its point of no return; CRM is told."""
     data: dict[str, str] = Field(default_factory=dict)
 
 
@@ -265,6 +267,12 @@ class ProvisioningRevision(Model):
 
     lines: list[SalesOrderLine]
     undo_lines: list[str] = Field(default_factory=list)
+
+
+class CancelRequest(Model):
+    """An explicit cancel, or a revision whose FulfillmentModeCode is CANCEL."""
+
+    reason: str | None = None
 
 
 class ProvisioningResult(Model):

@@ -20,6 +20,7 @@ from o2a.models import (
     FulfillmentStatus,
     LineView,
     ProvisioningOrder,
+    RevisionView,
     SalesOrderLine,
 )
 
@@ -174,16 +175,25 @@ def render_sales_order_update(
     order_status: FulfillmentStatus,
     lines: list[LineView],
     created: datetime,
+    revision_outcome: RevisionView | None = None,
 ) -> bytes:
     root, data = _ebm("UpdateSalesOrderEBM", SO_NS, "SalesOrderEBO", message_id, "Update", created)
     body = _sub(data, SO_NS, "UpdateSalesOrder")
     _identification(body, order_number, revision)
     _sub(_sub(body, CC_NS, "Status"), CC_NS, "Code", order_status.value)
+    if revision_outcome is not None:
+        outcome = _sub(body, SO_NS, "RevisionOutcome")
+        _sub(outcome, CC_NS, "Number", revision_outcome.number)
+        _sub(outcome, SO_NS, "OutcomeCode", revision_outcome.outcome.upper())
+        if revision_outcome.reason:
+            _sub(outcome, SO_NS, "Reason", revision_outcome.reason)
     for line in lines:
         line_el = _sub(body, SO_NS, "SalesOrderLine")
         _sub(_sub(line_el, CC_NS, "Identification"), CC_NS, "ID", line.id)
         _sub(_sub(line_el, CC_NS, "Status"), CC_NS, "Code", line.status.value)
         if line.milestone:
             _sub(line_el, SO_NS, "MilestoneCode", line.milestone)
+        if line.point_of_no_return:
+            _sub(line_el, SO_NS, "PointOfNoReturnStatus", "PASSED")
         _data_updates(line_el, line.data)
     return _serialize(root)

@@ -143,6 +143,10 @@ def _compensate(
     if not started:
         # Nothing was done yet: the component simply runs with the new content.
         return ComponentCompensation(component_id=new.id, kind=Compensation.DO, do_lines=new.lines)
+    if state is not ComponentState.COMPLETED:
+        # Partial work (running or failed): only the lines' own progress knows what stands,
+        # so every line is (re)done; a running child skips the steps it has already done.
+        do = list(new.lines)
     keep = [line for line in new.lines if line not in do]
     kind = Compensation.AMEND if new.kind in AMENDABLE else Compensation.REDO
     return ComponentCompensation(
@@ -159,3 +163,19 @@ def hard_ponr_violations(plan: RevisionPlan, old_plan: OrderPlan, passed: set[st
         if c.kind in (Compensation.UNDO, Compensation.REDO, Compensation.AMEND)
         and c.component_id in hard & passed
     ]
+
+
+def cancellation_plan(
+    order: CustomerOrder, plan: OrderPlan, progress: dict[str, ComponentState]
+) -> RevisionPlan:
+    """A cancel is the revision that wants nothing: every started component is undone."""
+    return RevisionPlan(
+        revision=order.revision,
+        delta={line.id: LineChange.REMOVED for line in order.lines},
+        compensations=[
+            ComponentCompensation(component_id=c.id, kind=Compensation.UNDO, undo_lines=c.lines)
+            if progress.get(c.id, ComponentState.PENDING) is not ComponentState.PENDING
+            else ComponentCompensation(component_id=c.id, kind=Compensation.NONE)
+            for c in plan.components
+        ],
+    )

@@ -17,14 +17,16 @@ from o2a.models import (
     FalloutView,
     FulfillmentStatus,
     LineView,
+    OrderComponent,
     OrderPlan,
     OrderState,
     OrderStatus,
     RevisionView,
     ServiceActionCode,
 )
+from o2a.revision import Compensation, LineChange, RevisionPlan
 
-_LineKey = tuple[FulfillmentStatus, str | None, tuple[tuple[str, str], ...]]
+_LineKey = tuple[FulfillmentStatus, str | None, bool, tuple[tuple[str, str], ...]]
 
 
 def aggregate_order_status(statuses: list[FulfillmentStatus]) -> FulfillmentStatus:
@@ -86,6 +88,8 @@ class FulfillmentTracker:
                 self._line_components[line_id].append(c.id)
         self.fallouts: list[FalloutView] = []
         self.revisions: list[RevisionView] = []
+        self.ponr_passed: set[str] = set()
+        self.cancelled_lines: set[str] = set()
         self._reported: dict[str, _LineKey] = {}
         self._reported_order_status: FulfillmentStatus | None = None
         self._refresh_line_statuses()
@@ -107,10 +111,24 @@ class FulfillmentTracker:
                 if update.milestone not in line.milestones:
                     line.milestones.append(update.milestone)
         for line_update in update.line_updates:
-            self.lines[line_update.line_id].data.update(line_update.data)
+            if line_update.line_id in self.lines:
+                self.lines[line_update.line_id].data.update(line_update.data)
+        self._note_point_of_no_return(update)
         if update.state is ComponentState.FAILED:
             self._raise_fallout(update, at)
         self._refresh_line_statuses()
+
+    def _note_point_of_no_return(self, update: ComponentUpdate) -> None:
+        spec = self._spec(update.component_id)
+        if spec is None or spec.point_of_no_return is None:
+            return
+        if update.step == spec.point_of_no_return or update.state is ComponentState.COMPLETED:
+            self.ponr_passed.add(spec.id)
+            for line_id in spec.lines:
+                self.lines[line_id].point_of_no_return = True
+
+    def _spec(self, component_id: str) -> OrderComponent | None:
+        return next((c for c in self.plan.components if c.id == component_id), None)
 
     def _raise_fallout(self, update: ComponentUpdate, at: datetime) -> None:
         component = self.components[update.component_id]
@@ -130,10 +148,13 @@ class FulfillmentTracker:
 
     def _refresh_line_statuses(self) -> None:
         for line_id, line in self.lines.items():
+            if line_id in self.cancelled_lines:
+                line.status = FulfillmentStatus.CANCELLED
+                continue
             if line.action is ServiceActionCode.NO_CHANGE:
                 line.status = FulfillmentStatus.COMPLETE
                 continue
-            states = [self.components[c].state for c in self._line_components[line_id]]
+            states = [self.components[c].state for c in self._line_components.get(line_id, [])]
             line.status = line_status(states)
 
     def reset_failed(self) -> list[str]:
@@ -159,7 +180,63 @@ class FulfillmentTracker:
         ]
 
     def is_finished(self) -> bool:
-        return all(c.state is ComponentState.COMPLETED for c in self.components.values())
+        planned = {c.id for c in self.plan.components}
+        return all(
+            c.state is ComponentState.COMPLETED
+            if c.id in planned
+            else c.state is not ComponentState.IN_PROGRESS
+            for c in self.components.values()
+        )
+
+    # --- revisions and cancels --------------------------------------------------------------
+
+    def progress(self) -> dict[str, ComponentState]:
+        return {cid: c.state for cid, c in self.components.items()}
+
+    def revised(
+        self, order: CustomerOrder, plan: OrderPlan, revision: RevisionPlan
+    ) -> FulfillmentTracker:
+        """The tracker of the new revision, carrying over what the revision leaves standing.
+
+        Removed lines stay visible as CANCELLED; CRM hears every line again at the new
+        revision number.
+        """
+        new = FulfillmentTracker(order, plan)
+        for comp in revision.compensations:
+            old_view = self.components.get(comp.component_id)
+            if old_view is None:
+                continue
+            if comp.component_id not in new.components:  # dropped from the plan: to be undone
+                new.components[comp.component_id] = old_view.model_copy(deep=True)
+                continue
+            keeps_state = comp.kind is Compensation.NONE or (
+                comp.kind is not Compensation.DO and old_view.state is ComponentState.IN_PROGRESS
+            )
+            if keeps_state:
+                view = old_view.model_copy(deep=True)
+                view.lines = new.components[comp.component_id].lines
+                new.components[comp.component_id] = view
+                if comp.component_id in self.ponr_passed and comp.kind is Compensation.NONE:
+                    new.ponr_passed.add(comp.component_id)
+        for line_id, change in revision.delta.items():
+            old_line = self.lines.get(line_id)
+            if change is LineChange.UNCHANGED and old_line is not None:
+                new.lines[line_id] = old_line.model_copy(deep=True)
+            elif change is LineChange.REMOVED and old_line is not None:
+                new.lines[line_id] = old_line.model_copy(deep=True)
+                new.cancelled_lines.add(line_id)
+        new.cancelled_lines |= self.cancelled_lines & set(new.lines)
+        new.fallouts = [f.model_copy() for f in self.fallouts]
+        new.revisions = [r.model_copy() for r in self.revisions]
+        new._refresh_line_statuses()
+        return new
+
+    def cancel_all(self) -> None:
+        """Every line CANCELLED, every component's work undone."""
+        self.cancelled_lines = set(self.lines)
+        for component in self.components.values():
+            component.state = ComponentState.CANCELLED
+        self._refresh_line_statuses()
 
     def has_failed(self) -> bool:
         return any(c.state is ComponentState.FAILED for c in self.components.values())
@@ -178,7 +255,12 @@ class FulfillmentTracker:
         """Lines CRM has not yet heard about; None when nothing customer-visible changed."""
         changed = []
         for line in self.lines.values():
-            key: _LineKey = (line.status, line.milestone, tuple(sorted(line.data.items())))
+            key: _LineKey = (
+                line.status,
+                line.milestone,
+                line.point_of_no_return,
+                tuple(sorted(line.data.items())),
+            )
             if self._reported.get(line.id) != key:
                 self._reported[line.id] = key
                 changed.append(line.model_copy(deep=True))

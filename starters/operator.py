@@ -1,23 +1,58 @@
-"""Operator actions on a running order, sent as signals after checking the order allows them."""
+"""Signals to a running order: revise, cancel and the operator's resolve.
+
+Each command checks first that the order exists and is still running, so a mistyped
+order number or a finished order gets one clear line instead of a signal that goes nowhere.
+The outcome (accepted, rejected and why) shows in `o2a status` and in CRM's next update.
+"""
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from o2a import ids
-from o2a.errors import OrderConflictError
-from o2a.models import OrderState
+from o2a.errors import OrderConflictError, UnknownOrderError
+from o2a.models import CancelRequest, CustomerOrder, OrderState, OrderStatus
 from starters.inspect import order_status
 from workflows.customer_order import CustomerOrderWorkflow
 
 
-async def resolve_order(client: Client, order_number: str) -> None:
-    status = await order_status(client, order_number)
-    if status.state is not OrderState.FAILED:
-        raise OrderConflictError(
-            f"order {order_number} is {status.state.value}: only a failed order can be resolved"
-        )
+async def running_order(
+    client: Client, order_number: str, action: str
+) -> WorkflowHandle[CustomerOrderWorkflow, OrderStatus]:
+    """The order's handle; ``action`` completes "only a running order can be ..." refusals."""
     handle = client.get_workflow_handle_for(
         CustomerOrderWorkflow.run, ids.order_workflow_id(order_number)
     )
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise UnknownOrderError(f"no order {order_number} (workflow {handle.id})") from None
+        raise
+    if description.status is WorkflowExecutionStatus.COMPLETED:
+        state = (await handle.result()).state.value
+        raise OrderConflictError(f"order {order_number} is {state}: {action}")
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        closed = description.status.name.lower() if description.status else "closed"
+        raise OrderConflictError(f"order {order_number} is {closed}: {action}")
+    return handle
+
+
+async def revise_order(client: Client, order: CustomerOrder) -> None:
+    handle = await running_order(client, order.order_number, "only a running order can be revised")
+    await handle.signal(CustomerOrderWorkflow.revise, order)
+
+
+async def cancel_order(client: Client, order_number: str, reason: str | None) -> None:
+    handle = await running_order(client, order_number, "only a running order can be cancelled")
+    await handle.signal(CustomerOrderWorkflow.cancel, CancelRequest(reason=reason))
+
+
+async def resolve_order(client: Client, order_number: str) -> None:
+    needs = "only a failed order can be resolved"
+    handle = await running_order(client, order_number, needs)
+    status = await order_status(client, order_number)
+    if status.state is not OrderState.FAILED:
+        raise OrderConflictError(f"order {order_number} is {status.state.value}: {needs}")
     await handle.signal(CustomerOrderWorkflow.resolve)

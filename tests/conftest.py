@@ -78,10 +78,12 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def worker(client: Client, settings: Settings) -> Callable[[], object]:
+def worker(client: Client, settings: Settings) -> Callable[..., object]:
+    """``async with worker():`` runs a worker on the test's task queue (or other settings)."""
+
     @asynccontextmanager
-    async def running() -> AsyncIterator[Worker]:
-        w = build_worker(client, settings)
+    async def running(custom: Settings | None = None) -> AsyncIterator[Worker]:
+        w = build_worker(client, custom or settings)
         async with w:
             yield w
 

@@ -21,8 +21,10 @@ from o2a.client import DATA_CONVERTER, interceptors
 from o2a.config import Settings
 from o2a.inbound import read_order_file
 from o2a.models import Specification
+from starters.operator import cancel_order, revise_order
 from starters.submit import start_order
 from tests.conftest import SAMPLES
+from tests.test_revision_workflow import delayed
 from workers.worker import WORKFLOWS
 from workflows.customer_order import CustomerOrderWorkflow
 
@@ -37,7 +39,14 @@ def recorded() -> list[Path]:
 @pytest.mark.skipif(RECORD, reason="recording run")
 def test_histories_are_present() -> None:
     names = {p.stem for p in recorded()}
-    assert {"triple_play", "triple_play_provisioning", "fallout_resolved"} <= names
+    assert {
+        "triple_play",
+        "triple_play_provisioning",
+        "fallout_resolved",
+        "revised_mid_flight",
+        "revised_provisioning",
+        "cancelled_mid_flight",
+    } <= names
 
 
 @pytest.mark.skipif(RECORD, reason="recording run")
@@ -88,3 +97,30 @@ async def test_record_histories(
         await failing.signal(CustomerOrderWorkflow.resolve)
         assert (await failing.result()).state.value == "completed"
         _save("fallout_resolved", await failing.fetch_history())
+
+        # A revision (drop broadband, change the voice plan, add a mobile feature) and a
+        # cancel, each landing while provisioning runs.
+        base = delayed(read_order_file(SAMPLES / "triple_play.xml"), 0.5)
+        revised = read_order_file(SAMPLES / "revisions" / "triple_play_r2_combined.xml")
+        for name, change in (("revised_mid_flight", revised), ("cancelled_mid_flight", None)):
+            number = f"REPLAY-{name}-{order_number}"
+            running = await start_order(
+                client, base.model_copy(update={"order_number": number}), settings
+            )
+            await asyncio.sleep(1.5)
+            if change is None:
+                await cancel_order(client, number, "recorded cancel")
+            else:
+                await revise_order(
+                    client, delayed(change, 0.5).model_copy(update={"order_number": number})
+                )
+            final = await running.result()
+            assert final.state.value == ("cancelled" if change is None else "completed")
+            _save(name, await running.fetch_history())
+            if change is not None:
+                fixed = ids.provisioning_workflow_id(
+                    number, "Provision.FixedProvisioningSystem.bundle-1.1"
+                )
+                _save(
+                    "revised_provisioning", await client.get_workflow_handle(fixed).fetch_history()
+                )

@@ -242,7 +242,19 @@ def test_take_changes(tracker: FulfillmentTracker) -> None:
     assert [line.id for line in changed] == ["1.1.1", "1.1.2"]
     assert changed[0].milestone == "PROVISION_START"
 
-    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, step="activate"), T0)  # nothing visible
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, step="design"), T0)  # nothing visible
+    assert tracker.take_changes() is None
+
+    # Activation is the point of no return: CRM is told, once, for the component's lines.
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, step="activate"), T0)
+    changed = tracker.take_changes()
+    assert changed is not None
+    assert [(line.id, line.point_of_no_return) for line in changed] == [
+        ("1.1.1", True),
+        ("1.1.2", True),
+    ]
+    assert PROV_FIXED in tracker.ponr_passed
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, step="verify"), T0)
     assert tracker.take_changes() is None
 
     tracker.apply(

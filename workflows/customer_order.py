@@ -4,6 +4,10 @@ Decomposes the order (through an activity, so the plan is in history), runs comp
 their dependencies allow, provisioning ones as SOM child workflows, and turns every
 component state change into line statuses, milestones and the order-level status. CRM
 hears of each customer-visible change once, in an UpdateSalesOrderEBM.
+
+Revisions and cancels arrive as signals and wait in one queue, taken in arrival order
+between steps: each is planned (DO / UNDO / REDO / AMEND / NONE per component) and its
+undo work runs in reverse dependency order before the new plan carries on.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.decomposition import DecompositionActivities
@@ -23,19 +28,33 @@ with workflow.unsafe.imports_passed_through():
     )
     from o2a import ids, visibility
     from o2a.models import (
+        CancelRequest,
         ComponentKind,
         ComponentState,
         ComponentUpdate,
         CustomerOrder,
+        FulfillmentMode,
         FulfillmentStatus,
         LineUpdate,
         LineView,
         OrderComponent,
+        OrderPlan,
         OrderState,
         OrderStatus,
         ProvisioningOrder,
+        ProvisioningResult,
+        ProvisioningRevision,
+        RevisionView,
         SalesOrderLine,
     )
+    from o2a.revision import (
+        Compensation,
+        RevisionPlan,
+        cancellation_plan,
+        hard_ponr_violations,
+        plan_revision,
+    )
+    from o2a.simulator import UNDO_PREFIX
     from o2a.tracking import FulfillmentTracker
     from workflows.policies import (
         DECOMPOSITION_TIMEOUT,
@@ -45,10 +64,16 @@ with workflow.unsafe.imports_passed_through():
         MESSAGE_RETRY,
         MESSAGE_TIMEOUT,
     )
-    from workflows.provisioning_order import COMPONENT_UPDATE_SIGNAL, ProvisioningOrderWorkflow
+    from workflows.provisioning_order import (
+        CANCEL_SIGNAL,
+        COMPONENT_UPDATE_SIGNAL,
+        REVISE_SIGNAL,
+        ProvisioningOrderWorkflow,
+    )
 
 STATUS_QUERY = "status"
 RESOLVE_SIGNAL = "resolve"
+FINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.CANCELLED, OrderState.ABORTED})
 
 # The simulator's step name for each non-provisioning component kind.
 KIND_STEPS = {
@@ -71,40 +96,68 @@ class CustomerOrderWorkflow:
         self._crm_updates = 0
         self._published: tuple[OrderState, FulfillmentStatus] | None = None
         self._resolve_requested = False
+        self._plan: OrderPlan | None = None
+        self._requests: list[CustomerOrder | CancelRequest] = []
+        self._children: dict[
+            str, ChildWorkflowHandle[ProvisioningOrderWorkflow, ProvisioningResult]
+        ] = {}
+        self._running_functions: set[str] = set()
+        self._keep_lines: dict[str, list[str]] = {}
+        self._outcome: RevisionView | None = None
 
     @workflow.run
     async def run(self, order: CustomerOrder) -> OrderStatus:
-        plan = await workflow.execute_activity_method(
-            DecompositionActivities.decompose_order,
-            order,
-            start_to_close_timeout=DECOMPOSITION_TIMEOUT,
-            retry_policy=FULFILLMENT_RETRY,
-        )
-        tracker = self._tracker = FulfillmentTracker(order, plan)
+        plan = self._plan = await self._decompose(order)
+        self._tracker = FulfillmentTracker(order, plan)
         while True:
+            if self._requests:
+                request = self._requests.pop(0)
+                if isinstance(request, CancelRequest):
+                    if await self._cancel(request):
+                        break
+                else:
+                    await self._revise(request)
+                continue
+            tracker = self._tracker
             if self._resolve_requested:
                 self._resolve_requested = False
                 tracker.reset_failed()
             for component_id in tracker.ready_components():
-                self._start(plan.component(component_id))
+                self._start(self._plan.component(component_id))
             # Fallout puts the order in `failed` at once; independent components carry on,
             # and once nothing runs the order waits, durably, for an operator's resolve.
             self._state = OrderState.FAILED if tracker.has_failed() else OrderState.IN_PROGRESS
             await self._publish()
-            if tracker.is_finished():
+            if tracker.is_finished() and not self._requests:
+                self._state = OrderState.COMPLETED
+                await self._publish()
                 break
-            await workflow.wait_condition(lambda: bool(self._inbox) or self._resolve_requested)
+            await workflow.wait_condition(
+                lambda: bool(self._inbox or self._requests) or self._resolve_requested
+            )
             self._drain_inbox()
-        self._state = OrderState.COMPLETED
-        await self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return tracker.snapshot(self._state, self._crm_updates)
+        return self._tracker.snapshot(self._state, self._crm_updates)
 
     # --- signals and queries ------------------------------------------------------------------
 
     @workflow.signal(name=COMPONENT_UPDATE_SIGNAL)
     def component_update(self, update: ComponentUpdate) -> None:
         self._inbox.append(update)
+
+    @workflow.signal(name=REVISE_SIGNAL)
+    def revise(self, order: CustomerOrder) -> None:
+        """A revision waits its turn; a revision with FulfillmentModeCode CANCEL is a cancel."""
+        if order.fulfillment_mode is FulfillmentMode.CANCEL:
+            self._requests.append(
+                CancelRequest(reason=f"revision {order.revision} with FulfillmentModeCode CANCEL")
+            )
+        else:
+            self._requests.append(order)
+
+    @workflow.signal(name=CANCEL_SIGNAL)
+    def cancel(self, request: CancelRequest) -> None:
+        self._requests.append(request)
 
     @workflow.signal(name=RESOLVE_SIGNAL)
     def resolve(self) -> None:
@@ -147,14 +200,18 @@ class CustomerOrderWorkflow:
             ),
             workflow.now(),
         )
+        if component.kind is not ComponentKind.PROVISION:
+            self._running_functions.add(component.id)
         task = asyncio.create_task(self._run_component(component))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
     async def _run_component(self, component: OrderComponent) -> None:
+        state = ComponentState.COMPLETED
         try:
             if component.kind is ComponentKind.PROVISION:
-                line_updates = await self._provision(component)
+                result = await self._provision(component)
+                state, line_updates = result.state, result.line_updates
             else:
                 line_updates = await self._call_function(component)
         except FailureError as err:
@@ -169,20 +226,34 @@ class CustomerOrderWorkflow:
                 )
             )
             return
+        finally:
+            self._running_functions.discard(component.id)
+            self._children.pop(component.id, None)
         self._inbox.append(
             ComponentUpdate(
                 component_id=component.id,
-                state=ComponentState.COMPLETED,
-                milestone=component.complete_milestone,
+                state=state,
+                milestone=component.complete_milestone
+                if state is ComponentState.COMPLETED
+                else None,
                 line_updates=line_updates,
             )
         )
 
-    def _lines_of(self, component: OrderComponent) -> list[SalesOrderLine]:
-        wanted = set(component.lines)
-        return [line for line in self._order.lines if line.id in wanted]
+    def _lines_of(
+        self, line_ids: list[str], order: CustomerOrder | None = None
+    ) -> list[SalesOrderLine]:
+        wanted = set(line_ids)
+        return [line for line in (order or self._order).lines if line.id in wanted]
 
-    async def _call_function(self, component: OrderComponent) -> list[LineUpdate]:
+    async def _call_function(
+        self,
+        component: OrderComponent,
+        lines: list[SalesOrderLine] | None = None,
+        undo: bool = False,
+    ) -> list[LineUpdate]:
+        """The component's function for its lines; ``undo`` runs the function's undo step."""
+        step = KIND_STEPS[component.kind]
         return await workflow.execute_activity(
             run_order_function,
             FunctionCall(
@@ -191,17 +262,21 @@ class CustomerOrderWorkflow:
                 component_id=component.id,
                 function=component.function,
                 target_system=component.target_system,
-                step=KIND_STEPS[component.kind],
-                lines=self._lines_of(component),
-                run=self._runs[component.id],
+                step=UNDO_PREFIX + step if undo else step,
+                lines=self._lines_of(component.lines) if lines is None else lines,
+                run=self._runs.get(component.id, 1),
             ),
             start_to_close_timeout=FULFILLMENT_TIMEOUT,
             heartbeat_timeout=FULFILLMENT_HEARTBEAT,
             retry_policy=FULFILLMENT_RETRY,
         )
 
-    async def _provision(self, component: OrderComponent) -> list[LineUpdate]:
+    async def _provision(
+        self, component: OrderComponent, undo_lines: list[SalesOrderLine] | None = None
+    ) -> ProvisioningResult:
+        """A SOM child run: the component's lines, or (``undo_lines``) only undo work."""
         order = self._order
+        self._runs[component.id] = run = self._runs.get(component.id, 0) + (1 if undo_lines else 0)
         provisioning_order = ProvisioningOrder(
             order_number=order.order_number,
             revision=order.revision,
@@ -210,14 +285,16 @@ class CustomerOrderWorkflow:
             parent_workflow_id=workflow.info().workflow_id,
             priority=order.priority,
             customer_account=order.customer_account,
-            run=self._runs[component.id],
-            lines=self._lines_of(component),
+            run=run,
+            lines=[] if undo_lines else self._lines_of(component.lines),
+            done_lines=[] if undo_lines else self._keep_lines.pop(component.id, []),
+            undo_lines=undo_lines or [],
         )
         await workflow.execute_activity_method(
             MessagingActivities.send_provisioning_order,
             ProvisioningOrderMessage(
                 message_id=ids.provisioning_order_message_id(
-                    order.order_number, order.revision, component.id
+                    order.order_number, order.revision, component.id, run
                 ),
                 created=workflow.now(),
                 order=provisioning_order,
@@ -225,13 +302,162 @@ class CustomerOrderWorkflow:
             start_to_close_timeout=MESSAGE_TIMEOUT,
             retry_policy=MESSAGE_RETRY,
         )
-        result = await workflow.execute_child_workflow(
+        handle = await workflow.start_child_workflow(
             ProvisioningOrderWorkflow.run,
             provisioning_order,
             id=ids.provisioning_workflow_id(order.order_number, component.id),
             static_summary=f"{component.target_system}: {len(component.lines)} lines",
         )
-        return result.line_updates
+        if not undo_lines:
+            self._children[component.id] = handle
+        return await handle
+
+    # --- revisions and cancels --------------------------------------------------------------
+
+    async def _decompose(self, order: CustomerOrder) -> OrderPlan:
+        return await workflow.execute_activity_method(
+            DecompositionActivities.decompose_order,
+            order,
+            start_to_close_timeout=DECOMPOSITION_TIMEOUT,
+            retry_policy=FULFILLMENT_RETRY,
+        )
+
+    async def _settle_functions(self) -> None:
+        """Short inline calls finish first, so compensation sees their final state."""
+        await workflow.wait_condition(lambda: not self._running_functions)
+        self._drain_inbox()
+
+    async def _revise(self, order: CustomerOrder) -> None:
+        current, tracker, old_plan = self._order, self._tracker, self._plan
+        assert tracker is not None and old_plan is not None
+        if order.order_number != current.order_number:
+            return await self._reject(order.revision, f"order number {order.order_number} differs")
+        if order.revision <= current.revision:
+            return await self._reject(
+                order.revision,
+                f"revision {order.revision} is not higher than the current {current.revision}",
+            )
+        previous_state, self._state = self._state, OrderState.AMENDING
+        await self._publish()
+        try:
+            plan = await self._decompose(order)
+        except ActivityError as err:
+            self._state = previous_state
+            return await self._reject(order.revision, _fault_of(err)[1])
+        await self._settle_functions()
+        revision = plan_revision(current, old_plan, order, plan, tracker.progress())
+        violations = hard_ponr_violations(revision, old_plan, tracker.ponr_passed)
+        if violations:
+            self._state = previous_state
+            return await self._reject(
+                order.revision, f"past the hard point of no return: {', '.join(violations)}"
+            )
+        await self._compensate(revision, old_plan, current, order, plan)
+        self._tracker = tracker.revised(order, plan, revision)
+        for comp in revision.compensations:
+            if comp.component_id in self._children:
+                continue  # a running child compensates itself and reports how it ended
+            if comp.kind is Compensation.UNDO:
+                self._tracker.components[comp.component_id].state = ComponentState.CANCELLED
+            elif (
+                comp.kind is Compensation.REDO
+                and plan.component(comp.component_id).kind is ComponentKind.PROVISION
+            ):
+                # A SOM rerun skips the lines whose work stands; inline calls redo them all.
+                self._keep_lines[comp.component_id] = comp.keep_lines
+        self._order, self._plan = order, plan
+        self._accept(RevisionView(number=order.revision, outcome="accepted"))
+        workflow.upsert_search_attributes([visibility.ORDER_REVISION.value_set(order.revision)])
+
+    async def _cancel(self, request: CancelRequest) -> bool:
+        """True when the order is cancelled; False when the cancel is refused."""
+        tracker, plan = self._tracker, self._plan
+        assert tracker is not None and plan is not None
+        await self._settle_functions()
+        reason = request.reason or "cancel requested"
+        if tracker.is_finished():
+            await self._reject(
+                self._order.revision, f"cancel refused: the order is complete ({reason})"
+            )
+            return False
+        revision = cancellation_plan(self._order, plan, tracker.progress())
+        violations = hard_ponr_violations(revision, plan, tracker.ponr_passed)
+        if violations:
+            await self._reject(
+                self._order.revision,
+                f"cancel refused: past the hard point of no return: {', '.join(violations)}",
+            )
+            return False
+        self._state = OrderState.CANCELING
+        await self._publish()
+        await self._compensate(revision, plan, self._order, None, None)
+        await workflow.wait_condition(lambda: not self._children)
+        self._drain_inbox()
+        tracker.cancel_all()
+        self._state = OrderState.CANCELLED
+        self._accept(RevisionView(number=self._order.revision, outcome="cancelled", reason=reason))
+        await self._publish()
+        return True
+
+    async def _compensate(
+        self,
+        revision: RevisionPlan,
+        old_plan: OrderPlan,
+        old_order: CustomerOrder,
+        new_order: CustomerOrder | None,
+        new_plan: OrderPlan | None,
+    ) -> None:
+        """Running children compensate themselves; finished work is undone here, a component
+        only after every component that depended on it."""
+        undo: dict[str, list[str]] = {}
+        for comp in revision.compensations:
+            child = self._children.get(comp.component_id)
+            if child is not None and comp.kind is Compensation.UNDO:
+                await child.signal(CANCEL_SIGNAL)
+            elif child is not None and comp.kind in (Compensation.REDO, Compensation.AMEND):
+                assert new_order is not None and new_plan is not None
+                new_lines = new_plan.component(comp.component_id).lines
+                await child.signal(
+                    REVISE_SIGNAL,
+                    ProvisioningRevision(
+                        lines=self._lines_of(new_lines, new_order),
+                        undo_lines=comp.undo_lines,
+                    ),
+                )
+            elif comp.undo_lines and comp.component_id in {c.id for c in old_plan.components}:
+                undo[comp.component_id] = comp.undo_lines
+        dependents = {
+            c.id: {d.id for d in old_plan.components if c.id in d.depends_on}
+            for c in old_plan.components
+        }
+        while undo:
+            wave = [cid for cid in undo if not dependents[cid] & set(undo)]
+            await asyncio.gather(
+                *(
+                    self._undo_component(
+                        old_plan.component(cid), self._lines_of(undo[cid], old_order)
+                    )
+                    for cid in wave
+                )
+            )
+            for cid in wave:
+                del undo[cid]
+
+    async def _undo_component(self, component: OrderComponent, lines: list[SalesOrderLine]) -> None:
+        if component.kind is ComponentKind.PROVISION:
+            await self._provision(component, undo_lines=lines)
+        else:
+            await self._call_function(component, lines, undo=True)
+
+    def _accept(self, outcome: RevisionView) -> None:
+        assert self._tracker is not None
+        self._tracker.revisions.append(outcome)
+        self._outcome = outcome
+
+    async def _reject(self, number: int, reason: str) -> None:
+        """Recorded, reported to CRM; the order carries on as it was."""
+        self._accept(RevisionView(number=number, outcome="rejected", reason=reason))
+        await self._publish()
 
     def _drain_inbox(self) -> None:
         assert self._tracker is not None
@@ -256,7 +482,8 @@ class CustomerOrderWorkflow:
                 ]
             )
         changes = tracker.take_changes()
-        if changes is None:
+        outcome, self._outcome = self._outcome, None
+        if changes is None and outcome is None:
             return
         self._crm_updates += 1
         await workflow.execute_activity_method(
@@ -269,7 +496,8 @@ class CustomerOrderWorkflow:
                 order_number=self._order.order_number,
                 revision=self._order.revision,
                 order_status=status,
-                lines=changes,
+                lines=changes or [],
+                revision_outcome=outcome,
             ),
             start_to_close_timeout=MESSAGE_TIMEOUT,
             retry_policy=MESSAGE_RETRY,
