@@ -345,14 +345,17 @@ class CustomerOrderWorkflow:
             self._state = previous_state
             return await self._reject(order.revision, _fault_of(err)[1])
         await self._settle_functions()
-        revision = plan_revision(current, old_plan, order, plan, tracker.progress())
-        violations = hard_ponr_violations(revision, old_plan, tracker.ponr_passed)
-        if violations:
-            self._state = previous_state
-            return await self._reject(
-                order.revision, f"past the hard point of no return: {', '.join(violations)}"
-            )
-        await self._compensate(revision, old_plan, current, order, plan)
+        while True:
+            revision = plan_revision(current, old_plan, order, plan, tracker.progress())
+            violations = hard_ponr_violations(revision, old_plan, tracker.ponr_passed)
+            if violations:
+                self._state = previous_state
+                return await self._reject(
+                    order.revision, f"past the hard point of no return: {', '.join(violations)}"
+                )
+            if await self._signal_children(revision, order, plan):
+                break
+        await self._undo_finished(revision, old_plan, current)
         self._tracker = tracker.revised(order, plan, revision)
         for comp in revision.compensations:
             if comp.component_id in self._children:
@@ -380,17 +383,21 @@ class CustomerOrderWorkflow:
                 self._order.revision, f"cancel refused: the order is complete ({reason})"
             )
             return False
-        revision = cancellation_plan(self._order, plan, tracker.progress())
-        violations = hard_ponr_violations(revision, plan, tracker.ponr_passed)
-        if violations:
-            await self._reject(
-                self._order.revision,
-                f"cancel refused: past the hard point of no return: {', '.join(violations)}",
-            )
-            return False
-        self._state = OrderState.CANCELING
-        await self._publish()
-        await self._compensate(revision, plan, self._order, None, None)
+        while True:
+            revision = cancellation_plan(self._order, plan, tracker.progress())
+            violations = hard_ponr_violations(revision, plan, tracker.ponr_passed)
+            if violations:
+                await self._reject(
+                    self._order.revision,
+                    f"cancel refused: past the hard point of no return: {', '.join(violations)}",
+                )
+                return False
+            if self._state is not OrderState.CANCELING:
+                self._state = OrderState.CANCELING
+                await self._publish()
+            if await self._signal_children(revision, None, None):
+                break
+        await self._undo_finished(revision, plan, self._order)
         await workflow.wait_condition(lambda: not self._children)
         self._drain_inbox()
         tracker.cancel_all()
@@ -399,33 +406,45 @@ class CustomerOrderWorkflow:
         await self._publish()
         return True
 
-    async def _compensate(
-        self,
-        revision: RevisionPlan,
-        old_plan: OrderPlan,
-        old_order: CustomerOrder,
-        new_order: CustomerOrder | None,
-        new_plan: OrderPlan | None,
-    ) -> None:
-        """Running children compensate themselves; finished work is undone here, a component
-        only after every component that depended on it."""
-        undo: dict[str, list[str]] = {}
+    async def _signal_children(
+        self, revision: RevisionPlan, order: CustomerOrder | None, plan: OrderPlan | None
+    ) -> bool:
+        """Running SOM children compensate themselves. False when one finished before the
+        signal reached it: the caller plans again with that component's final state."""
         for comp in revision.compensations:
             child = self._children.get(comp.component_id)
-            if child is not None and comp.kind is Compensation.UNDO:
-                await child.signal(CANCEL_SIGNAL)
-            elif child is not None and comp.kind in (Compensation.REDO, Compensation.AMEND):
-                assert new_order is not None and new_plan is not None
-                new_lines = new_plan.component(comp.component_id).lines
-                await child.signal(
-                    REVISE_SIGNAL,
-                    ProvisioningRevision(
-                        lines=self._lines_of(new_lines, new_order),
-                        undo_lines=comp.undo_lines,
-                    ),
-                )
-            elif comp.undo_lines and comp.component_id in {c.id for c in old_plan.components}:
-                undo[comp.component_id] = comp.undo_lines
+            if child is None or comp.kind is Compensation.NONE:
+                continue
+            try:
+                if comp.kind is Compensation.UNDO:
+                    await child.signal(CANCEL_SIGNAL)
+                else:
+                    assert order is not None and plan is not None
+                    lines = self._lines_of(plan.component(comp.component_id).lines, order)
+                    await child.signal(
+                        REVISE_SIGNAL,
+                        ProvisioningRevision(lines=lines, undo_lines=comp.undo_lines),
+                    )
+            except FailureError:
+                await self._child_finished(comp.component_id)
+                return False
+        return True
+
+    async def _child_finished(self, component_id: str) -> None:
+        await workflow.wait_condition(lambda: component_id not in self._children)
+        self._drain_inbox()
+
+    async def _undo_finished(
+        self, revision: RevisionPlan, old_plan: OrderPlan, old_order: CustomerOrder
+    ) -> None:
+        """Finished work is undone here, a component only after every component that
+        depended on it (billing before the provisioning it followed)."""
+        old_ids = {c.id for c in old_plan.components}
+        undo = {
+            c.component_id: c.undo_lines
+            for c in revision.compensations
+            if c.undo_lines and c.component_id in old_ids and c.component_id not in self._children
+        }
         dependents = {
             c.id: {d.id for d in old_plan.components if c.id in d.depends_on}
             for c in old_plan.components
