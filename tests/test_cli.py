@@ -822,3 +822,99 @@ async def test_bad_input_is_refused_with_one_line(
     if expected is not None:
         assert expected in run.stderr, run
     assert not await workflow_exists(client, ids.order_workflow_id(order_number)), run
+
+
+# --- `o2a revise` and `o2a cancel` -------------------------------------------------------------
+
+
+def slow_order_json(directory: Path, order_number: str, delay: float) -> Path:
+    raw = sample_json(order_number)
+    for line in raw["lines"]:  # type: ignore[attr-defined]
+        old = line["item"].get("specifications", [])
+        specs = [s for s in old if s["name"] != "SimulatedDelay"]
+        if line["item"].get("product_class"):
+            specs.append({"name": "SimulatedDelay", "value": str(delay)})
+        line["item"]["specifications"] = specs
+    path = directory / f"{order_number}.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def revision_file(directory: Path, order_number: str, sample: str) -> Path:
+    tree = etree.parse(str(SAMPLES / "revisions" / sample))
+    ident = tree.getroot().find("so:DataArea/so:ProcessSalesOrderFulfillment/cc:Identification", NS)
+    assert ident is not None
+    number = ident.find("cc:ID", NS)
+    assert number is not None
+    number.text = order_number
+    path = directory / f"{order_number}-{sample}"
+    path.write_bytes(xml_bytes(tree))
+    return path
+
+
+async def final_status(order_number: str, env: Mapping[str, str]) -> dict[str, object]:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        run = await o2a("status", order_number, "--json", env=env)
+        assert run.returncode == 0, run
+        status: dict[str, object] = json.loads(run.stdout)
+        if status["state"] in ("completed", "cancelled"):
+            return status
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"order {order_number} did not finish within 90s")
+
+
+async def test_revise_and_cancel_commands(
+    temporal_address: str, settings: Settings, order_number: str, tmp_path: Path
+):
+    env = cli_env(temporal_address, settings)
+    revised, cancelled = f"{order_number}R", f"{order_number}C"
+    async with cli_worker(env, tmp_path / "worker.log"):
+        for number in (revised, cancelled):
+            run = await o2a("submit", str(slow_order_json(tmp_path, number, 0.7)), env=env)
+            assert run.returncode == 0, run
+        await asyncio.sleep(1.0)
+        run = await o2a(
+            "revise", str(revision_file(tmp_path, revised, "triple_play_r2_combined.xml")), env=env
+        )
+        assert run.returncode == 0, run
+        assert f"revision 2) of order {revised} sent" in run.stdout, run
+        run = await o2a("cancel", cancelled, "--reason", "customer moved", env=env)
+        assert run.returncode == 0, run
+        assert f"cancel of order {cancelled} sent: customer moved" in run.stdout, run
+
+        after_revision = await final_status(revised, env)
+        after_cancel = await final_status(cancelled, env)
+
+    assert after_revision["state"] == "completed" and after_revision["revision"] == 2
+    assert after_revision["revisions"] == [{"number": 2, "outcome": "accepted", "reason": None}]
+    lines = {line["id"]: line["status"] for line in after_revision["lines"]}  # type: ignore[attr-defined]
+    assert {lines[i] for i in ("1.3", "1.3.1", "1.3.2", "1.3.3")} == {"CANCELLED"}
+    assert lines["1.2.3"] == "COMPLETE"
+    assert after_cancel["state"] == "cancelled" and after_cancel["status"] == "CANCELLED"
+
+    # A finished order takes no more changes: exit 1, one line, and it stays as it was.
+    refused = await o2a("cancel", revised, env=env)
+    assert refused.returncode == 1 and len(refused.stderr_lines) == 1, refused
+    assert "completed" in refused.stderr, refused
+    again = await o2a(
+        "revise", str(revision_file(tmp_path, cancelled, "triple_play_cancel.xml")), env=env
+    )
+    assert again.returncode == 1 and "cancelled" in again.stderr, again
+    assert (await final_status(revised, env))["state"] == "completed"
+
+
+async def test_revise_and_cancel_refuse_unknown_orders_and_bad_input(
+    temporal_address: str, settings: Settings, order_number: str, tmp_path: Path
+):
+    env = cli_env(temporal_address, settings)
+    unknown = await o2a(
+        "revise", str(revision_file(tmp_path, order_number, "triple_play_r2_add_line.xml")), env=env
+    )
+    assert unknown.returncode == 1 and len(unknown.stderr_lines) == 1, unknown
+    assert f"no order {order_number}" in unknown.stderr, unknown
+    cancel = await o2a("cancel", order_number, env=env)
+    assert cancel.returncode == 1 and len(cancel.stderr_lines) == 1, cancel
+    bad = await o2a("revise", str(unknown_product_class(tmp_path, order_number)), env=env)
+    assert bad.returncode == 2 and UNKNOWN_CLASS in bad.stderr, bad
+    assert "Traceback" not in unknown.stderr + cancel.stderr + bad.stderr
