@@ -184,8 +184,10 @@ async def _revise(path: Path, settings: Settings) -> int:
 
     order = load_valid_order(path, settings)
     await revise_order(await connect(), order)
-    kind = "cancel" if order.fulfillment_mode is FulfillmentMode.CANCEL else "revision"
-    print(f"{kind} (revision {order.revision}) of order {order.order_number} sent")
+    what = f"revision {order.revision}"
+    if order.fulfillment_mode is FulfillmentMode.CANCEL:
+        what += " (FulfillmentModeCode CANCEL: a cancel)"
+    print(f"{what} of order {order.order_number} sent")
     print(f"follow the outcome with `o2a status {order.order_number}` (see REVISIONS)")
     return EXIT_OK
 

@@ -878,7 +878,7 @@ async def test_revise_and_cancel_commands(
             "revise", str(revision_file(tmp_path, revised, "triple_play_r2_combined.xml")), env=env
         )
         assert run.returncode == 0, run
-        assert f"revision 2) of order {revised} sent" in run.stdout, run
+        assert f"revision 2 of order {revised} sent" in run.stdout, run
         run = await o2a("cancel", cancelled, "--reason", "customer moved", env=env)
         assert run.returncode == 0, run
         assert f"cancel of order {cancelled} sent: customer moved" in run.stdout, run
@@ -891,6 +891,9 @@ async def test_revise_and_cancel_commands(
     lines = {line["id"]: line["status"] for line in after_revision["lines"]}  # type: ignore[attr-defined]
     assert {lines[i] for i in ("1.3", "1.3.1", "1.3.2", "1.3.3")} == {"CANCELLED"}
     assert lines["1.2.3"] == "COMPLETE"
+    components = {c["id"]: c["state"] for c in after_revision["components"]}  # type: ignore[attr-defined]
+    assert components["Provision.BroadbandProvisioningSystem.bundle-1.3"] == "cancelled"
+    assert components["Ship.ShippingSystem.order"] == "cancelled"
     assert after_cancel["state"] == "cancelled" and after_cancel["status"] == "CANCELLED"
 
     # A finished order takes no more changes: exit 1, one line, and it stays as it was.

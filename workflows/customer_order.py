@@ -357,10 +357,11 @@ class CustomerOrderWorkflow:
                 break
         await self._undo_finished(revision, old_plan, current)
         self._tracker = tracker.revised(order, plan, revision)
+        plan_ids = {c.id for c in plan.components}
         for comp in revision.compensations:
             if comp.component_id in self._children:
                 continue  # a running child compensates itself and reports how it ended
-            if comp.kind is Compensation.UNDO:
+            if comp.component_id not in plan_ids:  # dropped: undone, or never started
                 self._tracker.components[comp.component_id].state = ComponentState.CANCELLED
             elif (
                 comp.kind is Compensation.REDO
