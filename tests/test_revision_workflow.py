@@ -304,3 +304,44 @@ async def test_hard_point_of_no_return_rejects_the_revision(
     assert result.revision == order.revision
     assert result.revisions[0].outcome == "rejected"
     assert "hard point of no return" in (result.revisions[0].reason or "")
+
+
+async def function_steps(handle: WorkflowHandle) -> list[tuple[str, str]]:
+    """(component, step) of every inline fulfillment call in the order's own history."""
+    history = await handle.fetch_history()
+    calls = []
+    for event in history.events:
+        if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            continue
+        attrs = event.activity_task_scheduled_event_attributes
+        if attrs.activity_type.name == "run_order_function":
+            call = json.loads(attrs.input.payloads[0].data)
+            calls.append((call["component_id"], call["step"]))
+    return calls
+
+
+async def test_cancel_after_billing_started_undoes_billing_first(
+    client: Client, settings: Settings, worker: Callable, order_number: str
+) -> None:
+    order = delayed(sample("triple_play.xml", order_number), 0.5)
+    init_billing = "InitiateBilling.BillingSystem.order"
+    async with worker():
+        handle = await start_order(client, order, settings)
+        while True:
+            states = {c.id: c.state for c in (await query(handle)).components}
+            if states.get(init_billing) is ComponentState.COMPLETED:
+                break
+            await asyncio.sleep(0.1)
+        await cancel_order(client, order_number, "after billing started")
+        # A revision queued behind the cancel is answered, not lost.
+        await revise_order(client, revision(order, 2))
+        result = await handle.result()
+    assert result.state is OrderState.CANCELLED
+    assert [(r.number, r.outcome) for r in result.revisions] == [(1, "cancelled"), (2, "rejected")]
+    steps = await function_steps(handle)
+    assert (init_billing, "undo-billing") in steps
+    assert ("SyncCustomer.BillingSystem.order", "undo-sync") in steps
+    # Billing depended on the customer sync: it is undone first.
+    assert steps.index((init_billing, "undo-billing")) < steps.index(
+        ("SyncCustomer.BillingSystem.order", "undo-sync")
+    )

@@ -137,6 +137,17 @@ class CustomerOrderWorkflow:
             )
             self._drain_inbox()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # Changes queued behind a cancel are answered too: the order they meant is gone.
+        for request in self._requests:
+            number = (
+                self._order.revision if isinstance(request, CancelRequest) else request.revision
+            )
+            self._accept(
+                RevisionView(number=number, outcome="rejected", reason=f"order is {self._state}")
+            )
+        if self._requests:
+            self._requests.clear()
+            await self._publish()
         return self._tracker.snapshot(self._state, self._crm_updates)
 
     # --- signals and queries ------------------------------------------------------------------
