@@ -273,37 +273,52 @@ async def test_revision_then_cancel_ends_cancelled(
     assert all(line.status is FulfillmentStatus.CANCELLED for line in result.lines)
 
 
-async def test_hard_point_of_no_return_rejects_the_revision(
-    client: Client, settings: Settings, worker: Callable, order_number: str, tmp_path: Path
-) -> None:
+def hard_provisioning(settings: Settings, tmp_path: Path) -> Settings:
+    """The test's settings with a catalog whose provisioning has a hard point of no return."""
     catalog = json.loads(load_catalog().model_dump_json())
     catalog["fulfillment_functions"]["Provision"]["point_of_no_return_kind"] = "hard"
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(catalog))
-    hard = Settings(
+    return Settings(
         task_queue=settings.task_queue,
         outbox_dir=settings.outbox_dir,
         catalog_path=path,
         ui_url=settings.ui_url,
     )
+
+
+async def wait_for_ponr(handle: WorkflowHandle, line_id: str) -> None:
+    while not {line.id: line for line in (await query(handle)).lines}[line_id].point_of_no_return:
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("change", ["revision", "cancel"])
+async def test_hard_point_of_no_return_refuses_the_change(
+    client: Client,
+    settings: Settings,
+    worker: Callable,
+    order_number: str,
+    tmp_path: Path,
+    change: str,
+) -> None:
+    hard = hard_provisioning(settings, tmp_path)
     order = delayed(sample("broadband_only.xml", order_number), 0.5)
     r2 = revision(order, 2)
     plan_line = next(x for x in r2.lines if x.item.product_class == "Broadband Service Plan Class")
     set_spec(r2, plan_line.id, "Speed", "2000 Mbps")
     async with worker(hard):
         handle = await start_order(client, order, hard)
-        while True:
-            status = await query(handle)
-            by_id = {line.id: line for line in status.lines}
-            if by_id[plan_line.id].point_of_no_return:  # provisioning activated it
-                break
-            await asyncio.sleep(0.1)
-        await revise_order(client, r2)
+        await asyncio.wait_for(wait_for_ponr(handle, plan_line.id), 30)  # activated
+        if change == "revision":
+            await revise_order(client, r2)
+        else:
+            await cancel_order(client, order_number, "too late")
         result = await handle.result()
     assert result.state is OrderState.COMPLETED
     assert result.revision == order.revision
     assert result.revisions[0].outcome == "rejected"
     assert "hard point of no return" in (result.revisions[0].reason or "")
+    assert all(line.status is FulfillmentStatus.COMPLETE for line in result.lines)
 
 
 async def function_steps(handle: WorkflowHandle) -> list[tuple[str, str]]:
