@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from o2a import ids, visibility
@@ -16,17 +21,27 @@ from workflows.customer_order import CustomerOrderWorkflow
 QUERY_TIMEOUT = timedelta(seconds=10)
 
 
-async def order_status(client: Client, order_number: str) -> OrderStatus:
-    """A finished order answers from its result (no worker needed); a running one by query."""
+OrderHandle = WorkflowHandle[CustomerOrderWorkflow, OrderStatus]
+
+
+async def describe_order(
+    client: Client, order_number: str
+) -> tuple[OrderHandle, WorkflowExecutionDescription]:
+    """The order's handle and description; an unknown order number is UnknownOrderError."""
     handle = client.get_workflow_handle_for(
         CustomerOrderWorkflow.run, ids.order_workflow_id(order_number)
     )
     try:
-        description = await handle.describe()
+        return handle, await handle.describe()
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise UnknownOrderError(f"no order {order_number} (workflow {handle.id})") from None
         raise
+
+
+async def order_status(client: Client, order_number: str) -> OrderStatus:
+    """A finished order answers from its result (no worker needed); a running one by query."""
+    handle, description = await describe_order(client, order_number)
     if description.status is WorkflowExecutionStatus.COMPLETED:
         return await handle.result()
     try:

@@ -7,29 +7,17 @@ The outcome (accepted, rejected and why) shows in `o2a status` and in CRM's next
 
 from __future__ import annotations
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, WorkflowExecutionStatus
 
-from o2a import ids
-from o2a.errors import OrderConflictError, UnknownOrderError
-from o2a.models import CancelRequest, CustomerOrder, OrderState, OrderStatus
-from starters.inspect import order_status
+from o2a.errors import OrderConflictError
+from o2a.models import CancelRequest, CustomerOrder, OrderState
+from starters.inspect import OrderHandle, describe_order, order_status
 from workflows.customer_order import CustomerOrderWorkflow
 
 
-async def running_order(
-    client: Client, order_number: str, action: str
-) -> WorkflowHandle[CustomerOrderWorkflow, OrderStatus]:
+async def running_order(client: Client, order_number: str, action: str) -> OrderHandle:
     """The order's handle; ``action`` completes "only a running order can be ..." refusals."""
-    handle = client.get_workflow_handle_for(
-        CustomerOrderWorkflow.run, ids.order_workflow_id(order_number)
-    )
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise UnknownOrderError(f"no order {order_number} (workflow {handle.id})") from None
-        raise
+    handle, description = await describe_order(client, order_number)
     if description.status is WorkflowExecutionStatus.COMPLETED:
         state = (await handle.result()).state.value
         raise OrderConflictError(f"order {order_number} is {state}: {action}")

@@ -18,8 +18,12 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from o2a.catalog import Catalog, load_catalog
 from o2a.client import DATA_CONVERTER, interceptors
 from o2a.config import Settings
+from o2a.decomposition import decompose
+from o2a.inbound import read_order_file
+from o2a.models import CustomerOrder, OrderPlan
 from o2a.server import DevServer
 from workers.worker import build_worker
 
@@ -34,6 +38,21 @@ PROV_BB = "Provision.BroadbandProvisioningSystem.bundle-1.3"
 SHIP = "Ship.ShippingSystem.order"
 INIT_BILL = "InitiateBilling.BillingSystem.order"
 FULFIL_BILL = "FulfillBilling.BillingSystem.order"
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+@pytest.fixture(scope="session")
+def triple_play() -> CustomerOrder:
+    return read_order_file(SAMPLES / "triple_play.xml")
+
+
+@pytest.fixture(scope="session")
+def tp_plan(triple_play: CustomerOrder, catalog: Catalog) -> OrderPlan:
+    return decompose(triple_play, catalog)
 
 
 def free_port() -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from o2a.catalog import Catalog, load_catalog
+from o2a.catalog import Catalog
 from o2a.decomposition import component_id, decompose, line_pattern, validate_order
 from o2a.errors import InputError
 from o2a.inbound import parse_order, read_order_file
@@ -23,21 +23,6 @@ from tests.conftest import FULFIL_BILL, INIT_BILL, PROV_BB, PROV_FIXED, PROV_MOB
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def triple_play() -> CustomerOrder:
-    return read_order_file(SAMPLES / "triple_play.xml")
-
-
-@pytest.fixture(scope="module")
-def tp_plan(triple_play: CustomerOrder, catalog: Catalog) -> OrderPlan:
-    return decompose(triple_play, catalog)
 
 
 def line(

@@ -16,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from o2a.catalog import Catalog, load_catalog
+from o2a.catalog import load_catalog
 from o2a.decomposition import decompose
-from o2a.inbound import read_order_file
 from o2a.models import (
     Address,
     ComponentKind,
@@ -48,21 +47,6 @@ CATALOG = load_catalog()
 
 BILLING = (SYNC, INIT_BILL, FULFIL_BILL)
 BROADBAND_BUNDLE = ["1.3", "1.3.1", "1.3.2", "1.3.3"]
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return CATALOG
-
-
-@pytest.fixture(scope="module")
-def triple_play() -> CustomerOrder:
-    return read_order_file(SAMPLES / "triple_play.xml")
-
-
-@pytest.fixture(scope="module")
-def tp_plan(triple_play: CustomerOrder, catalog: Catalog) -> OrderPlan:
-    return decompose(triple_play, catalog)
 
 
 # --- helpers ----------------------------------------------------------------------------------
