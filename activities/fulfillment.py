@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from o2a.models import LineUpdate, SalesOrderLine
-from o2a.simulator import activation_data, line_delay, line_fault
+from o2a.simulator import activation_data, line_delay, line_fault, line_outage
 
 SIMULATED_FAULT_TYPE = "SimulatedFault"
 
@@ -54,6 +54,11 @@ async def _work(seconds: float) -> None:
 async def _simulate(step: str, run: int, lines: list[SalesOrderLine], system: str) -> None:
     await _work(max((line_delay(line) for line in lines), default=0.0))
     for line in lines:
+        outage = line_outage(line)
+        if outage is not None and outage[0] == step and activity.info().attempt <= outage[1]:
+            # Transient: the retry policy backs off and tries again; no fallout unless the
+            # retry budget runs out.
+            raise ConnectionRefusedError(f"{system} refused the connection for {step}")
         fault = line_fault(line)
         if fault is not None and fault.fails(step, run):
             raise ApplicationError(

@@ -8,8 +8,10 @@ from datetime import datetime
 from pydantic import BaseModel
 from temporalio import activity
 
+from o2a import ids
 from o2a.models import (
     ComponentUpdate,
+    FalloutView,
     FulfillmentStatus,
     LineView,
     ProvisioningOrder,
@@ -17,9 +19,11 @@ from o2a.models import (
 )
 from o2a.outbound import (
     MessageSink,
+    render_fault,
     render_fulfillment_update,
     render_provisioning_order,
     render_sales_order_update,
+    render_trouble_ticket,
 )
 
 
@@ -45,6 +49,13 @@ class SalesOrderUpdateMessage(BaseModel):
     order_status: FulfillmentStatus
     lines: list[LineView]
     revision_outcome: RevisionView | None = None
+
+
+class FalloutMessage(BaseModel):
+    order_number: str
+    created: datetime
+    fallout: FalloutView
+    failed_message_id: str
 
 
 class MessagingActivities:
@@ -79,3 +90,19 @@ class MessagingActivities:
             msg.revision_outcome,
         )
         await self._deliver(msg.message_id, document)
+
+    @activity.defn(name="send_fallout")
+    async def send_fallout(self, msg: FalloutMessage) -> None:
+        """The Fault to error handling and the trouble ticket to CRM, both under IDs derived
+        from the incident, so a retry rewrites the same two files."""
+        fault_id = ids.fault_message_id(msg.fallout.id)
+        await self._deliver(
+            fault_id,
+            render_fault(
+                fault_id, msg.order_number, msg.fallout, msg.failed_message_id, msg.created
+            ),
+        )
+        ticket_id = ids.trouble_ticket_message_id(msg.fallout.id)
+        await self._deliver(
+            ticket_id, render_trouble_ticket(ticket_id, msg.order_number, msg.fallout, msg.created)
+        )

@@ -56,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
 
     resolve = sub.add_parser("resolve", help="retry the failed components of an order")
     resolve.add_argument("order")
+    resolve.add_argument("--component", help="only this failed component")
+
+    suspend = sub.add_parser("suspend", help="running steps finish, no new step starts")
+    suspend.add_argument("order")
+    resume = sub.add_parser("resume", help="carry on after a suspend")
+    resume.add_argument("order")
+    abort = sub.add_parser("abort", help="end the order at once, without compensation")
+    abort.add_argument("order")
+    abort.add_argument("--reason")
 
     demo = sub.add_parser("demo", help="run the sample orders end to end")
     demo.add_argument("--samples", type=Path, default=Path("samples"))
@@ -118,8 +127,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _run(_revise(args.file, settings))
     if command == "cancel":
         return _run(_cancel(args.order, args.reason))
-    if command == "resolve":
-        return _run(_resolve(args.order))
+    if command in ("resolve", "suspend", "resume", "abort"):
+        return _run(_operator_action(command, args))
     if command == "demo":
         from starters.demo import run_demo
 
@@ -201,11 +210,19 @@ async def _cancel(order_number: str, reason: str | None) -> int:
     return EXIT_OK
 
 
-async def _resolve(order_number: str) -> int:
-    from starters.operator import resolve_order
+async def _operator_action(command: str, args: argparse.Namespace) -> int:
+    from starters import operator
 
-    await resolve_order(await connect(), order_number)
-    print(f"resolve sent to order {order_number}; follow it with `o2a status {order_number}`")
+    client = await connect()
+    if command == "resolve":
+        await operator.resolve_order(client, args.order, args.component)
+    elif command == "suspend":
+        await operator.suspend_order(client, args.order)
+    elif command == "resume":
+        await operator.resume_order(client, args.order)
+    else:
+        await operator.abort_order(client, args.order, args.reason)
+    print(f"{command} sent to order {args.order}; follow it with `o2a status {args.order}`")
     return EXIT_OK
 
 

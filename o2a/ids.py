@@ -46,5 +46,18 @@ def sales_order_update_message_id(order_number: str, revision: int, sequence: in
     return _message_id("USO", order_number, f"r{revision}", f"u{sequence:03d}")
 
 
+def fallout_id(order_number: str, sequence: int) -> str:
+    return f"{order_number}-F{sequence}"
+
+
+def fault_message_id(fallout: str) -> str:
+    """The incident ID already names the order."""
+    return _message_id("FAULT", fallout)
+
+
+def trouble_ticket_message_id(fallout: str) -> str:
+    return _message_id("TT", fallout)
+
+
 def web_ui_link(ui_url: str, namespace: str, workflow_id: str) -> str:
     return f"{ui_url}/namespaces/{namespace}/workflows/{workflow_id.replace('/', '%2F')}"

@@ -87,6 +87,11 @@ class CustomerOrder(Model):
     customer_account: str | None = None
     lines: list[SalesOrderLine] = Field(min_length=1)
 
+    def priority_key(self) -> int:
+        """AIA FulfillmentPriorityCode (0-9, 9 highest) as a Temporal priority key (1-5, 1
+        highest): 9 → 1, 7-8 → 2, the default 5-6 → 3 (Temporal's own default), 0-2 → 5."""
+        return 5 - (self.priority * 5) // 10
+
 
 # --- decomposition plan -------------------------------------------------------------------
 
@@ -267,6 +272,13 @@ class ProvisioningRevision(Model):
 
     lines: list[SalesOrderLine]
     undo_lines: list[str] = Field(default_factory=list)
+
+
+class OperatorRequest(Model):
+    """An operator action's details: which component to resolve, why an order is aborted."""
+
+    component: str | None = None
+    reason: str | None = None
 
 
 class CancelRequest(Model):

@@ -17,6 +17,7 @@ from lxml import etree
 from o2a.inbound import CC_NS, SO_NS
 from o2a.models import (
     ComponentUpdate,
+    FalloutView,
     FulfillmentStatus,
     LineView,
     ProvisioningOrder,
@@ -25,6 +26,9 @@ from o2a.models import (
 )
 
 PO_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/EBO/ProvisioningOrder/V1"
+FAULT_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/Common/V2"
+TT_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/EBO/TroubleTicket/V1"
+ERROR_HANDLER = "O2A.CentralOrderManagement"
 FO_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/EBO/FulfillmentOrder/V1"
 SENDER = "O2A"
 
@@ -196,4 +200,64 @@ def render_sales_order_update(
         if line.point_of_no_return:
             _sub(line_el, SO_NS, "PointOfNoReturnStatus", "PASSED")
         _data_updates(line_el, line.data)
+    return _serialize(root)
+
+
+def render_fault(
+    message_id: str,
+    order_number: str,
+    fallout: FalloutView,
+    failed_message_id: str,
+    created: datetime,
+) -> bytes:
+    """The AIA common error message, for the error-handling service."""
+    root = etree.Element(f"{{{FAULT_NS}}}Fault", nsmap={"corecom": FAULT_NS})
+    header = _sub(root, CC_NS, "EBMHeader")
+    _sub(header, CC_NS, "EBMID", message_id)
+    _sub(header, CC_NS, "EBMName", "Fault")
+    _sub(header, CC_NS, "CreationDateTime", created.isoformat())
+    _sub(_sub(header, CC_NS, "Sender"), CC_NS, "ID", SENDER)
+    _sub(_sub(root, CC_NS, "EBMReference"), CC_NS, "EBMID", failed_message_id)
+    notification = _sub(root, CC_NS, "FaultNotification")
+    _sub(notification, CC_NS, "ReportingDateTime", created.isoformat())
+    fault = _sub(notification, CC_NS, "FaultMessage")
+    _sub(fault, CC_NS, "Code", fallout.code)
+    _sub(fault, CC_NS, "Text", fallout.message)
+    _sub(fault, CC_NS, "Severity", fallout.severity)
+    _sub(
+        fault,
+        CC_NS,
+        "Stack",
+        f"order {order_number} / component {fallout.component} / step {fallout.step or '-'}"
+        f" / lines {', '.join(fallout.lines)}",
+    )
+    service = _sub(notification, CC_NS, "FaultingService")
+    _sub(service, CC_NS, "ID", fallout.component)
+    _sub(service, CC_NS, "ImplementationCode", "TemporalWorkflow")
+    _sub(
+        notification,
+        CC_NS,
+        "CorrectiveAction",
+        f"fix the cause, then `o2a resolve {order_number} --component {fallout.component}`, "
+        "send a revision without the faulty line, or cancel the order",
+    )
+    _sub(notification, CC_NS, "IncidentID", fallout.id)
+    return _serialize(root)
+
+
+def render_trouble_ticket(
+    message_id: str, order_number: str, fallout: FalloutView, created: datetime
+) -> bytes:
+    """CreateTroubleTicketEBM: the incident as CRM's service desk sees it."""
+    root, data = _ebm(
+        "CreateTroubleTicketEBM", TT_NS, "TroubleTicketEBO", message_id, "Create", created
+    )
+    body = _sub(data, TT_NS, "CreateTroubleTicket")
+    _identification(body, fallout.id)
+    _sub(body, TT_NS, "SalesOrderIdentification", order_number)
+    _sub(body, TT_NS, "TypeCode", "ORDER FALLOUT")
+    _sub(body, TT_NS, "SeverityCode", fallout.severity)
+    _sub(body, TT_NS, "Summary", f"{fallout.code}: {fallout.message}")
+    for line_id in fallout.lines:
+        _sub(_sub(body, TT_NS, "SalesOrderLineReference"), CC_NS, "ID", line_id)
     return _serialize(root)

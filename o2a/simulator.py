@@ -16,6 +16,8 @@ from o2a.models import SalesOrderLine
 
 DELAY_SPEC = "SimulatedDelay"
 FAULT_SPEC = "SimulatedFault"
+OUTAGE_SPEC = "SimulatedOutage"
+"""``STEP:COUNT``: the system refuses connections for the first COUNT attempts (transient)."""
 DEFAULT_FAULT_CODE = "SIMULATED_FAULT"
 PROVISIONING_STEPS = ("design", "activate", "verify")
 ORDER_FUNCTION_STEPS = ("billing", "ship", "sync")
@@ -75,10 +77,23 @@ def line_fault(line: SalesOrderLine) -> SimulatedFault | None:
     return SimulatedFault(step=parts[0], code=code, count=count)
 
 
+def line_outage(line: SalesOrderLine) -> tuple[str, int] | None:
+    raw = line.item.spec(OUTAGE_SPEC)
+    if raw is None:
+        return None
+    step, _, count = raw.partition(":")
+    if step not in KNOWN_STEPS or not count.isdigit() or int(count) < 1:
+        raise InputError(
+            f"line {line.id}: {OUTAGE_SPEC} must be STEP:COUNT with COUNT at least 1; got {raw!r}"
+        )
+    return step, int(count)
+
+
 def validate_simulation(lines: list[SalesOrderLine]) -> None:
     """Refuse malformed simulator specifications at submit, not mid-fulfillment."""
     for line in lines:
-        for spec in (DELAY_SPEC, FAULT_SPEC):
+        line_outage(line)
+        for spec in (DELAY_SPEC, FAULT_SPEC, OUTAGE_SPEC):
             if sum(1 for s in line.item.specifications if s.name == spec) > 1:
                 raise InputError(f"line {line.id}: {spec} is given more than once")
         line_delay(line)

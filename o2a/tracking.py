@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from o2a import ids
 from o2a.models import (
     ComponentState,
     ComponentUpdate,
@@ -134,7 +135,7 @@ class FulfillmentTracker:
         component = self.components[update.component_id]
         self.fallouts.append(
             FalloutView(
-                id=f"{self.order.order_number}-F{len(self.fallouts) + 1}",
+                id=ids.fallout_id(self.order.order_number, len(self.fallouts) + 1),
                 component=component.id,
                 lines=list(component.lines),
                 step=update.step,
@@ -157,11 +158,16 @@ class FulfillmentTracker:
             states = [self.components[c].state for c in self._line_components.get(line_id, [])]
             line.status = line_status(states)
 
-    def reset_failed(self) -> list[str]:
-        """An operator resolved the fallout: failed components run again, incidents close."""
-        reset = [c.id for c in self.components.values() if c.state is ComponentState.FAILED]
-        for component_id in reset:
-            self.components[component_id].state = ComponentState.PENDING
+    def reset_failed(self, component_id: str | None = None) -> list[str]:
+        """An operator resolved the fallout (of one component, or all): the failed components
+        run again and their incidents close."""
+        reset = [
+            c.id
+            for c in self.components.values()
+            if c.state is ComponentState.FAILED and component_id in (None, c.id)
+        ]
+        for cid in reset:
+            self.components[cid].state = ComponentState.PENDING
         for fallout in self.fallouts:
             if fallout.component in reset:
                 fallout.state = "resolved"
@@ -227,13 +233,21 @@ class FulfillmentTracker:
                 new.cancelled_lines.add(line_id)
         new.cancelled_lines |= self.cancelled_lines & set(new.lines)
         new.fallouts = [f.model_copy() for f in self.fallouts]
+        compensated = {
+            c.component_id for c in revision.compensations if c.kind is not Compensation.NONE
+        }
+        for fallout in new.fallouts:
+            if fallout.component in compensated:  # the revision fixed or removed the work
+                fallout.state = "resolved"
         new.revisions = [r.model_copy() for r in self.revisions]
         new._refresh_line_statuses()
         return new
 
     def cancel_all(self) -> None:
-        """Every line CANCELLED, every component's work undone."""
+        """Every line CANCELLED, every component's work undone, every incident closed."""
         self.cancelled_lines = set(self.lines)
+        for fallout in self.fallouts:
+            fallout.state = "resolved"
         for component in self.components.values():
             component.state = ComponentState.CANCELLED
         self._refresh_line_statuses()

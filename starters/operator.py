@@ -10,7 +10,7 @@ from __future__ import annotations
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from o2a.errors import OrderConflictError
-from o2a.models import CancelRequest, CustomerOrder, OrderState
+from o2a.models import CancelRequest, CustomerOrder, OperatorRequest, OrderState, OrderStatus
 from starters.inspect import OrderHandle, describe_order, order_status
 from workflows.customer_order import CustomerOrderWorkflow
 
@@ -37,10 +37,47 @@ async def cancel_order(client: Client, order_number: str, reason: str | None) ->
     await handle.signal(CustomerOrderWorkflow.cancel, CancelRequest(reason=reason))
 
 
-async def resolve_order(client: Client, order_number: str) -> None:
-    needs = "only a failed order can be resolved"
+async def _in_state(
+    client: Client, order_number: str, allowed: set[OrderState], needs: str
+) -> tuple[OrderHandle, OrderStatus]:
     handle = await running_order(client, order_number, needs)
     status = await order_status(client, order_number)
-    if status.state is not OrderState.FAILED:
+    if status.state not in allowed:
         raise OrderConflictError(f"order {order_number} is {status.state.value}: {needs}")
-    await handle.signal(CustomerOrderWorkflow.resolve)
+    return handle, status
+
+
+async def resolve_order(client: Client, order_number: str, component: str | None) -> None:
+    handle, status = await _in_state(
+        client, order_number, {OrderState.FAILED}, "only a failed order can be resolved"
+    )
+    if component is not None:
+        failed = [c.id for c in status.components if c.state.value == "failed"]
+        if component not in failed:
+            raise OrderConflictError(
+                f"component {component} of order {order_number} has not failed; "
+                f"failed: {', '.join(failed) or 'none'}"
+            )
+    await handle.signal(CustomerOrderWorkflow.resolve, OperatorRequest(component=component))
+
+
+async def suspend_order(client: Client, order_number: str) -> None:
+    handle, _ = await _in_state(
+        client,
+        order_number,
+        {OrderState.IN_PROGRESS, OrderState.FAILED, OrderState.WAITING},
+        "only an order in progress, failed or waiting can be suspended",
+    )
+    await handle.signal(CustomerOrderWorkflow.suspend)
+
+
+async def resume_order(client: Client, order_number: str) -> None:
+    handle, _ = await _in_state(
+        client, order_number, {OrderState.SUSPENDED}, "only a suspended order can be resumed"
+    )
+    await handle.signal(CustomerOrderWorkflow.resume)
+
+
+async def abort_order(client: Client, order_number: str, reason: str | None) -> None:
+    handle = await running_order(client, order_number, "only a running order can be aborted")
+    await handle.signal(CustomerOrderWorkflow.abort, OperatorRequest(reason=reason))

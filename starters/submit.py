@@ -6,6 +6,7 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -49,6 +50,8 @@ async def start_order(
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            # Inherited by the order's activities and child workflows.
+            priority=Priority(priority_key=order.priority_key()),
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(visibility.ORDER_NUMBER, order.order_number),

@@ -47,6 +47,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             messaging.send_provisioning_order,
             messaging.send_fulfillment_update,
             messaging.send_sales_order_update,
+            messaging.send_fallout,
             run_provisioning_step,
             run_order_function,
             bare_noop,

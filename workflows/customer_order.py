@@ -13,6 +13,7 @@ undo work runs in reverse dependency order before the new plan carries on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.decomposition import DecompositionActivities
     from activities.fulfillment import FunctionCall, run_order_function
     from activities.messaging import (
+        FalloutMessage,
         MessagingActivities,
         ProvisioningOrderMessage,
         SalesOrderUpdateMessage,
@@ -37,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         FulfillmentStatus,
         LineUpdate,
         LineView,
+        OperatorRequest,
         OrderComponent,
         OrderPlan,
         OrderState,
@@ -67,12 +70,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.provisioning_order import (
         CANCEL_SIGNAL,
         COMPONENT_UPDATE_SIGNAL,
+        RESUME_SIGNAL,
         REVISE_SIGNAL,
+        SUSPEND_SIGNAL,
         ProvisioningOrderWorkflow,
     )
 
 STATUS_QUERY = "status"
 RESOLVE_SIGNAL = "resolve"
+ABORT_SIGNAL = "abort"
 FINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.CANCELLED, OrderState.ABORTED})
 
 # The simulator's step name for each non-provisioning component kind.
@@ -95,7 +101,10 @@ class CustomerOrderWorkflow:
         self._running: set[asyncio.Task[None]] = set()
         self._crm_updates = 0
         self._published: tuple[OrderState, FulfillmentStatus] | None = None
-        self._resolve_requested = False
+        self._resolve: list[str | None] = []
+        self._suspended = False
+        self._abort: OperatorRequest | None = None
+        self._fallouts_reported = 0
         self._plan: OrderPlan | None = None
         self._requests: list[CustomerOrder | CancelRequest] = []
         self._children: dict[
@@ -110,6 +119,11 @@ class CustomerOrderWorkflow:
         plan = self._plan = await self._decompose(order)
         self._tracker = FulfillmentTracker(order, plan)
         while True:
+            if self._abort is not None:
+                # At once, without compensation; the children close with this workflow.
+                self._state = OrderState.ABORTED
+                await self._publish()
+                break
             if self._requests:
                 request = self._requests.pop(0)
                 if isinstance(request, CancelRequest):
@@ -119,22 +133,27 @@ class CustomerOrderWorkflow:
                     await self._revise(request)
                 continue
             tracker = self._tracker
-            if self._resolve_requested:
-                self._resolve_requested = False
-                tracker.reset_failed()
-            for component_id in tracker.ready_components():
-                self._start(self._plan.component(component_id))
+            for component_id in self._resolve:
+                tracker.reset_failed(component_id)
+            self._resolve.clear()
+            if not self._suspended:
+                for component_id in tracker.ready_components():
+                    self._start(self._plan.component(component_id))
             # Fallout puts the order in `failed` at once; independent components carry on,
             # and once nothing runs the order waits, durably, for an operator's resolve.
-            self._state = OrderState.FAILED if tracker.has_failed() else OrderState.IN_PROGRESS
+            self._state = (
+                OrderState.SUSPENDED
+                if self._suspended
+                else OrderState.FAILED
+                if tracker.has_failed()
+                else OrderState.IN_PROGRESS
+            )
             await self._publish()
             if tracker.is_finished() and not self._requests:
                 self._state = OrderState.COMPLETED
                 await self._publish()
                 break
-            await workflow.wait_condition(
-                lambda: bool(self._inbox or self._requests) or self._resolve_requested
-            )
+            await workflow.wait_condition(self._has_news)
             self._drain_inbox()
         await workflow.wait_condition(workflow.all_handlers_finished)
         # Changes queued behind a cancel are answered too: the order they meant is gone.
@@ -170,10 +189,37 @@ class CustomerOrderWorkflow:
     def cancel(self, request: CancelRequest) -> None:
         self._requests.append(request)
 
+    def _has_news(self) -> bool:
+        suspension_changed = self._suspended != (self._state is OrderState.SUSPENDED)
+        return bool(self._inbox or self._requests or self._resolve) or (
+            self._abort is not None or suspension_changed
+        )
+
     @workflow.signal(name=RESOLVE_SIGNAL)
-    def resolve(self) -> None:
-        """Operator action: retry the failed components."""
-        self._resolve_requested = True
+    def resolve(self, request: OperatorRequest | None = None) -> None:
+        """Operator action: retry the failed components (or one of them)."""
+        self._resolve.append(request.component if request else None)
+
+    @workflow.signal(name=SUSPEND_SIGNAL)
+    async def suspend(self) -> None:
+        """Running steps finish; no new step starts, here or in the SOM children."""
+        self._suspended = True
+        await self._tell_children(SUSPEND_SIGNAL)
+
+    @workflow.signal(name=RESUME_SIGNAL)
+    async def resume(self) -> None:
+        self._suspended = False
+        await self._tell_children(RESUME_SIGNAL)
+
+    @workflow.signal(name=ABORT_SIGNAL)
+    def abort(self, request: OperatorRequest | None = None) -> None:
+        self._abort = request or OperatorRequest()
+
+    async def _tell_children(self, signal: str) -> None:
+        for child in list(self._children.values()):
+            # A child that finished meanwhile has nothing left to hold or release.
+            with contextlib.suppress(FailureError):
+                await child.signal(signal)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> OrderStatus:
@@ -498,6 +544,35 @@ class CustomerOrderWorkflow:
 
     # --- telling the world ----------------------------------------------------------------------
 
+    async def _report_fallouts(self) -> None:
+        """Each new incident: an AIA Fault to error handling and a trouble ticket to CRM."""
+        assert self._tracker is not None
+        order = self._order
+        for fallout in self._tracker.fallouts[self._fallouts_reported :]:
+            component = self._plan.component(fallout.component) if self._plan else None
+            failed = (
+                ids.provisioning_order_message_id(
+                    order.order_number,
+                    order.revision,
+                    fallout.component,
+                    self._runs.get(fallout.component, 1),
+                )
+                if component is not None and component.kind is ComponentKind.PROVISION
+                else order.revision_id or order.order_number
+            )
+            await workflow.execute_activity_method(
+                MessagingActivities.send_fallout,
+                FalloutMessage(
+                    order_number=order.order_number,
+                    created=workflow.now(),
+                    fallout=fallout,
+                    failed_message_id=failed,
+                ),
+                start_to_close_timeout=MESSAGE_TIMEOUT,
+                retry_policy=MESSAGE_RETRY,
+            )
+            self._fallouts_reported += 1
+
     async def _publish(self) -> None:
         """CRM, search attributes and UI details, each only when something changed."""
         tracker = self._tracker
@@ -512,6 +587,7 @@ class CustomerOrderWorkflow:
                     visibility.ORDER_STATUS.value_set(status.value),
                 ]
             )
+        await self._report_fallouts()
         changes = tracker.take_changes()
         outcome, self._outcome = self._outcome, None
         if changes is None and outcome is None:

@@ -40,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
 COMPONENT_UPDATE_SIGNAL = "component_update"
 REVISE_SIGNAL = "revise"
 CANCEL_SIGNAL = "cancel"
+SUSPEND_SIGNAL = "suspend"
+RESUME_SIGNAL = "resume"
 
 # (step, milestone reached when every line has done it)
 STEPS = (
@@ -62,6 +64,7 @@ class ProvisioningOrderWorkflow:
         self._undone: list[str] = []
         self._revisions: list[ProvisioningRevision] = []
         self._cancel = False
+        self._suspended = False
         self._sequence = 0
 
     @workflow.signal(name=REVISE_SIGNAL)
@@ -71,6 +74,15 @@ class ProvisioningOrderWorkflow:
     @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self) -> None:
         self._cancel = True
+
+    @workflow.signal(name=SUSPEND_SIGNAL)
+    def suspend(self) -> None:
+        """Steps under way finish; no new step starts until resume (or a cancel)."""
+        self._suspended = True
+
+    @workflow.signal(name=RESUME_SIGNAL)
+    def resume(self) -> None:
+        self._suspended = False
 
     @workflow.run
     async def run(self, order: ProvisioningOrder) -> ProvisioningResult:
@@ -89,6 +101,9 @@ class ProvisioningOrderWorkflow:
                 return self._result(ComponentState.CANCELLED)
             step = self._next_step()
             if step is not None:
+                if self._suspended:
+                    await workflow.wait_condition(lambda: not self._suspended or self._cancel)
+                    continue
                 await self._run_step(step)
                 continue
             await self._report(
