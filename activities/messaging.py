@@ -13,6 +13,7 @@ from o2a.models import (
     ComponentUpdate,
     FalloutView,
     FulfillmentStatus,
+    JeopardyView,
     LineView,
     ProvisioningOrder,
     RevisionView,
@@ -21,6 +22,7 @@ from o2a.outbound import (
     MessageSink,
     render_fault,
     render_fulfillment_update,
+    render_jeopardy,
     render_provisioning_order,
     render_sales_order_update,
     render_trouble_ticket,
@@ -56,6 +58,15 @@ class FalloutMessage(BaseModel):
     created: datetime
     fallout: FalloutView
     failed_message_id: str
+
+
+class JeopardyMessage(BaseModel):
+    message_id: str
+    created: datetime
+    order_number: str
+    revision: int
+    jeopardy: JeopardyView
+    lines: list[str]
 
 
 class MessagingActivities:
@@ -106,3 +117,10 @@ class MessagingActivities:
         await self._deliver(
             ticket_id, render_trouble_ticket(ticket_id, msg.order_number, msg.fallout, msg.created)
         )
+
+    @activity.defn(name="send_jeopardy")
+    async def send_jeopardy(self, msg: JeopardyMessage) -> None:
+        document = render_jeopardy(
+            msg.message_id, msg.order_number, msg.revision, msg.jeopardy, msg.lines, msg.created
+        )
+        await self._deliver(msg.message_id, document)

@@ -59,5 +59,13 @@ def trouble_ticket_message_id(fallout: str) -> str:
     return _message_id("TT", fallout)
 
 
+def jeopardy_message_id(
+    order_number: str, revision: int, component_id: str, severity: str, run: int = 1
+) -> str:
+    return _message_id(
+        "JEOP", order_number, f"r{revision}", component_id, *_run_part(run), severity
+    )
+
+
 def web_ui_link(ui_url: str, namespace: str, workflow_id: str) -> str:
     return f"{ui_url}/namespaces/{namespace}/workflows/{workflow_id.replace('/', '%2F')}"

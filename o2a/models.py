@@ -166,6 +166,8 @@ class ComponentState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     """Undone by a revision or a cancel: its work no longer stands."""
+    WAITING = "waiting"
+    """Future-dated: waits for its computed start (requested delivery minus duration)."""
 
 
 class LineUpdate(Model):
@@ -224,6 +226,14 @@ class FalloutView(Model):
     raised_at: datetime | None = None
 
 
+class JeopardyView(Model):
+    component: str
+    severity: str
+    """Low, Medium, High or Critical, by how far past its expected duration it runs."""
+    raised_at: datetime
+    expected_by: datetime
+
+
 class RevisionView(Model):
     number: int
     outcome: str
@@ -242,6 +252,7 @@ class OrderStatus(Model):
     components: list[ComponentView]
     fallouts: list[FalloutView] = Field(default_factory=list)
     revisions: list[RevisionView] = Field(default_factory=list)
+    jeopardies: list[JeopardyView] = Field(default_factory=list)
     crm_updates_sent: int = 0
 
 

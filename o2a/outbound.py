@@ -19,6 +19,7 @@ from o2a.models import (
     ComponentUpdate,
     FalloutView,
     FulfillmentStatus,
+    JeopardyView,
     LineView,
     ProvisioningOrder,
     RevisionView,
@@ -260,4 +261,25 @@ def render_trouble_ticket(
     _sub(body, TT_NS, "Summary", f"{fallout.code}: {fallout.message}")
     for line_id in fallout.lines:
         _sub(_sub(body, TT_NS, "SalesOrderLineReference"), CC_NS, "ID", line_id)
+    return _serialize(root)
+
+
+def render_jeopardy(
+    message_id: str,
+    order_number: str,
+    revision: int,
+    jeopardy: JeopardyView,
+    lines: list[str],
+    created: datetime,
+) -> bytes:
+    """An UpdateSalesOrderEBM that warns CRM: a component runs past its expected duration."""
+    root, data = _ebm("UpdateSalesOrderEBM", SO_NS, "SalesOrderEBO", message_id, "Update", created)
+    body = _sub(data, SO_NS, "UpdateSalesOrder")
+    _identification(body, order_number, revision)
+    notice = _sub(body, SO_NS, "JeopardyNotification")
+    _sub(notice, SO_NS, "SeverityCode", jeopardy.severity)
+    _sub(notice, SO_NS, "OrderComponentID", jeopardy.component)
+    _sub(notice, SO_NS, "ExpectedCompletionDateTime", jeopardy.expected_by.isoformat())
+    for line_id in lines:
+        _sub(_sub(notice, SO_NS, "SalesOrderLine"), CC_NS, "ID", line_id)
     return _serialize(root)

@@ -126,7 +126,7 @@ def _compensate(
     if old is None:
         assert new is not None
         return ComponentCompensation(component_id=new.id, kind=Compensation.DO, do_lines=new.lines)
-    started = state is not ComponentState.PENDING
+    started = state not in (ComponentState.PENDING, ComponentState.WAITING)
     if new is None:
         if not started:
             return ComponentCompensation(component_id=old.id, kind=Compensation.NONE)
@@ -174,7 +174,8 @@ def cancellation_plan(
         delta={line.id: LineChange.REMOVED for line in order.lines},
         compensations=[
             ComponentCompensation(component_id=c.id, kind=Compensation.UNDO, undo_lines=c.lines)
-            if progress.get(c.id, ComponentState.PENDING) is not ComponentState.PENDING
+            if progress.get(c.id, ComponentState.PENDING)
+            not in (ComponentState.PENDING, ComponentState.WAITING)
             else ComponentCompensation(component_id=c.id, kind=Compensation.NONE)
             for c in plan.components
         ],

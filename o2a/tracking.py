@@ -17,6 +17,7 @@ from o2a.models import (
     CustomerOrder,
     FalloutView,
     FulfillmentStatus,
+    JeopardyView,
     LineView,
     OrderComponent,
     OrderPlan,
@@ -53,7 +54,7 @@ def line_status(states: list[ComponentState]) -> FulfillmentStatus:
         return FulfillmentStatus.COMPLETE
     if any(s is ComponentState.FAILED for s in states):
         return FulfillmentStatus.FAILED
-    if any(s is not ComponentState.PENDING for s in states):
+    if any(s not in (ComponentState.PENDING, ComponentState.WAITING) for s in states):
         return FulfillmentStatus.IN_PROGRESS
     return FulfillmentStatus.PENDING
 
@@ -89,6 +90,7 @@ class FulfillmentTracker:
                 self._line_components[line_id].append(c.id)
         self.fallouts: list[FalloutView] = []
         self.revisions: list[RevisionView] = []
+        self.jeopardies: list[JeopardyView] = []
         self.ponr_passed: set[str] = set()
         self.cancelled_lines: set[str] = set()
         self._reported: dict[str, _LineKey] = {}
@@ -240,6 +242,7 @@ class FulfillmentTracker:
             if fallout.component in compensated:  # the revision fixed or removed the work
                 fallout.state = "resolved"
         new.revisions = [r.model_copy() for r in self.revisions]
+        new.jeopardies = [j.model_copy() for j in self.jeopardies]
         new._refresh_line_statuses()
         return new
 
@@ -251,6 +254,11 @@ class FulfillmentTracker:
         for component in self.components.values():
             component.state = ComponentState.CANCELLED
         self._refresh_line_statuses()
+
+    def only_waiting(self) -> bool:
+        """Future-dated work waits and nothing else is under way."""
+        states = {c.state for c in self.components.values()}
+        return ComponentState.WAITING in states and ComponentState.IN_PROGRESS not in states
 
     def has_failed(self) -> bool:
         return any(c.state is ComponentState.FAILED for c in self.components.values())
@@ -295,6 +303,7 @@ class FulfillmentTracker:
             components=[c.model_copy(deep=True) for c in self.components.values()],
             fallouts=[f.model_copy() for f in self.fallouts],
             revisions=[r.model_copy() for r in self.revisions],
+            jeopardies=[j.model_copy() for j in self.jeopardies],
             crm_updates_sent=crm_updates_sent,
         )
 
@@ -316,6 +325,9 @@ class FulfillmentTracker:
         for line in self.lines.values():
             counts[line.status.value] = counts.get(line.status.value, 0) + 1
         rows += ["", "lines: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+        if self.jeopardies:
+            latest = self.jeopardies[-1]
+            rows.append(f"jeopardy: {latest.severity} on {latest.component}")
         if self.fallouts:
             open_fallouts = [f for f in self.fallouts if f.state == "open"]
             rows.append(f"fallout: {len(open_fallouts)} open")

@@ -13,6 +13,11 @@ ORDER_REVISION = SearchAttributeKey.for_int("OrderRevision")
 ALL = (ORDER_NUMBER, ORDER_STATE, ORDER_STATUS, CUSTOMER_ID, ORDER_REVISION)
 
 
+def indexed_value_types() -> dict[str, int]:
+    """Name → IndexedValueType, for registering the attributes through the operator API."""
+    return {key.name: int(key.indexed_value_type) for key in ALL}
+
+
 def cli_registrations() -> list[str]:
     """``NAME=Type`` pairs as `temporal server start-dev --search-attribute` takes them."""
     kinds = {"KEYWORD": "Keyword", "INT": "Int"}

