@@ -19,6 +19,7 @@ from o2a.catalog import load_catalog
 from o2a.client import DATA_CONVERTER, interceptors
 from o2a.config import Settings
 from o2a.models import ComponentState, OrderState
+from o2a.visibility import indexed_value_types
 from starters.operator import revise_order
 from starters.submit import start_order
 from tests.test_order_workflow import sample
@@ -37,7 +38,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=str(TEST_SERVER),
     )
     await environment.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(namespace="default", search_attributes=visibility_types())
+        AddSearchAttributesRequest(namespace="default", search_attributes=indexed_value_types())
     )
     yield environment
     await environment.shutdown()
