@@ -853,12 +853,18 @@ def revision_file(directory: Path, order_number: str, sample: str) -> Path:
 
 
 async def final_status(order_number: str, env: Mapping[str, str]) -> dict[str, object]:
+    return await final_status_in(order_number, env, {"completed", "cancelled"})
+
+
+async def final_status_in(
+    order_number: str, env: Mapping[str, str], states: set[str]
+) -> dict[str, object]:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         run = await o2a("status", order_number, "--json", env=env)
         assert run.returncode == 0, run
         status: dict[str, object] = json.loads(run.stdout)
-        if status["state"] in ("completed", "cancelled"):
+        if status["state"] in states:
             return status
         await asyncio.sleep(0.5)
     raise AssertionError(f"order {order_number} did not finish within 90s")
@@ -921,3 +927,29 @@ async def test_revise_and_cancel_refuse_unknown_orders_and_bad_input(
     bad = await o2a("revise", str(unknown_product_class(tmp_path, order_number)), env=env)
     assert bad.returncode == 2 and UNKNOWN_CLASS in bad.stderr, bad
     assert "Traceback" not in unknown.stderr + cancel.stderr + bad.stderr
+
+
+async def test_operator_commands_suspend_resume_abort(
+    temporal_address: str, settings: Settings, order_number: str, tmp_path: Path
+):
+    env = cli_env(temporal_address, settings)
+    async with cli_worker(env, tmp_path / "worker.log"):
+        run = await o2a("submit", str(slow_order_json(tmp_path, order_number, 2.0)), env=env)
+        assert run.returncode == 0, run
+        await asyncio.sleep(1.0)
+        resumed_too_early = await o2a("resume", order_number, env=env)
+        assert resumed_too_early.returncode == 1, resumed_too_early
+        assert "only a suspended order can be resumed" in resumed_too_early.stderr
+        for command in ("suspend", "resume", "suspend"):
+            run = await o2a(command, order_number, env=env)
+            assert run.returncode == 0, run
+            assert f"{command} sent to order {order_number}" in run.stdout, run
+            await asyncio.sleep(0.5)
+        status = json.loads((await o2a("status", order_number, "--json", env=env)).stdout)
+        assert status["state"] == "suspended", status
+        run = await o2a("abort", order_number, "--reason", "duplicate", env=env)
+        assert run.returncode == 0, run
+        final = await final_status_in(order_number, env, {"aborted"})
+    assert final["state"] == "aborted"
+    again = await o2a("abort", order_number, env=env)
+    assert again.returncode == 1 and "aborted" in again.stderr, again
