@@ -85,7 +85,6 @@ STATUS_QUERY = "status"
 RESOLVE_SIGNAL = "resolve"
 ABORT_SIGNAL = "abort"
 JEOPARDY_LEVELS = (("Low", 1.0), ("Medium", 1.5), ("High", 2.0), ("Critical", 3.0))
-FINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.CANCELLED, OrderState.ABORTED})
 
 # The simulator's step name for each non-provisioning component kind.
 KIND_STEPS = {

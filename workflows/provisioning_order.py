@@ -206,13 +206,13 @@ class ProvisioningOrderWorkflow:
         while self._revisions:
             revision = self._revisions.pop(0)
             new_lines = {line.id: line for line in revision.lines}
-            stale = set(revision.undo_lines) | (set(self._lines) - set(new_lines))
+            # In line order, never set order: the undo calls are commands, and their order
+            # must be the same in every worker process (str hashing is randomised).
+            stale = [
+                lid for lid in self._lines if lid in revision.undo_lines or lid not in new_lines
+            ]
             await self._undo(
-                {
-                    lid: (self._lines[lid], self._done[lid])
-                    for lid in stale
-                    if lid in self._lines and self._done.get(lid)
-                }
+                {lid: (self._lines[lid], self._done[lid]) for lid in stale if self._done.get(lid)}
             )
             for lid in stale:
                 self._done.pop(lid, None)
