@@ -23,7 +23,14 @@ from starters.operator import (
 )
 from starters.submit import start_order
 from tests.test_order_workflow import sample, text_of, wait_for_state
-from tests.test_revision_workflow import delayed, query, revision, set_spec, step_calls
+from tests.test_revision_workflow import (
+    delayed,
+    mid_flight,
+    query,
+    revision,
+    set_spec,
+    step_calls,
+)
 
 FIXED = "Provision.FixedProvisioningSystem.bundle-1.1"
 MOBILE = "Provision.MobileProvisioningSystem.bundle-1.2"
@@ -144,9 +151,7 @@ async def test_abort_ends_at_once_without_compensation(
 ) -> None:
     order = delayed(sample("triple_play.xml", order_number), 1.0)
     async with worker():
-        handle = await start_order(client, order, settings)
-        await wait_for_state(handle, OrderState.IN_PROGRESS)
-        await asyncio.sleep(1.5)
+        handle = await mid_flight(client, settings, order)
         await abort_order(client, order_number, "duplicate order")
         result = await handle.result()
     assert result.state is OrderState.ABORTED

@@ -71,6 +71,16 @@ async def step_calls(client: Client, workflow_id: str) -> list[dict[str, object]
     return calls
 
 
+async def mid_flight(
+    client: Client, settings: Settings, order: CustomerOrder, after: float = 1.5
+) -> WorkflowHandle:
+    """Start the order and return once it has been in progress for ``after`` seconds."""
+    handle = await start_order(client, order, settings)
+    await wait_for_state(handle, OrderState.IN_PROGRESS)
+    await asyncio.sleep(after)
+    return handle
+
+
 async def query(handle: WorkflowHandle) -> OrderStatus:
     return await handle.query(CustomerOrderWorkflow.status)
 
@@ -218,9 +228,7 @@ async def test_cancel_mid_flight_undoes_everything(
 ) -> None:
     order = delayed(sample("triple_play.xml", order_number), 1.0)
     async with worker():
-        handle = await start_order(client, order, settings)
-        await wait_for_state(handle, OrderState.IN_PROGRESS)
-        await asyncio.sleep(1.5)
+        handle = await mid_flight(client, settings, order)
         await cancel_order(client, order_number, "customer changed their mind")
         result = await handle.result()
     assert result.state is OrderState.CANCELLED
