@@ -100,7 +100,9 @@ class FulfillmentTracker:
     # --- applying updates -----------------------------------------------------------------
 
     def apply(self, update: ComponentUpdate, at: datetime) -> None:
-        component = self.components[update.component_id]
+        component = self.components.get(update.component_id)
+        if component is None:  # a component no revision of this order has known
+            return
         component.state = update.state
         if update.state is ComponentState.IN_PROGRESS and component.started_at is None:
             component.started_at = at
@@ -192,7 +194,7 @@ class FulfillmentTracker:
         return all(
             c.state is ComponentState.COMPLETED
             if c.id in planned
-            else c.state is not ComponentState.IN_PROGRESS
+            else c.state not in (ComponentState.IN_PROGRESS, ComponentState.FAILED)
             for c in self.components.values()
         )
 
@@ -233,6 +235,9 @@ class FulfillmentTracker:
             elif change is LineChange.REMOVED and old_line is not None:
                 new.lines[line_id] = old_line.model_copy(deep=True)
                 new.cancelled_lines.add(line_id)
+        for cid, view in self.components.items():
+            # Dropped by an earlier revision: still visible, and still awaited while it undoes.
+            new.components.setdefault(cid, view.model_copy(deep=True))
         new.cancelled_lines |= self.cancelled_lines & set(new.lines)
         new.fallouts = [f.model_copy() for f in self.fallouts]
         compensated = {

@@ -368,3 +368,34 @@ async def test_cancel_after_billing_started_undoes_billing_first(
     assert steps.index((init_billing, "undo-billing")) < steps.index(
         ("SyncCustomer.BillingSystem.order", "undo-sync")
     )
+
+
+async def test_second_revision_while_a_dropped_component_still_undoes(
+    client: Client, settings: Settings, worker: Callable, order_number: str
+) -> None:
+    order = delayed(sample("triple_play.xml", order_number), 1.0)
+    r2 = revision(order, 2)
+    r2.lines = [line for line in r2.lines if line.id not in BROADBAND_LINES]
+    r3 = revision(r2, 3)
+    set_spec(r3, FIXED_PLAN, "CallerIdPresentation", "Restricted")
+    async with worker():
+        handle = await mid_flight(client, settings, order, after=2.5)
+        await revise_order(client, r2)
+        await revise_order(client, r3)
+        result = await handle.result()
+    assert result.state is OrderState.COMPLETED
+    assert [(r.number, r.outcome) for r in result.revisions] == [(2, "accepted"), (3, "accepted")]
+    components = {c.id: c.state for c in result.components}
+    assert (
+        components["Provision.BroadbandProvisioningSystem.bundle-1.3"] is ComponentState.CANCELLED
+    )
+    calls = await step_calls(
+        client,
+        ids.provisioning_workflow_id(
+            order_number, "Provision.BroadbandProvisioningSystem.bundle-1.3"
+        ),
+    )
+    done = {(c["line"]["id"], c["step"]) for c in calls}
+    for line_id, step in list(done):
+        if not str(step).startswith("undo-"):
+            assert (line_id, f"undo-{step}") in done, (line_id, step)

@@ -117,6 +117,8 @@ class CustomerOrderWorkflow:
             str, ChildWorkflowHandle[ProvisioningOrderWorkflow, ProvisioningResult]
         ] = {}
         self._running_functions: set[str] = set()
+        self._starting: set[str] = set()
+        """Provisioning components between "started" and having a child handle to signal."""
         self._keep_lines: dict[str, list[str]] = {}
         self._outcome: RevisionView | None = None
 
@@ -225,9 +227,14 @@ class CustomerOrderWorkflow:
 
     async def _tell_children(self, signal: str) -> None:
         for child in list(self._children.values()):
-            # A child that finished meanwhile has nothing left to hold or release.
-            with contextlib.suppress(FailureError):
-                await child.signal(signal)
+            await self._tell_child(child, signal)
+
+    async def _tell_child(
+        self, child: ChildWorkflowHandle[ProvisioningOrderWorkflow, ProvisioningResult], signal: str
+    ) -> None:
+        # A child that finished meanwhile has nothing left to hold or release.
+        with contextlib.suppress(FailureError):
+            await child.signal(signal)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> OrderStatus:
@@ -304,7 +311,14 @@ class CustomerOrderWorkflow:
             )
             return  # recalled by a revision or cancel: the new plan decides
         except TimeoutError:
-            self._waiting.discard(component.id)
+            pass
+        # Its time has come; a suspended order holds it until resume (or a recall).
+        await workflow.wait_condition(
+            lambda: not self._suspended or component.id not in self._waiting
+        )
+        if component.id not in self._waiting:
+            return
+        self._waiting.discard(component.id)
         self._inbox.append(self._began(component))
         await self._run_component(component)
 
@@ -373,6 +387,7 @@ class CustomerOrderWorkflow:
             return
         finally:
             watch.cancel()
+            self._starting.discard(component.id)
             self._running_functions.discard(component.id)
             self._children.pop(component.id, None)
         self._inbox.append(
@@ -423,6 +438,8 @@ class CustomerOrderWorkflow:
         """A SOM child run: the component's lines, or (``undo_lines``) only undo work."""
         order = self._order
         self._runs[component.id] = run = self._runs.get(component.id, 0) + (1 if undo_lines else 0)
+        if not undo_lines:
+            self._starting.add(component.id)
         provisioning_order = ProvisioningOrder(
             order_number=order.order_number,
             revision=order.revision,
@@ -456,6 +473,9 @@ class CustomerOrderWorkflow:
         )
         if not undo_lines:
             self._children[component.id] = handle
+            self._starting.discard(component.id)
+            if self._suspended:
+                await self._tell_child(handle, SUSPEND_SIGNAL)
         return await handle
 
     # --- revisions and cancels --------------------------------------------------------------
@@ -469,8 +489,9 @@ class CustomerOrderWorkflow:
         )
 
     async def _settle_functions(self) -> None:
-        """Short inline calls finish first, so compensation sees their final state."""
-        await workflow.wait_condition(lambda: not self._running_functions)
+        """Short inline calls finish first, and children being started get their handle, so
+        compensation sees final states and can signal every running child."""
+        await workflow.wait_condition(lambda: not self._running_functions and not self._starting)
         self._drain_inbox()
 
     async def _revise(self, order: CustomerOrder) -> None:
@@ -612,10 +633,23 @@ class CustomerOrderWorkflow:
                 del undo[cid]
 
     async def _undo_component(self, component: OrderComponent, lines: list[SalesOrderLine]) -> None:
-        if component.kind is ComponentKind.PROVISION:
-            await self._provision(component, undo_lines=lines)
-        else:
-            await self._call_function(component, lines, undo=True)
+        """An undo that fails is fallout like any step: the order waits for an operator."""
+        try:
+            if component.kind is ComponentKind.PROVISION:
+                await self._provision(component, undo_lines=lines)
+            else:
+                await self._call_function(component, lines, undo=True)
+        except FailureError as err:
+            code, message, step = _fault_of(err)
+            self._inbox.append(
+                ComponentUpdate(
+                    component_id=component.id,
+                    state=ComponentState.FAILED,
+                    step=step,
+                    fault_code=code,
+                    fault_message=message,
+                )
+            )
 
     def _accept(self, outcome: RevisionView) -> None:
         assert self._tracker is not None
@@ -640,7 +674,11 @@ class CustomerOrderWorkflow:
         assert self._tracker is not None
         order = self._order
         for fallout in self._tracker.fallouts[self._fallouts_reported :]:
-            component = self._plan.component(fallout.component) if self._plan else None
+            component = (
+                next((c for c in self._plan.components if c.id == fallout.component), None)
+                if self._plan
+                else None
+            )
             failed = (
                 ids.provisioning_order_message_id(
                     order.order_number,

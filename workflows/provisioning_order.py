@@ -88,6 +88,8 @@ class ProvisioningOrderWorkflow:
     async def run(self, order: ProvisioningOrder) -> ProvisioningResult:
         if order.undo_lines:
             await self._undo({line.id: (line, list(STEP_NAMES)) for line in order.undo_lines})
+            if not order.lines:  # an undo-only run: nothing to provision, nothing completed
+                return self._result(ComponentState.CANCELLED)
         while True:
             await self._apply_revisions()
             if self._cancel:
