@@ -374,16 +374,7 @@ class CustomerOrderWorkflow:
             else:
                 line_updates = await self._call_function(component)
         except FailureError as err:
-            code, message, step = _fault_of(err)
-            self._inbox.append(
-                ComponentUpdate(
-                    component_id=component.id,
-                    state=ComponentState.FAILED,
-                    step=step,
-                    fault_code=code,
-                    fault_message=message,
-                )
-            )
+            self._inbox.append(_failed(component.id, err))
             return
         finally:
             watch.cancel()
@@ -640,16 +631,7 @@ class CustomerOrderWorkflow:
             else:
                 await self._call_function(component, lines, undo=True)
         except FailureError as err:
-            code, message, step = _fault_of(err)
-            self._inbox.append(
-                ComponentUpdate(
-                    component_id=component.id,
-                    state=ComponentState.FAILED,
-                    step=step,
-                    fault_code=code,
-                    fault_message=message,
-                )
-            )
+            self._inbox.append(_failed(component.id, err))
 
     def _accept(self, outcome: RevisionView) -> None:
         assert self._tracker is not None
@@ -738,6 +720,18 @@ class CustomerOrderWorkflow:
             start_to_close_timeout=MESSAGE_TIMEOUT,
             retry_policy=MESSAGE_RETRY,
         )
+
+
+def _failed(component_id: str, err: BaseException) -> ComponentUpdate:
+    """A failed step as the component update that raises fallout."""
+    code, message, step = _fault_of(err)
+    return ComponentUpdate(
+        component_id=component_id,
+        state=ComponentState.FAILED,
+        step=step,
+        fault_code=code,
+        fault_message=message,
+    )
 
 
 def _fault_of(err: BaseException) -> tuple[str, str, str | None]:
