@@ -93,6 +93,45 @@ class CustomerOrder(Model):
         return 5 - (self.priority * 5) // 10
 
 
+# --- fulfillment steps ----------------------------------------------------------------------
+
+
+class Step(StrEnum):
+    """A call to a fulfillment system. Every function has its do step, the undo step that
+    takes the work back (compensation), and, for functions that absorb a change in place,
+    an amend step that sends only the changed lines."""
+
+    DESIGN = "design"
+    ACTIVATE = "activate"
+    VERIFY = "verify"
+    SYNC = "sync"
+    SHIP = "ship"
+    BILLING = "billing"
+    UNDO_DESIGN = "undo-design"
+    UNDO_ACTIVATE = "undo-activate"
+    UNDO_VERIFY = "undo-verify"
+    UNDO_SYNC = "undo-sync"
+    UNDO_SHIP = "undo-ship"
+    UNDO_BILLING = "undo-billing"
+    AMEND_SYNC = "amend-sync"
+    AMEND_BILLING = "amend-billing"
+
+    @property
+    def is_undo(self) -> bool:
+        return self.value.startswith(UNDO_PREFIX)
+
+    def undo(self) -> Step:
+        return Step(UNDO_PREFIX + self.value)
+
+    def amend(self) -> Step:
+        """Only billing and customer sync have one (ValueError otherwise)."""
+        return Step(AMEND_PREFIX + self.value)
+
+
+UNDO_PREFIX = "undo-"
+AMEND_PREFIX = "amend-"
+
+
 # --- decomposition plan -------------------------------------------------------------------
 
 
@@ -105,6 +144,15 @@ class ComponentKind(StrEnum):
     BILLING = "billing"
 
 
+KIND_STEPS: dict[ComponentKind, tuple[Step, ...]] = {
+    ComponentKind.PROVISION: (Step.DESIGN, Step.ACTIVATE, Step.VERIFY),
+    ComponentKind.SYNC_CUSTOMER: (Step.SYNC,),
+    ComponentKind.SHIP: (Step.SHIP,),
+    ComponentKind.BILLING: (Step.BILLING,),
+}
+"""The do steps of each kind of component, in the order they run."""
+
+
 class OrderComponent(Model):
     id: str
     function: str
@@ -114,7 +162,7 @@ class OrderComponent(Model):
     lines: list[str]
     depends_on: list[str] = Field(default_factory=list)
     expected_duration_seconds: float = 0
-    point_of_no_return: str | None = None
+    point_of_no_return: Step | None = None
     """The step after which a change needs follow-on work (soft) or is refused (hard)."""
     point_of_no_return_kind: str = "soft"
     start_milestone: str | None = None
@@ -235,9 +283,29 @@ class JeopardyView(Model):
 
 
 class RevisionView(Model):
+    """The recorded outcome of one revise or cancel request, numbered as the request that
+    caused it (a CANCEL-mode revision 2 is number 2; an explicit cancel, the revision it
+    cancelled)."""
+
     number: int
     outcome: str
+    """accepted, rejected or cancelled."""
     reason: str | None = None
+    request_id: str | None = None
+    """The caller's ID of the request, so a caller can wait for this very outcome."""
+    kind: str = "revision"
+    """revision or cancel."""
+
+
+class OperatorActionView(Model):
+    """Who did what to the order, and why: every accepted operator action is recorded."""
+
+    action: str
+    """resolve, suspend, resume or abort."""
+    operator: str | None = None
+    reason: str | None = None
+    component: str | None = None
+    at: datetime
 
 
 class OrderStatus(Model):
@@ -253,6 +321,7 @@ class OrderStatus(Model):
     fallouts: list[FalloutView] = Field(default_factory=list)
     revisions: list[RevisionView] = Field(default_factory=list)
     jeopardies: list[JeopardyView] = Field(default_factory=list)
+    operator_actions: list[OperatorActionView] = Field(default_factory=list)
     crm_updates_sent: int = 0
 
 
@@ -279,23 +348,22 @@ class ProvisioningOrder(Model):
 
 
 class ProvisioningRevision(Model):
-    """A revise signal to a running SOM child: its new lines, and which old ones to undo."""
+    """A revise signal to a running SOM child: the new revision number (its messages and
+    step calls after it say so), its new lines, and which old ones to undo."""
 
+    revision: int
     lines: list[SalesOrderLine]
     undo_lines: list[str] = Field(default_factory=list)
 
 
-class OperatorRequest(Model):
-    """An operator action's details: which component to resolve, why an order is aborted."""
-
-    component: str | None = None
-    reason: str | None = None
 
 
-class CancelRequest(Model):
-    """An explicit cancel, or a revision whose FulfillmentModeCode is CANCEL."""
+class FaultDetail(Model):
+    """The details an ApplicationError from a fulfillment call carries, by name."""
 
-    reason: str | None = None
+    code: str
+    line_id: str | None = None
+    step: Step | None = None
 
 
 class ProvisioningResult(Model):

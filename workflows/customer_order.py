@@ -34,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from o2a import ids, visibility
     from o2a.models import (
-        CancelRequest,
         ComponentKind,
         ComponentState,
         ComponentUpdate,
@@ -44,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         JeopardyView,
         LineUpdate,
         LineView,
-        OperatorRequest,
         OrderComponent,
         OrderPlan,
         OrderState,
@@ -64,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from o2a.simulator import UNDO_PREFIX
     from o2a.tracking import FulfillmentTracker
+    from workflows.contracts.customer_order import CancelRequest, OperatorRequest
     from workflows.policies import (
         DECOMPOSITION_TIMEOUT,
         FULFILLMENT_HEARTBEAT,

@@ -1,0 +1,77 @@
+"""Ports: what the order core needs from the outside world, and nothing of how it is done.
+
+Activities are thin wrappers over these; adapters (``o2a/adapters/``) implement them and the
+worker wires the ones its settings name. Tests plug in adapters of their own.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+from o2a.models import LineUpdate, Model, SalesOrderLine, Step
+
+
+class Destination(StrEnum):
+    """Where an outbound message goes, named by the party that reads it (DESIGN §3 subjects)."""
+
+    CRM_ORDER_UPDATE = "crm.salesorder.update"
+    """UpdateSalesOrderEBM and jeopardy notifications, COM → CRM."""
+    SOM_PROVISIONING_ORDER = "som.provisioningorder"
+    """ProcessProvisioningOrderEBM, COM → SOM (AIA_CRTFO_OUT_JMSQ)."""
+    COM_FULFILLMENT_UPDATE = "com.fulfillmentupdate"
+    """ProcessFulfillmentOrderUpdateEBM, SOM → COM."""
+    ERROR_HANDLING = "errorhandling.fault"
+    """The AIA Fault, to the error-handling service."""
+    CRM_TROUBLE_TICKET = "crm.troubleticket"
+    """CreateTroubleTicketEBM, COM → CRM."""
+
+
+class MessageBus(Protocol):
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+        """Deliver ``document`` once under ``message_id``: publishing the same ID again
+        replaces or is dropped as a duplicate, never a second message."""
+        ...
+
+
+class FulfillmentRequest(Model):
+    """One call to a fulfillment system: one step for all the lines of one component."""
+
+    request_id: str
+    """Deterministic (order, revision, component, run, step): the correlation ID a real
+    system deduplicates on, so a retried call never provisions twice."""
+    order_number: str
+    revision: int
+    component_id: str
+    function: str
+    target_system: str
+    step: Step
+    lines: list[SalesOrderLine]
+    run: int = 1
+    """How many times the order has run this component (a retry after fallout counts)."""
+    attempt: int = 1
+    """This call's delivery attempt (retries of a transient failure count)."""
+
+
+class FulfillmentFault(Exception):
+    """The system refused the work for a business reason: retrying will not help; the
+    component falls out and waits for an operator."""
+
+    def __init__(self, code: str, message: str, line_id: str | None, step: Step) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.line_id = line_id
+        self.step = step
+
+
+class FulfillmentUnavailable(Exception):
+    """The system could not be reached or refused the connection: a passing cause, retried
+    with backoff; fallout only once the retry budget is spent."""
+
+
+class FulfillmentSystem(Protocol):
+    async def execute(self, request: FulfillmentRequest) -> list[LineUpdate]:
+        """Do the step for the request's lines; the data each line got back (service IDs,
+        numbers). Raises FulfillmentFault or FulfillmentUnavailable."""
+        ...

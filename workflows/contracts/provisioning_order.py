@@ -1,0 +1,36 @@
+"""Contract of ProvisioningOrderWorkflow (SOM): what COM sends its children, and how a
+child reports back."""
+
+from __future__ import annotations
+
+from o2a.models import (
+    ComponentUpdate,
+    ProvisioningOrder,
+    ProvisioningResult,
+    ProvisioningRevision,
+)
+
+WORKFLOW_TYPE = "ProvisioningOrderWorkflow"
+
+COMPONENT_UPDATE_SIGNAL = "component_update"
+"""Child → parent: ComponentUpdate, one per component state change with all line changes."""
+REVISE_SIGNAL = "revise"
+"""Parent → child: ProvisioningRevision."""
+CANCEL_SIGNAL = "cancel"
+"""Parent → child: undo everything done and end the run."""
+SUSPEND_SIGNAL = "suspend"
+RESUME_SIGNAL = "resume"
+"""Parent → child: hold new steps / carry on."""
+
+__all__ = [
+    "CANCEL_SIGNAL",
+    "COMPONENT_UPDATE_SIGNAL",
+    "RESUME_SIGNAL",
+    "REVISE_SIGNAL",
+    "SUSPEND_SIGNAL",
+    "WORKFLOW_TYPE",
+    "ComponentUpdate",
+    "ProvisioningOrder",
+    "ProvisioningResult",
+    "ProvisioningRevision",
+]
