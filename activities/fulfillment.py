@@ -1,96 +1,76 @@
-"""Calls to the (simulated) fulfillment systems: provisioning steps, customer sync, shipping,
-billing. Each call is keyed by order, component, line and step, and returns the same data on
-a retry, so repeating a call never provisions twice.
+"""The one fulfillment activity: a step of one component, for all its lines, through the
+FulfillmentSystem port. The request ID is deterministic (order, revision, component, run,
+step), so a retried call never provisions twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from o2a.models import LineUpdate, SalesOrderLine
-from o2a.simulator import activation_data, line_delay, line_fault, line_outage
+from o2a.models import FaultDetail, LineUpdate
+from o2a.ports import (
+    FulfillmentFault,
+    FulfillmentRequest,
+    FulfillmentSystem,
+    FulfillmentUnavailable,
+)
 
-SIMULATED_FAULT_TYPE = "SimulatedFault"
-
-
-class ProvisioningStep(BaseModel):
-    order_number: str
-    revision: int
-    component_id: str
-    target_system: str
-    step: str
-    line: SalesOrderLine
-    run: int = 1
-    """How many times the workflow has run this step (the simulator's fault COUNT)."""
-
-
-class FunctionCall(BaseModel):
-    order_number: str
-    revision: int
-    component_id: str
-    function: str
-    target_system: str
-    step: str
-    lines: list[SalesOrderLine]
-    run: int = 1
-
-
+FULFILLMENT_FAULT_TYPE = "FulfillmentFault"
+"""A business refusal: non-retryable, details[0] is a FaultDetail; the component falls out."""
+FULFILLMENT_UNAVAILABLE_TYPE = "FulfillmentUnavailable"
+"""A passing cause: retried with backoff by the activity's retry policy."""
 HEARTBEAT_EVERY = 2.0
+"""Seconds; well inside the workflows' heartbeat timeout, so a killed worker is noticed."""
 
 
-async def _work(seconds: float) -> None:
-    """Heartbeat while the system works, so a dead worker is noticed in seconds, not hours."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while (left := deadline - loop.time()) > 0:
-        activity.heartbeat()
-        await asyncio.sleep(min(left, HEARTBEAT_EVERY))
+class FulfillmentActivities:
+    def __init__(self, system: FulfillmentSystem) -> None:
+        self._system = system
 
-
-async def _simulate(step: str, run: int, lines: list[SalesOrderLine], system: str) -> None:
-    await _work(max((line_delay(line) for line in lines), default=0.0))
-    for line in lines:
-        outage = line_outage(line)
-        if outage is not None and outage[0] == step and activity.info().attempt <= outage[1]:
-            # Transient: the retry policy backs off and tries again; no fallout unless the
-            # retry budget runs out.
-            raise ConnectionRefusedError(f"{system} refused the connection for {step}")
-        fault = line_fault(line)
-        if fault is not None and fault.fails(step, run):
-            raise ApplicationError(
-                f"{system} rejected {step} of line {line.id}: {fault.code}",
-                fault.code,
-                line.id,
-                step,
-                type=SIMULATED_FAULT_TYPE,
-                non_retryable=True,
+    @activity.defn(name="fulfill")
+    async def fulfill(self, request: FulfillmentRequest) -> list[LineUpdate]:
+        """Both failure kinds are BENIGN, so the SDK logs them at DEBUG without a traceback;
+        the one warning line below is what an operator watching the worker sees."""
+        info = activity.info()
+        request = request.model_copy(update={"attempt": info.attempt})
+        where = f"order {request.order_number} component {request.component_id}"
+        try:
+            return await self._heartbeating(request)
+        except FulfillmentFault as fault:
+            activity.logger.warning(
+                "%s step %s line %s: fault %s", where, fault.step, fault.line_id, fault.code
             )
+            raise ApplicationError(
+                fault.message,
+                FaultDetail(code=fault.code, line_id=fault.line_id, step=fault.step),
+                type=FULFILLMENT_FAULT_TYPE,
+                non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
+            ) from None
+        except FulfillmentUnavailable as exc:
+            activity.logger.warning(
+                "%s step %s: unavailable on attempt %d, will retry: %s",
+                where,
+                request.step,
+                info.attempt,
+                exc,
+            )
+            raise ApplicationError(
+                str(exc),
+                type=FULFILLMENT_UNAVAILABLE_TYPE,
+                category=ApplicationErrorCategory.BENIGN,
+            ) from None
 
-
-@activity.defn(name="run_provisioning_step")
-async def run_provisioning_step(call: ProvisioningStep) -> LineUpdate:
-    await _simulate(call.step, call.run, [call.line], call.target_system)
-    data: dict[str, str] = {}
-    if call.step == "activate":
-        data = activation_data(call.order_number, call.line, call.target_system)
-    return LineUpdate(line_id=call.line.id, data=data)
-
-
-@activity.defn(name="run_order_function")
-async def run_order_function(call: FunctionCall) -> list[LineUpdate]:
-    await _simulate(call.step, call.run, call.lines, call.target_system)
-    if call.function == "Ship":
-        return [
-            LineUpdate(line_id=line.id, data={"ShipmentId": f"SHP-{call.order_number}-{line.id}"})
-            for line in call.lines
-        ]
-    if call.function == "InitiateBilling":
-        return [
-            LineUpdate(line_id=line.id, data={"BillingItemId": f"BI-{call.order_number}-{line.id}"})
-            for line in call.lines
-        ]
-    return []
+    async def _heartbeating(self, request: FulfillmentRequest) -> list[LineUpdate]:
+        """Run the call, heartbeating while it works; cancelling the activity cancels it."""
+        call = asyncio.create_task(self._system.execute(request))
+        try:
+            while not call.done():
+                activity.heartbeat()
+                await asyncio.wait({call}, timeout=HEARTBEAT_EVERY)
+            return call.result()
+        finally:
+            call.cancel()

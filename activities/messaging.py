@@ -1,8 +1,8 @@
-"""Outbound messages: render the EBM and deliver it to the sink under its deterministic ID."""
+"""Outbound messages: render the EBM and publish it through the MessageBus port, to the
+destination of the party that reads it, under its deterministic ID."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -19,7 +19,6 @@ from o2a.models import (
     RevisionView,
 )
 from o2a.outbound import (
-    MessageSink,
     render_fault,
     render_fulfillment_update,
     render_jeopardy,
@@ -27,6 +26,7 @@ from o2a.outbound import (
     render_sales_order_update,
     render_trouble_ticket,
 )
+from o2a.ports import Destination, MessageBus
 
 
 class ProvisioningOrderMessage(BaseModel):
@@ -70,16 +70,15 @@ class JeopardyMessage(BaseModel):
 
 
 class MessagingActivities:
-    def __init__(self, sink: MessageSink) -> None:
-        self._sink = sink
-
-    async def _deliver(self, message_id: str, document: bytes) -> None:
-        await asyncio.to_thread(self._sink.deliver, message_id, document)
+    def __init__(self, bus: MessageBus) -> None:
+        self._bus = bus
 
     @activity.defn(name="send_provisioning_order")
     async def send_provisioning_order(self, msg: ProvisioningOrderMessage) -> None:
-        await self._deliver(
-            msg.message_id, render_provisioning_order(msg.message_id, msg.order, msg.created)
+        await self._bus.publish(
+            Destination.SOM_PROVISIONING_ORDER,
+            msg.message_id,
+            render_provisioning_order(msg.message_id, msg.order, msg.created),
         )
 
     @activity.defn(name="send_fulfillment_update")
@@ -87,7 +86,7 @@ class MessagingActivities:
         document = render_fulfillment_update(
             msg.message_id, msg.order_number, msg.revision, msg.update, msg.created
         )
-        await self._deliver(msg.message_id, document)
+        await self._bus.publish(Destination.COM_FULFILLMENT_UPDATE, msg.message_id, document)
 
     @activity.defn(name="send_sales_order_update")
     async def send_sales_order_update(self, msg: SalesOrderUpdateMessage) -> None:
@@ -100,22 +99,25 @@ class MessagingActivities:
             msg.created,
             msg.revision_outcome,
         )
-        await self._deliver(msg.message_id, document)
+        await self._bus.publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)
 
     @activity.defn(name="send_fallout")
     async def send_fallout(self, msg: FalloutMessage) -> None:
         """The Fault to error handling and the trouble ticket to CRM, both under IDs derived
-        from the incident, so a retry rewrites the same two files."""
+        from the incident, so a retry republishes the same two messages."""
         fault_id = ids.fault_message_id(msg.fallout.id)
-        await self._deliver(
+        await self._bus.publish(
+            Destination.ERROR_HANDLING,
             fault_id,
             render_fault(
                 fault_id, msg.order_number, msg.fallout, msg.failed_message_id, msg.created
             ),
         )
         ticket_id = ids.trouble_ticket_message_id(msg.fallout.id)
-        await self._deliver(
-            ticket_id, render_trouble_ticket(ticket_id, msg.order_number, msg.fallout, msg.created)
+        await self._bus.publish(
+            Destination.CRM_TROUBLE_TICKET,
+            ticket_id,
+            render_trouble_ticket(ticket_id, msg.order_number, msg.fallout, msg.created),
         )
 
     @activity.defn(name="send_jeopardy")
@@ -123,4 +125,4 @@ class MessagingActivities:
         document = render_jeopardy(
             msg.message_id, msg.order_number, msg.revision, msg.jeopardy, msg.lines, msg.created
         )
-        await self._deliver(msg.message_id, document)
+        await self._bus.publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)

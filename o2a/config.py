@@ -9,6 +9,8 @@ from pathlib import Path
 DEFAULT_TASK_QUEUE = "o2a"
 DEFAULT_OUTBOX_DIR = "var/outbox"
 DEFAULT_UI_URL = "http://localhost:8233"
+DEFAULT_SINKS = ("outbox",)
+DEFAULT_FULFILLMENT = "simulator"
 
 
 @dataclass(frozen=True)
@@ -17,13 +19,23 @@ class Settings:
     outbox_dir: Path
     catalog_path: Path | None
     ui_url: str
+    sinks: tuple[str, ...] = DEFAULT_SINKS
+    """MessageBus adapters by name; the worker checks them at start (o2a.adapters)."""
+    fulfillment: str = DEFAULT_FULFILLMENT
+    """The FulfillmentSystem adapter by name."""
 
     @classmethod
     def from_env(cls) -> Settings:
+        """Names are only read here: every command reads settings, and an unknown adapter
+        is refused by the worker that would wire it, as one clear line."""
         catalog = os.environ.get("O2A_CATALOG")
+        sinks = os.environ.get("O2A_SINKS", "").lower().split(",")
         return cls(
             task_queue=os.environ.get("O2A_TASK_QUEUE", DEFAULT_TASK_QUEUE),
             outbox_dir=Path(os.environ.get("O2A_OUTBOX_DIR", DEFAULT_OUTBOX_DIR)),
             catalog_path=Path(catalog) if catalog else None,
             ui_url=os.environ.get("O2A_UI_URL", DEFAULT_UI_URL).rstrip("/"),
+            sinks=tuple(dict.fromkeys(s.strip() for s in sinks if s.strip())) or DEFAULT_SINKS,
+            fulfillment=os.environ.get("O2A_FULFILLMENT", "").strip().lower()
+            or DEFAULT_FULFILLMENT,
         )

@@ -1,16 +1,12 @@
-"""Rendering the outbound EBMs (XML) and the sink they are delivered to.
+"""Rendering the outbound EBMs (XML); the MessageBus port delivers them.
 
-Every message carries an ``EBMHeader/EBMID`` equal to its deterministic ID; the outbox sink
-names the file after that ID and writes atomically, so a retried delivery overwrites.
+Every message carries an ``EBMHeader/EBMID`` equal to its deterministic ID, the ID it is
+published under, so a retried delivery replaces the message instead of adding one.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime
-from pathlib import Path
-from typing import Protocol
 
 from lxml import etree
 
@@ -32,28 +28,6 @@ TT_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/EBO/TroubleTicket/V1"
 ERROR_HANDLER = "O2A.CentralOrderManagement"
 FO_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/EBO/FulfillmentOrder/V1"
 SENDER = "O2A"
-
-
-class MessageSink(Protocol):
-    def deliver(self, message_id: str, document: bytes) -> None: ...
-
-
-class OutboxSink:
-    """One file per message in a folder: ``{message_id}.xml``, replaced atomically."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def deliver(self, message_id: str, document: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{message_id}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(document)
-            os.replace(tmp, self.directory / f"{message_id}.xml")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def _sub(parent: etree._Element, ns: str, tag: str, text: object | None = None) -> etree._Element:
@@ -239,8 +213,8 @@ def render_fault(
         notification,
         CC_NS,
         "CorrectiveAction",
-        f"fix the cause, then `o2a resolve {order_number} --component {fallout.component}`, "
-        "send a revision without the faulty line, or cancel the order",
+        "Fix the cause in the target system, then resolve the fallout (retry component "
+        f"{fallout.component}); or send a revision without the faulty line; or cancel the order",
     )
     _sub(notification, CC_NS, "IncidentID", fallout.id)
     return _serialize(root)

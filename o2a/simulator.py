@@ -1,7 +1,9 @@
 """The fulfillment-system simulator contract (DESIGN.md §3) and the data it hands back.
 
-Until real adapters exist, lines steer the simulated systems with two specifications:
-``SimulatedDelay`` (seconds per step) and ``SimulatedFault`` (``STEP[:CODE[:COUNT]]``).
+Until real adapters exist, lines steer the simulated systems with three specifications:
+``SimulatedDelay`` (seconds per step), ``SimulatedFault`` (``STEP[:CODE[:COUNT]]``) and
+``SimulatedOutage`` (``STEP:COUNT``). They are parsed and validated here, so submit refuses a
+malformed one before anything starts and the simulator adapter reads them the same way.
 Everything a simulated system returns is derived from the order, so a retried step
 returns the same identifiers (idempotent, like a real inventory lookup by order key).
 """
@@ -12,32 +14,35 @@ import hashlib
 from dataclasses import dataclass
 
 from o2a.errors import InputError
-from o2a.models import SalesOrderLine
+from o2a.models import SalesOrderLine, Step
 
 DELAY_SPEC = "SimulatedDelay"
 FAULT_SPEC = "SimulatedFault"
 OUTAGE_SPEC = "SimulatedOutage"
-"""``STEP:COUNT``: the system refuses connections for the first COUNT attempts (transient)."""
 DEFAULT_FAULT_CODE = "SIMULATED_FAULT"
-PROVISIONING_STEPS = ("design", "activate", "verify")
-ORDER_FUNCTION_STEPS = ("billing", "ship", "sync")
-UNDO_PREFIX = "undo-"
-KNOWN_STEPS = frozenset(
-    step
-    for base in (*PROVISIONING_STEPS, *ORDER_FUNCTION_STEPS)
-    for step in (base, f"{UNDO_PREFIX}{base}")
-)
+KNOWN_STEPS = tuple(step.value for step in Step)
 
 
 @dataclass(frozen=True)
 class SimulatedFault:
-    step: str
+    step: Step
     code: str
     count: int | None
     """How many runs fail before the step succeeds; None: every run fails."""
 
-    def fails(self, step: str, run: int) -> bool:
+    def fails(self, step: Step, run: int) -> bool:
         return step == self.step and (self.count is None or run <= self.count)
+
+
+@dataclass(frozen=True)
+class SimulatedOutage:
+    """The system refuses connections for the step's first ``count`` attempts (transient)."""
+
+    step: Step
+    count: int
+
+    def refuses(self, step: Step, attempt: int) -> bool:
+        return step == self.step and attempt <= self.count
 
 
 def line_delay(line: SalesOrderLine) -> float:
@@ -61,7 +66,7 @@ def line_fault(line: SalesOrderLine) -> SimulatedFault | None:
     if len(parts) > 3 or parts[0] not in KNOWN_STEPS:
         raise InputError(
             f"line {line.id}: {FAULT_SPEC} must be STEP[:CODE[:COUNT]] with STEP one of "
-            f"{', '.join(sorted(KNOWN_STEPS))}; got {raw!r}"
+            f"{', '.join(KNOWN_STEPS)}; got {raw!r}"
         )
     code = parts[1] if len(parts) > 1 and parts[1] else DEFAULT_FAULT_CODE
     count: int | None = None
@@ -74,19 +79,20 @@ def line_fault(line: SalesOrderLine) -> SimulatedFault | None:
             raise InputError(
                 f"line {line.id}: {FAULT_SPEC} COUNT must be a whole number of at least 1"
             )
-    return SimulatedFault(step=parts[0], code=code, count=count)
+    return SimulatedFault(step=Step(parts[0]), code=code, count=count)
 
 
-def line_outage(line: SalesOrderLine) -> tuple[str, int] | None:
+def line_outage(line: SalesOrderLine) -> SimulatedOutage | None:
     raw = line.item.spec(OUTAGE_SPEC)
     if raw is None:
         return None
     step, _, count = raw.partition(":")
     if step not in KNOWN_STEPS or not count.isdigit() or int(count) < 1:
         raise InputError(
-            f"line {line.id}: {OUTAGE_SPEC} must be STEP:COUNT with COUNT at least 1; got {raw!r}"
+            f"line {line.id}: {OUTAGE_SPEC} must be STEP:COUNT with STEP one of "
+            f"{', '.join(KNOWN_STEPS)} and COUNT at least 1; got {raw!r}"
         )
-    return step, int(count)
+    return SimulatedOutage(step=Step(step), count=int(count))
 
 
 def validate_simulation(lines: list[SalesOrderLine]) -> None:

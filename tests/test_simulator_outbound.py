@@ -1,4 +1,4 @@
-"""The simulator contract (DESIGN.md §3) and the outbound EBMs and their sink."""
+"""The simulator contract (DESIGN.md §3), the outbound EBMs and the outbox adapter."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import pytest
 from lxml import etree
 
 from o2a import ids
+from o2a.adapters.outbox import OutboxBus
 from o2a.errors import InputError
 from o2a.inbound import CC_NS, SO_NS, read_order_file
 from o2a.models import (
     ComponentState,
     ComponentUpdate,
+    FalloutView,
     FulfillmentStatus,
     ItemReference,
     LineUpdate,
@@ -24,21 +26,25 @@ from o2a.models import (
     SalesOrderLine,
     ServiceActionCode,
     Specification,
+    Step,
 )
 from o2a.outbound import (
     FO_NS,
     PO_NS,
-    OutboxSink,
+    render_fault,
     render_fulfillment_update,
     render_provisioning_order,
     render_sales_order_update,
 )
+from o2a.ports import Destination
 from o2a.simulator import (
     DEFAULT_FAULT_CODE,
     SimulatedFault,
+    SimulatedOutage,
     activation_data,
     line_delay,
     line_fault,
+    line_outage,
     validate_simulation,
 )
 
@@ -97,17 +103,36 @@ def test_sample_delays() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("activate", SimulatedFault("activate", DEFAULT_FAULT_CODE, None)),
-        ("design:DSLAM_DOWN", SimulatedFault("design", "DSLAM_DOWN", None)),
-        ("verify:NO_SYNC:2", SimulatedFault("verify", "NO_SYNC", 2)),
-        ("activate::3", SimulatedFault("activate", DEFAULT_FAULT_CODE, 3)),
-        ("undo-activate:STUCK", SimulatedFault("undo-activate", "STUCK", None)),
-        ("billing:BRM_TIMEOUT:1", SimulatedFault("billing", "BRM_TIMEOUT", 1)),
-        ("ship:OUT_OF_STOCK", SimulatedFault("ship", "OUT_OF_STOCK", None)),
+        ("activate", SimulatedFault(Step.ACTIVATE, DEFAULT_FAULT_CODE, None)),
+        ("design:DSLAM_DOWN", SimulatedFault(Step.DESIGN, "DSLAM_DOWN", None)),
+        ("verify:NO_SYNC:2", SimulatedFault(Step.VERIFY, "NO_SYNC", 2)),
+        ("activate::3", SimulatedFault(Step.ACTIVATE, DEFAULT_FAULT_CODE, 3)),
+        ("undo-activate:STUCK", SimulatedFault(Step.UNDO_ACTIVATE, "STUCK", None)),
+        ("billing:BRM_TIMEOUT:1", SimulatedFault(Step.BILLING, "BRM_TIMEOUT", 1)),
+        ("ship:OUT_OF_STOCK", SimulatedFault(Step.SHIP, "OUT_OF_STOCK", None)),
+        ("amend-billing:BRM_DOWN", SimulatedFault(Step.AMEND_BILLING, "BRM_DOWN", None)),
+        ("amend-sync::1", SimulatedFault(Step.AMEND_SYNC, DEFAULT_FAULT_CODE, 1)),
+        ("undo-sync", SimulatedFault(Step.UNDO_SYNC, DEFAULT_FAULT_CODE, None)),
     ],
 )
 def test_fault_spec(raw: str, expected: SimulatedFault) -> None:
-    assert line_fault(spec_line(SimulatedFault=raw)) == expected
+    fault = line_fault(spec_line(SimulatedFault=raw))
+    assert fault == expected
+    assert fault is not None and type(fault.step) is Step
+
+
+def test_every_step_may_be_named() -> None:
+    for step in Step:
+        assert line_fault(spec_line(SimulatedFault=step.value)) == SimulatedFault(
+            step, DEFAULT_FAULT_CODE, None
+        )
+        assert line_outage(spec_line(SimulatedOutage=f"{step.value}:2")) == SimulatedOutage(step, 2)
+
+
+@pytest.mark.parametrize("raw", ["activate", "activate:0", "activate:x", "amend-ship:1", ":1"])
+def test_bad_outage_spec(raw: str) -> None:
+    with pytest.raises(InputError, match=r"line 4: SimulatedOutage must be STEP:COUNT"):
+        line_outage(spec_line("4", SimulatedOutage=raw))
 
 
 def test_no_fault() -> None:
@@ -141,17 +166,23 @@ def test_validate_simulation_refuses_a_bad_line() -> None:
 
 
 def test_fault_fails_every_time_without_count() -> None:
-    fault = SimulatedFault("activate", "X", None)
-    assert all(fault.fails("activate", run) for run in range(1, 20))
-    assert not fault.fails("design", 1)
-    assert not fault.fails("undo-activate", 1)
+    fault = SimulatedFault(Step.ACTIVATE, "X", None)
+    assert all(fault.fails(Step.ACTIVATE, run) for run in range(1, 20))
+    assert not fault.fails(Step.DESIGN, 1)
+    assert not fault.fails(Step.UNDO_ACTIVATE, 1)
 
 
 def test_fault_fails_count_times() -> None:
-    fault = SimulatedFault("activate", "X", 2)
-    assert [fault.fails("activate", run) for run in (1, 2, 3, 4)] == [True, True, False, False]
-    assert not fault.fails("verify", 1)
-    assert not SimulatedFault("activate", "X", 0).fails("activate", 1)
+    fault = SimulatedFault(Step.ACTIVATE, "X", 2)
+    assert [fault.fails(Step.ACTIVATE, run) for run in (1, 2, 3, 4)] == [True, True, False, False]
+    assert not fault.fails(Step.VERIFY, 1)
+    assert not SimulatedFault(Step.ACTIVATE, "X", 0).fails(Step.ACTIVATE, 1)
+
+
+def test_outage_refuses_count_attempts() -> None:
+    outage = SimulatedOutage(Step.BILLING, 2)
+    assert [outage.refuses(Step.BILLING, n) for n in (1, 2, 3)] == [True, True, False]
+    assert not outage.refuses(Step.AMEND_BILLING, 1)
 
 
 # --- activation data --------------------------------------------------------------------------
@@ -333,45 +364,81 @@ def test_message_ids_are_file_safe() -> None:
     assert message_id.startswith("PPO.A_B_1.r3.")
 
 
-# --- the outbox sink --------------------------------------------------------------------------
+def test_fault_corrective_action_names_no_command() -> None:
+    """Operators read the Fault in the error-handling console, not at a shell prompt."""
+    fallout = FalloutView(
+        id="FO-TP-1001-1",
+        component="Provision.MobileProvisioningSystem.bundle-1.2",
+        lines=["1.2.1"],
+        step="activate",
+        code="HLR_DOWN",
+        message="MobileProvisioningSystem rejected activate of line 1.2.1: HLR_DOWN",
+        severity="High",
+        state="open",
+    )
+    document = render_fault("FLT.FO-TP-1001-1", "TP-1001", fallout, "PPO.TP-1001.r1.x", CREATED)
+    root = etree.fromstring(document)
+    assert etree.QName(root).localname == "Fault"
+    action = root.findtext("cc:FaultNotification/cc:CorrectiveAction", namespaces=NS)
+    assert action is not None
+    assert "o2a " not in action and "`" not in action and "--" not in action
+    assert "resolve the fallout" in action
+    assert fallout.component in action
+    assert "revision without the faulty line" in action
+    assert "cancel the order" in action
 
 
-def test_outbox_writes_one_file_per_message(tmp_path: Path) -> None:
+# --- the outbox adapter -----------------------------------------------------------------------
+
+
+async def test_outbox_writes_one_file_per_message(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox" / "nested"
-    sink = OutboxSink(outbox)
-    sink.deliver("USO.TP-1001.r1.1", b"<first/>")
+    await OutboxBus(outbox).publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.1", b"<first/>")
     assert [p.name for p in outbox.iterdir()] == ["USO.TP-1001.r1.1.xml"]
     assert (outbox / "USO.TP-1001.r1.1.xml").read_bytes() == b"<first/>"
 
 
-def test_outbox_redelivery_overwrites(tmp_path: Path) -> None:
-    sink = OutboxSink(tmp_path)
-    sink.deliver("USO.TP-1001.r1.1", b"<first/>")
-    sink.deliver("USO.TP-1001.r1.1", b"<second/>")
+async def test_outbox_is_flat_whatever_the_destination(tmp_path: Path) -> None:
+    bus = OutboxBus(tmp_path)
+    for n, destination in enumerate(Destination):
+        await bus.publish(destination, f"M.{n}", b"<m/>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"M.{n}.xml" for n in range(len(Destination))
+    ]
+
+
+async def test_outbox_republish_overwrites_atomically(tmp_path: Path) -> None:
+    bus = OutboxBus(tmp_path)
+    await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.1", b"<first/>")
+    first_inode = (tmp_path / "USO.TP-1001.r1.1.xml").stat().st_ino
+    await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.1", b"<second/>")
     assert [p.name for p in tmp_path.iterdir()] == ["USO.TP-1001.r1.1.xml"]
-    assert (tmp_path / "USO.TP-1001.r1.1.xml").read_bytes() == b"<second/>"
-    sink.deliver("USO.TP-1001.r1.2", b"<third/>")
+    written = tmp_path / "USO.TP-1001.r1.1.xml"
+    assert written.read_bytes() == b"<second/>"
+    # A new file renamed over the old one: a reader never sees a half-written message.
+    assert written.stat().st_ino != first_inode
+    await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.2", b"<third/>")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "USO.TP-1001.r1.1.xml",
         "USO.TP-1001.r1.2.xml",
     ]
 
 
-def test_outbox_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
-    sink = OutboxSink(tmp_path)
-    sink.deliver("M.1", b"<old/>")
+async def test_outbox_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    bus = OutboxBus(tmp_path)
+    await bus.publish(Destination.ERROR_HANDLING, "M.1", b"<old/>")
     with pytest.raises(TypeError):
-        sink.deliver("M.1", "not bytes")  # type: ignore[arg-type]
+        await bus.publish(Destination.ERROR_HANDLING, "M.1", "not bytes")  # type: ignore[arg-type]
     assert [p.name for p in tmp_path.iterdir()] == ["M.1.xml"]
     assert (tmp_path / "M.1.xml").read_bytes() == b"<old/>"
 
 
-def test_outbox_delivers_a_rendered_message(tmp_path: Path) -> None:
+async def test_outbox_delivers_a_rendered_message(tmp_path: Path) -> None:
     message_id = ids.sales_order_update_message_id("TP-1001", 1, 1)
     document = render_sales_order_update(
         message_id, "TP-1001", 1, FulfillmentStatus.OPEN, [], CREATED
     )
-    OutboxSink(tmp_path).deliver(message_id, document)
+    await OutboxBus(tmp_path).publish(Destination.CRM_ORDER_UPDATE, message_id, document)
     written = tmp_path / f"{message_id}.xml"
     _, ebm_id = header_id(written.read_bytes())
     assert ebm_id == written.stem == message_id

@@ -15,11 +15,12 @@ from temporalio.worker import Worker
 
 from activities.bare import bare_noop
 from activities.decomposition import DecompositionActivities
-from activities.fulfillment import run_order_function, run_provisioning_step
+from activities.fulfillment import FulfillmentActivities
 from activities.messaging import MessagingActivities
+from o2a.adapters import fulfillment_system, message_bus
 from o2a.client import connect
 from o2a.config import Settings
-from o2a.outbound import OutboxSink
+from o2a.ports import FulfillmentSystem, MessageBus
 from workflows.bare import BareChildWorkflow, BareOrderWorkflow
 from workflows.customer_order import CustomerOrderWorkflow
 from workflows.provisioning_order import ProvisioningOrderWorkflow
@@ -34,10 +35,18 @@ MAX_CONCURRENT_ACTIVITIES = 500
 MAX_CONCURRENT_WORKFLOW_TASKS = 100
 
 
-def build_worker(client: Client, settings: Settings) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    bus: MessageBus | None = None,
+    fulfillment: FulfillmentSystem | None = None,
+) -> Worker:
+    """The adapters the settings name, unless given (tests bring their own)."""
     decomposition = DecompositionActivities(settings.catalog_path)
     _ = decomposition.catalog  # a broken catalog stops the worker at start, not an order
-    messaging = MessagingActivities(OutboxSink(settings.outbox_dir))
+    messaging = MessagingActivities(bus or message_bus(settings))
+    fulfillment_activities = FulfillmentActivities(fulfillment or fulfillment_system(settings))
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -49,8 +58,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             messaging.send_sales_order_update,
             messaging.send_fallout,
             messaging.send_jeopardy,
-            run_provisioning_step,
-            run_order_function,
+            fulfillment_activities.fulfill,
             bare_noop,
         ],
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
@@ -67,7 +75,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(
-        f"o2a worker polling task queue {settings.task_queue!r}, outbox {settings.outbox_dir}",
+        f"o2a worker polling task queue {settings.task_queue!r}, "
+        f"messages to {', '.join(settings.sinks)} (outbox {settings.outbox_dir}), "
+        f"fulfillment by {settings.fulfillment}",
         flush=True,
     )
     async with worker:
@@ -83,6 +93,9 @@ def run_workers(settings: Settings, processes: int) -> None:
     if processes <= 1:
         _process_main(settings)
         return
+    # Refuse unknown adapters here, once, rather than with a traceback in every child.
+    message_bus(settings)
+    fulfillment_system(settings)
     ctx = multiprocessing.get_context("spawn")
     children = [ctx.Process(target=_process_main, args=(settings,)) for _ in range(processes)]
     for child in children:
