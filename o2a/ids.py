@@ -42,6 +42,13 @@ def fulfillment_update_message_id(
     )
 
 
+def fulfillment_request_id(
+    order_number: str, revision: int, component_id: str, run: int, step: str
+) -> str:
+    """The correlation ID of one fulfillment call, which the system deduplicates on."""
+    return _message_id("FR", order_number, f"r{revision}", component_id, *_run_part(run), step)
+
+
 def sales_order_update_message_id(order_number: str, revision: int, sequence: int) -> str:
     return _message_id("USO", order_number, f"r{revision}", f"u{sequence:03d}")
 

@@ -205,6 +205,8 @@ class FulfillmentStatus(StrEnum):
     COMPLETE = "COMPLETE"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    ABORTED = "ABORTED"
+    """Stopped by an operator's abort, without compensation: final, like CANCELLED."""
 
 
 class ComponentState(StrEnum):
@@ -216,6 +218,10 @@ class ComponentState(StrEnum):
     """Undone by a revision or a cancel: its work no longer stands."""
     WAITING = "waiting"
     """Future-dated: waits for its computed start (requested delivery minus duration)."""
+    SUSPENDED = "suspended"
+    """Shown, not stored: a started component of a suspended order starts no new step."""
+    ABORTED = "aborted"
+    """Its order was aborted before it finished; nothing was undone."""
 
 
 class LineUpdate(Model):
@@ -362,6 +368,7 @@ class FaultDetail(Model):
     """The details an ApplicationError from a fulfillment call carries, by name."""
 
     code: str
+    message: str = ""
     line_id: str | None = None
     step: Step | None = None
 

@@ -65,8 +65,10 @@ class RevisionPlan(Model):
         raise KeyError(component_id)
 
 
-# Components that take a changed line list in place (a billing account is amended, not torn
-# down); the others undo the old work and redo it.
+# Completed components that take a change in place (a billing account is amended, not torn
+# down): the removed lines get the undo step, the changed ones the amend step, the added
+# ones the do step, and untouched lines no call at all. The others undo the old work of
+# the changed lines and redo it.
 AMENDABLE = frozenset({ComponentKind.BILLING, ComponentKind.SYNC_CUSTOMER})
 
 
@@ -147,8 +149,10 @@ def _compensate(
         # Partial work (running or failed): only the lines' own progress knows what stands,
         # so every line is (re)done; a running child skips the steps it has already done.
         do = list(new.lines)
+        kind = Compensation.REDO
+    else:
+        kind = Compensation.AMEND if new.kind in AMENDABLE else Compensation.REDO
     keep = [line for line in new.lines if line not in do]
-    kind = Compensation.AMEND if new.kind in AMENDABLE else Compensation.REDO
     return ComponentCompensation(
         component_id=new.id, kind=kind, do_lines=do, undo_lines=undo, keep_lines=keep
     )

@@ -7,6 +7,7 @@ milestone or data, or the order's status, has changed since the last report.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from o2a import ids
@@ -19,6 +20,7 @@ from o2a.models import (
     FulfillmentStatus,
     JeopardyView,
     LineView,
+    OperatorActionView,
     OrderComponent,
     OrderPlan,
     OrderState,
@@ -38,6 +40,8 @@ def aggregate_order_status(statuses: list[FulfillmentStatus]) -> FulfillmentStat
     """
     if any(s is FulfillmentStatus.FAILED for s in statuses):
         return FulfillmentStatus.FAILED
+    if any(s is FulfillmentStatus.ABORTED for s in statuses):
+        return FulfillmentStatus.ABORTED
     active = [s for s in statuses if s is not FulfillmentStatus.CANCELLED]
     if statuses and not active:
         return FulfillmentStatus.CANCELLED
@@ -91,8 +95,10 @@ class FulfillmentTracker:
         self.fallouts: list[FalloutView] = []
         self.revisions: list[RevisionView] = []
         self.jeopardies: list[JeopardyView] = []
+        self.operator_actions: list[OperatorActionView] = []
         self.ponr_passed: set[str] = set()
         self.cancelled_lines: set[str] = set()
+        self.aborted = False
         self._reported: dict[str, _LineKey] = {}
         self._reported_order_status: FulfillmentStatus | None = None
         self._refresh_line_statuses()
@@ -161,6 +167,52 @@ class FulfillmentTracker:
                 continue
             states = [self.components[c].state for c in self._line_components.get(line_id, [])]
             line.status = line_status(states)
+            if self.aborted and line.status is not FulfillmentStatus.COMPLETE:
+                line.status = FulfillmentStatus.ABORTED
+
+    def wait(self, component_id: str, at: datetime) -> None:
+        """Future-dated: the component waits for its start time."""
+        self.apply(ComponentUpdate(component_id=component_id, state=ComponentState.WAITING), at)
+
+    def recall(self, component_ids: list[str]) -> None:
+        """Future-dated components not yet started go back to pending for a new plan."""
+        for cid in component_ids:
+            self.components[cid].state = ComponentState.PENDING
+        self._refresh_line_statuses()
+
+    def reopen(self, component_id: str, state: ComponentState) -> None:
+        """An operator resolved a failed undo: its incidents close and the component is
+        back where it was before the undo, which runs again."""
+        self.components[component_id].state = state
+        for fallout in self.fallouts:
+            if fallout.component == component_id and fallout.state == "open":
+                fallout.state = "resolved"
+        self._refresh_line_statuses()
+
+    def abort(self) -> None:
+        """Stopped by an operator without compensation: everything unfinished ends ABORTED,
+        open incidents close with it."""
+        self.aborted = True
+        finished = (ComponentState.COMPLETED, ComponentState.CANCELLED)
+        for component in self.components.values():
+            if component.state not in finished:
+                component.state = ComponentState.ABORTED
+        for fallout in self.fallouts:
+            if fallout.state == "open":
+                fallout.state = "closed"
+        self._refresh_line_statuses()
+
+    def record_outcome(self, outcome: RevisionView) -> None:
+        self.revisions.append(outcome)
+
+    def record_jeopardy(self, jeopardy: JeopardyView) -> None:
+        self.jeopardies.append(jeopardy)
+
+    def record_action(self, action: OperatorActionView) -> None:
+        self.operator_actions.append(action)
+
+    def failed_components(self) -> list[str]:
+        return [c.id for c in self.components.values() if c.state is ComponentState.FAILED]
 
     def reset_failed(self, component_id: str | None = None) -> list[str]:
         """An operator resolved the fallout (of one component, or all): the failed components
@@ -204,12 +256,18 @@ class FulfillmentTracker:
         return {cid: c.state for cid, c in self.components.items()}
 
     def revised(
-        self, order: CustomerOrder, plan: OrderPlan, revision: RevisionPlan
+        self,
+        order: CustomerOrder,
+        plan: OrderPlan,
+        revision: RevisionPlan,
+        running: Collection[str] = (),
     ) -> FulfillmentTracker:
         """The tracker of the new revision, carrying over what the revision leaves standing.
 
         Removed lines stay visible as CANCELLED; CRM hears every line again at the new
-        revision number.
+        revision number. Components dropped from the plan end CANCELLED (undone, or never
+        started), except ``running`` ones: a running child compensates itself and reports
+        how it ended.
         """
         new = FulfillmentTracker(order, plan)
         for comp in revision.compensations:
@@ -248,8 +306,16 @@ class FulfillmentTracker:
                 fallout.state = "resolved"
         new.revisions = [r.model_copy() for r in self.revisions]
         new.jeopardies = [j.model_copy() for j in self.jeopardies]
+        new.operator_actions = [a.model_copy() for a in self.operator_actions]
+        for comp in revision.compensations:
+            if comp.component_id not in new.plan_ids and comp.component_id not in running:
+                new.components[comp.component_id].state = ComponentState.CANCELLED
         new._refresh_line_statuses()
         return new
+
+    @property
+    def plan_ids(self) -> set[str]:
+        return {c.id for c in self.plan.components}
 
     def cancel_all(self) -> None:
         """Every line CANCELLED, every component's work undone, every incident closed."""
@@ -298,6 +364,11 @@ class FulfillmentTracker:
         return changed
 
     def snapshot(self, state: OrderState, crm_updates_sent: int) -> OrderStatus:
+        components = [c.model_copy(deep=True) for c in self.components.values()]
+        if state is OrderState.SUSPENDED:
+            for c in components:
+                if c.state in (ComponentState.IN_PROGRESS, ComponentState.WAITING):
+                    c.state = ComponentState.SUSPENDED
         return OrderStatus(
             order_number=self.order.order_number,
             revision=self.order.revision,
@@ -305,10 +376,11 @@ class FulfillmentTracker:
             status=self.order_status(),
             customer_account=self.order.customer_account,
             lines=[line.model_copy(deep=True) for line in self.lines.values()],
-            components=[c.model_copy(deep=True) for c in self.components.values()],
+            components=components,
             fallouts=[f.model_copy() for f in self.fallouts],
             revisions=[r.model_copy() for r in self.revisions],
             jeopardies=[j.model_copy() for j in self.jeopardies],
+            operator_actions=[a.model_copy() for a in self.operator_actions],
             crm_updates_sent=crm_updates_sent,
         )
 

@@ -1,12 +1,13 @@
 """ProvisioningOrderWorkflow: the SOM role for one provisioning order component.
 
-Runs design → activate → verify for all lines of the component, step by step, and tells
-COM once per component state change (never once per line per step), both as an AIA
-ProcessFulfillmentOrderUpdateEBM and as a signal to the parent order.
+Runs design → activate → verify for the component, one fulfillment call per step for all
+of its lines, and tells COM once per component state change (never once per line per step),
+both as an AIA ProcessFulfillmentOrderUpdateEBM and as a signal to the parent order.
 
-A revise signal swaps in new lines between steps: the steps already done for removed or
-changed lines are undone in reverse (undo-verify, undo-activate, undo-design) before the
-changed lines are done again. A cancel signal undoes everything done and ends the run.
+A revise signal swaps in new lines (and the new revision number) between steps: the steps
+already done for removed or changed lines are undone in reverse (undo-verify,
+undo-activate, undo-design) before the changed lines are done again. A cancel signal
+undoes everything done and ends the run.
 """
 
 from __future__ import annotations
@@ -16,19 +17,29 @@ import asyncio
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.fulfillment import ProvisioningStep, run_provisioning_step
+    from activities.fulfillment import FulfillmentActivities
     from activities.messaging import FulfillmentUpdateMessage, MessagingActivities
     from o2a import ids
     from o2a.models import (
+        KIND_STEPS,
+        ComponentKind,
         ComponentState,
-        ComponentUpdate,
         LineUpdate,
+        SalesOrderLine,
+        Step,
+    )
+    from o2a.ports import FulfillmentRequest
+    from workflows.contracts.provisioning_order import (
+        CANCEL_SIGNAL,
+        COMPONENT_UPDATE_SIGNAL,
+        RESUME_SIGNAL,
+        REVISE_SIGNAL,
+        SUSPEND_SIGNAL,
+        ComponentUpdate,
         ProvisioningOrder,
         ProvisioningResult,
         ProvisioningRevision,
-        SalesOrderLine,
     )
-    from o2a.simulator import UNDO_PREFIX
     from workflows.policies import (
         FULFILLMENT_HEARTBEAT,
         FULFILLMENT_RETRY,
@@ -37,20 +48,15 @@ with workflow.unsafe.imports_passed_through():
         MESSAGE_TIMEOUT,
     )
 
-COMPONENT_UPDATE_SIGNAL = "component_update"
-REVISE_SIGNAL = "revise"
-CANCEL_SIGNAL = "cancel"
-SUSPEND_SIGNAL = "suspend"
-RESUME_SIGNAL = "resume"
-
-# (step, milestone reached when every line has done it)
-STEPS = (
-    ("design", "PROVISION_DESIGNED"),
-    ("activate", "PROVISION_ACTIVATED"),
-    ("verify", "PROVISION_COMPLETE"),
-)
-STEP_NAMES = tuple(step for step, _ in STEPS)
+STEPS = KIND_STEPS[ComponentKind.PROVISION]
+MILESTONES = {
+    Step.DESIGN: "PROVISION_DESIGNED",
+    Step.ACTIVATE: "PROVISION_ACTIVATED",
+    Step.VERIFY: "PROVISION_COMPLETE",
+}
+"""The milestone each step reaches once every line of the component has done it."""
 UNDONE_MILESTONE = "PROVISION_UNDONE"
+FUNCTION = "Provision"
 
 
 @workflow.defn
@@ -58,14 +64,16 @@ class ProvisioningOrderWorkflow:
     @workflow.init
     def __init__(self, order: ProvisioningOrder) -> None:
         self._order = order
+        self._revision = order.revision
         self._lines = {line.id: line for line in order.lines}
-        self._done: dict[str, list[str]] = {lid: list(STEP_NAMES) for lid in order.done_lines}
+        self._done: dict[str, list[Step]] = {lid: list(STEPS) for lid in order.done_lines}
         self._data: dict[str, dict[str, str]] = {}
         self._undone: list[str] = []
         self._revisions: list[ProvisioningRevision] = []
         self._cancel = False
         self._suspended = False
         self._sequence = 0
+        self._state = ComponentState.IN_PROGRESS
 
     @workflow.signal(name=REVISE_SIGNAL)
     def revise(self, revision: ProvisioningRevision) -> None:
@@ -79,15 +87,18 @@ class ProvisioningOrderWorkflow:
     def suspend(self) -> None:
         """Steps under way finish; no new step starts until resume (or a cancel)."""
         self._suspended = True
+        self._show()
 
     @workflow.signal(name=RESUME_SIGNAL)
     def resume(self) -> None:
         self._suspended = False
+        self._show()
 
     @workflow.run
     async def run(self, order: ProvisioningOrder) -> ProvisioningResult:
+        self._show()
         if order.undo_lines:
-            await self._undo({line.id: (line, list(STEP_NAMES)) for line in order.undo_lines})
+            await self._undo({line.id: (line, list(STEPS)) for line in order.undo_lines})
             if not order.lines:  # an undo-only run: nothing to provision, nothing completed
                 return self._result(ComponentState.CANCELLED)
         while True:
@@ -112,8 +123,8 @@ class ProvisioningOrderWorkflow:
                 ComponentUpdate(
                     component_id=order.component_id,
                     state=ComponentState.COMPLETED,
-                    milestone=STEPS[-1][1],
-                    step=STEPS[-1][0],
+                    milestone=MILESTONES[STEPS[-1]],
+                    step=STEPS[-1],
                     line_updates=self._line_updates(),
                 ),
                 notify_parent=False,
@@ -122,71 +133,63 @@ class ProvisioningOrderWorkflow:
             if not self._revisions and not self._cancel:
                 return self._result(ComponentState.COMPLETED)
 
-    def _next_step(self) -> str | None:
-        for step in STEP_NAMES:
+    def _next_step(self) -> Step | None:
+        for step in STEPS:
             if any(step not in self._done.get(line_id, []) for line_id in self._lines):
                 return step
         return None
 
     # --- steps ---------------------------------------------------------------------------------
 
-    def _call(self, step: str, line: SalesOrderLine) -> ProvisioningStep:
-        return ProvisioningStep(
-            order_number=self._order.order_number,
-            revision=self._order.revision,
-            component_id=self._order.component_id,
-            target_system=self._order.target_system,
-            step=step,
-            line=line,
-            run=self._order.run,
+    async def _execute(self, step: Step, lines: list[SalesOrderLine]) -> list[LineUpdate]:
+        """One call to the provisioning system: this step for all these lines."""
+        order = self._order
+        return await workflow.execute_activity_method(
+            FulfillmentActivities.fulfill,
+            FulfillmentRequest(
+                request_id=ids.fulfillment_request_id(
+                    order.order_number, self._revision, order.component_id, order.run, step
+                ),
+                order_number=order.order_number,
+                revision=self._revision,
+                component_id=order.component_id,
+                function=FUNCTION,
+                target_system=order.target_system,
+                step=step,
+                lines=lines,
+                run=order.run,
+            ),
+            start_to_close_timeout=FULFILLMENT_TIMEOUT,
+            heartbeat_timeout=FULFILLMENT_HEARTBEAT,
+            retry_policy=FULFILLMENT_RETRY,
         )
 
-    async def _execute(self, calls: list[ProvisioningStep]) -> list[LineUpdate]:
-        return list(
-            await asyncio.gather(
-                *(
-                    workflow.execute_activity(
-                        run_provisioning_step,
-                        call,
-                        start_to_close_timeout=FULFILLMENT_TIMEOUT,
-                        heartbeat_timeout=FULFILLMENT_HEARTBEAT,
-                        retry_policy=FULFILLMENT_RETRY,
-                    )
-                    for call in calls
-                )
-            )
-        )
-
-    async def _run_step(self, step: str) -> None:
+    async def _run_step(self, step: Step) -> None:
         todo = [line for lid, line in self._lines.items() if step not in self._done.get(lid, [])]
-        results = await self._execute([self._call(step, line) for line in todo])
-        changed = []
-        for line, result in zip(todo, results, strict=True):
+        results = await self._execute(step, todo)
+        for line in todo:
             self._done.setdefault(line.id, []).append(step)
-            if result.data:
-                self._data.setdefault(line.id, {}).update(result.data)
-                changed.append(result)
-        milestone = dict(STEPS)[step]
-        if step != STEP_NAMES[-1]:
+        changed = [result for result in results if result.data]
+        for result in changed:
+            self._data.setdefault(result.line_id, {}).update(result.data)
+        if step is not STEPS[-1]:
             await self._report(
                 ComponentUpdate(
                     component_id=self._order.component_id,
                     state=ComponentState.IN_PROGRESS,
-                    milestone=milestone,
+                    milestone=MILESTONES[step],
                     step=step,
                     line_updates=changed,
                 ),
                 notify_parent=True,
             )
 
-    async def _undo(self, work: dict[str, tuple[SalesOrderLine, list[str]]]) -> None:
-        """Undo done steps, latest first, each undo step for all lines at once."""
-        for step in reversed(STEP_NAMES):
-            calls = [
-                self._call(UNDO_PREFIX + step, line) for line, done in work.values() if step in done
-            ]
-            if calls:
-                await self._execute(calls)
+    async def _undo(self, work: dict[str, tuple[SalesOrderLine, list[Step]]]) -> None:
+        """Undo done steps, latest first, each undo step for all its lines in one call."""
+        for step in reversed(STEPS):
+            lines = [line for line, done in work.values() if step in done]
+            if lines:
+                await self._execute(step.undo(), lines)
         if not work:
             return
         for line_id in work:
@@ -213,12 +216,15 @@ class ProvisioningOrderWorkflow:
             stale = [
                 lid for lid in self._lines if lid in revision.undo_lines or lid not in new_lines
             ]
+            # The undo takes back work done under the old revision; what follows is the new.
             await self._undo(
                 {lid: (self._lines[lid], self._done[lid]) for lid in stale if self._done.get(lid)}
             )
             for lid in stale:
                 self._done.pop(lid, None)
             self._lines = new_lines
+            self._revision = revision.revision
+            self._show()
 
     # --- reporting -----------------------------------------------------------------------------
 
@@ -230,11 +236,22 @@ class ProvisioningOrderWorkflow:
         ]
 
     def _result(self, state: ComponentState) -> ProvisioningResult:
+        self._state = state
+        self._show()
         return ProvisioningResult(
             component_id=self._order.component_id,
             state=state,
             line_updates=self._line_updates() if state is ComponentState.COMPLETED else [],
             undone_lines=list(self._undone),
+        )
+
+    def _show(self) -> None:
+        """The Web UI's current details: the component's state first."""
+        state = ComponentState.SUSPENDED if self._suspended else self._state
+        done = sum(1 for steps in self._done.values() if len(steps) == len(STEPS))
+        workflow.set_current_details(
+            f"**{state.value}** · order {self._order.order_number} revision {self._revision}"
+            f" · {self._order.target_system} · {done}/{len(self._lines)} lines provisioned"
         )
 
     async def _report(self, update: ComponentUpdate, notify_parent: bool) -> None:
@@ -243,20 +260,21 @@ class ProvisioningOrderWorkflow:
         The final update travels as the child's result instead of a signal, saving history.
         """
         self._sequence += 1
+        self._show()
         order = self._order
         message = workflow.execute_activity_method(
             MessagingActivities.send_fulfillment_update,
             FulfillmentUpdateMessage(
                 message_id=ids.fulfillment_update_message_id(
                     order.order_number,
-                    order.revision,
+                    self._revision,
                     order.component_id,
                     self._sequence,
                     order.run,
                 ),
                 created=workflow.now(),
                 order_number=order.order_number,
-                revision=order.revision,
+                revision=self._revision,
                 update=update,
             ),
             start_to_close_timeout=MESSAGE_TIMEOUT,

@@ -58,6 +58,8 @@ class CancelRequest(Model):
     request_id: str
     reason: str | None = None
     operator: str | None = None
+    revision: int | None = None
+    """The CANCEL-mode revision that asked for it, if one did: its outcome is numbered so."""
 
 
 class OutcomeRequest(Model):

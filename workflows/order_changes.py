@@ -1,0 +1,292 @@
+"""Revisions and cancels of a running order: planning, the children's own compensation,
+and undo waves for finished work.
+
+Each change is planned (DO / UNDO / REDO / AMEND / NONE per component) against the order
+in force; running SOM children compensate themselves on a signal; finished work is undone
+here in reverse dependency order. An undo that fails is fallout like any step: the order
+waits, failed, with the incident open and the later waves not run, until an operator
+resolves it, which runs the failed undo again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from o2a import visibility
+    from o2a.models import (
+        ComponentKind,
+        ComponentState,
+        CustomerOrder,
+        OrderComponent,
+        OrderPlan,
+        OrderState,
+        ProvisioningRevision,
+        RevisionView,
+    )
+    from o2a.revision import (
+        Compensation,
+        RevisionPlan,
+        cancellation_plan,
+        hard_ponr_violations,
+        plan_revision,
+    )
+    from workflows.contracts.customer_order import CancelRequest, RevisionRequest
+    from workflows.order_context import Change, OrderContext
+    from workflows.order_reporting import OrderReporter
+    from workflows.order_runner import (
+        Amendment,
+        ComponentRunner,
+        decompose,
+        failed_update,
+        fault_of,
+    )
+    from workflows.provisioning_order import ProvisioningOrderWorkflow
+
+
+def outcome_number(change: Change, current_revision: int) -> int:
+    """An outcome is numbered as the request that caused it."""
+    if isinstance(change, RevisionRequest):
+        return change.order.revision
+    return change.revision or current_revision
+
+
+class ChangeCoordinator:
+    def __init__(self, ctx: OrderContext, runner: ComponentRunner, reporter: OrderReporter) -> None:
+        self._ctx = ctx
+        self._runner = runner
+        self._reporter = reporter
+        self._before_undo: dict[str, ComponentState] = {}
+
+    async def take(self, change: Change) -> bool:
+        """True when the order has ended (cancelled)."""
+        if isinstance(change, CancelRequest):
+            return await self._cancel(change)
+        await self._revise(change)
+        return False
+
+    async def reject(self, change: Change, reason: str) -> None:
+        """Recorded, reported to CRM; the order carries on as it was."""
+        self._reporter.record_outcome(
+            RevisionView(
+                number=outcome_number(change, self._ctx.order.revision),
+                outcome="rejected",
+                reason=reason,
+                request_id=change.request_id,
+                kind="cancel" if isinstance(change, CancelRequest) else "revision",
+            )
+        )
+        await self._reporter.publish()
+
+    # --- revisions -----------------------------------------------------------------------------
+
+    async def _revise(self, request: RevisionRequest) -> None:
+        ctx, runner = self._ctx, self._runner
+        order, current, tracker = request.order, ctx.order, ctx.tracker
+        old_plan = tracker.plan
+        if order.order_number != current.order_number:
+            return await self.reject(request, f"order number {order.order_number} differs")
+        if order.revision <= current.revision:
+            return await self.reject(
+                request,
+                f"revision {order.revision} is not higher than the current {current.revision}",
+            )
+        runner.recall_waiting()
+        previous_state, ctx.state = ctx.state, OrderState.AMENDING
+        await self._reporter.publish()
+        try:
+            plan = await decompose(order)
+        except ActivityError as err:
+            ctx.state = previous_state
+            return await self.reject(request, fault_of(err).message)
+        await runner.settle()
+        while True:
+            revision = plan_revision(current, old_plan, order, plan, tracker.progress())
+            violations = hard_ponr_violations(revision, old_plan, tracker.ponr_passed)
+            if violations:
+                ctx.state = previous_state
+                return await self.reject(
+                    request, f"past the hard point of no return: {', '.join(violations)}"
+                )
+            if await self._signal_children(revision, order, plan):
+                break
+        undo = {
+            c.component_id: c.undo_lines
+            for c in revision.compensations
+            if c.undo_lines and c.kind is not Compensation.AMEND
+        }
+        if not await self._undo_waves(undo, old_plan, current):
+            return  # aborted meanwhile
+        children = runner.children()
+        ctx.tracker = tracker.revised(order, plan, revision, running=list(children))
+        for comp in revision.compensations:
+            if comp.component_id in children or comp.component_id not in ctx.tracker.plan_ids:
+                continue
+            if comp.kind is Compensation.AMEND:
+                runner.amend(
+                    comp.component_id,
+                    Amendment(
+                        removed=runner.lines_of(
+                            [lid for lid in comp.undo_lines if lid not in comp.do_lines],
+                            current,
+                        ),
+                        changed=[lid for lid in comp.do_lines if lid in comp.undo_lines],
+                        added=[lid for lid in comp.do_lines if lid not in comp.undo_lines],
+                    ),
+                )
+            elif (
+                comp.kind is Compensation.REDO
+                and plan.component(comp.component_id).kind is ComponentKind.PROVISION
+            ):
+                runner.keep(comp.component_id, comp.keep_lines)
+        self._reporter.record_outcome(
+            RevisionView(number=order.revision, outcome="accepted", request_id=request.request_id)
+        )
+        workflow.upsert_search_attributes([visibility.ORDER_REVISION.value_set(order.revision)])
+
+    # --- cancels -------------------------------------------------------------------------------
+
+    async def _cancel(self, request: CancelRequest) -> bool:
+        ctx, runner = self._ctx, self._runner
+        tracker, plan, order = ctx.tracker, ctx.tracker.plan, ctx.order
+        runner.recall_waiting()
+        await runner.settle()
+        reason = request.reason or "cancel requested"
+        if tracker.is_finished():
+            await self.reject(request, f"cancel refused: the order is complete ({reason})")
+            return False
+        while True:
+            revision = cancellation_plan(order, plan, tracker.progress())
+            violations = hard_ponr_violations(revision, plan, tracker.ponr_passed)
+            if violations:
+                await self.reject(
+                    request,
+                    f"cancel refused: past the hard point of no return: {', '.join(violations)}",
+                )
+                return False
+            if ctx.state is not OrderState.CANCELING:
+                ctx.state = OrderState.CANCELING
+                await self._reporter.publish()
+            signalled = [
+                c.component_id
+                for c in revision.compensations
+                if c.kind is Compensation.UNDO and c.component_id in runner.children()
+            ]
+            if await self._signal_children(revision, None, None):
+                break
+        undo = {c.component_id: c.undo_lines for c in revision.compensations if c.undo_lines}
+        if not await self._undo_waves(undo, plan, order):
+            return False
+        await runner.no_children()
+        # A child whose own undo failed is fallout too; its undo runs again once resolved.
+        failed = [
+            cid for cid in signalled if tracker.components[cid].state is ComponentState.FAILED
+        ]
+        if failed and not await self._await_resolve(failed):
+            return False
+        if not await self._undo_waves(
+            {cid: plan.component(cid).lines for cid in failed}, plan, order
+        ):
+            return False
+        tracker.cancel_all()
+        ctx.state = OrderState.CANCELLED
+        self._reporter.record_outcome(
+            RevisionView(
+                number=outcome_number(request, order.revision),
+                outcome="cancelled",
+                reason=reason,
+                request_id=request.request_id,
+                kind="cancel",
+            )
+        )
+        await self._reporter.publish()
+        return True
+
+    # --- compensation --------------------------------------------------------------------------
+
+    async def _signal_children(
+        self, revision: RevisionPlan, order: CustomerOrder | None, plan: OrderPlan | None
+    ) -> bool:
+        """Running SOM children compensate themselves. False when one finished before the
+        signal reached it: the caller plans again with that component's final state."""
+        children = self._runner.children()
+        for comp in revision.compensations:
+            child = children.get(comp.component_id)
+            if child is None or comp.kind is Compensation.NONE:
+                continue
+            try:
+                if comp.kind is Compensation.UNDO:
+                    await child.signal(ProvisioningOrderWorkflow.cancel)
+                else:
+                    assert order is not None and plan is not None
+                    lines = self._runner.lines_of(plan.component(comp.component_id).lines, order)
+                    await child.signal(
+                        ProvisioningOrderWorkflow.revise,
+                        ProvisioningRevision(
+                            revision=order.revision, lines=lines, undo_lines=comp.undo_lines
+                        ),
+                    )
+            except FailureError:
+                await self._runner.gone(comp.component_id)
+                return False
+        return True
+
+    async def _undo_waves(
+        self, undo: dict[str, list[str]], plan: OrderPlan, order: CustomerOrder
+    ) -> bool:
+        """Finished work is undone here, a component only after every component that
+        depended on it (billing before the provisioning it followed). False when the order
+        was aborted while waiting for an operator."""
+        children = self._runner.children()
+        known = {c.id: c for c in plan.components}
+        pending = {
+            cid: lines for cid, lines in undo.items() if cid in known and cid not in children
+        }
+        dependents = {
+            c.id: {d.id for d in plan.components if c.id in d.depends_on} for c in plan.components
+        }
+        while pending:
+            wave = [cid for cid in pending if not dependents[cid] & set(pending)]
+            results = await asyncio.gather(
+                *(self._undo(known[cid], pending[cid], order) for cid in wave)
+            )
+            failed = [cid for cid, ok in zip(wave, results, strict=True) if not ok]
+            for cid in wave:
+                if cid not in failed:
+                    del pending[cid]
+            if failed and not await self._await_resolve(failed):
+                return False
+        return True
+
+    async def _undo(
+        self, component: OrderComponent, line_ids: list[str], order: CustomerOrder
+    ) -> bool:
+        tracker = self._ctx.tracker
+        before = tracker.components[component.id].state
+        try:
+            await self._runner.undo(component, self._runner.lines_of(line_ids, order))
+        except FailureError as err:
+            self._before_undo[component.id] = before
+            tracker.apply(failed_update(component.id, err), workflow.now())
+            return False
+        return True
+
+    async def _await_resolve(self, failed: list[str]) -> bool:
+        """Fallout in the middle of compensation: the order is failed, the incidents open,
+        nothing further undone, until an operator resolves them (or aborts: False)."""
+        ctx = self._ctx
+        working, ctx.state = ctx.state, OrderState.FAILED
+        await self._reporter.publish()
+        await ctx.wait(lambda: any(r is None or r in failed for r in ctx.resolve))
+        if ctx.abort is not None:
+            return False
+        ctx.resolve = [r for r in ctx.resolve if r is not None and r not in failed]
+        for cid in failed:
+            state = self._before_undo.pop(cid, ComponentState.IN_PROGRESS)
+            ctx.tracker.reopen(cid, state)
+        ctx.state = working
+        await self._reporter.publish()
+        return True

@@ -1,0 +1,86 @@
+"""What the parts of the COM workflow share: one source of truth for one order.
+
+The tracker owns the order, its plan and every component's and line's state; this context
+adds what only the workflow knows (the OSM order state, operator holds, queued requests,
+the inbox of component updates). The run loop, the change coordinator, the component
+runner and the reporter all read and write it; nothing is kept twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from o2a.models import ComponentUpdate, CustomerOrder, OrderState
+    from o2a.tracking import FulfillmentTracker
+    from workflows.contracts.customer_order import (
+        CancelRequest,
+        OperatorRequest,
+        RevisionRequest,
+    )
+
+FINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.CANCELLED, OrderState.ABORTED})
+ATTENTION_STATES = FINAL_STATES | {OrderState.FAILED, OrderState.SUSPENDED}
+"""States in which an order needs someone, or nobody any more."""
+
+Change = RevisionRequest | CancelRequest
+
+
+class WorkflowBug(Exception):
+    """Raised from the run loop when a spawned task died of something other than an
+    activity or child failure: the workflow task fails (visible, retried after a fix)."""
+
+
+class OrderContext:
+    def __init__(self, order: CustomerOrder) -> None:
+        self.submitted = order
+        self._tracker: FulfillmentTracker | None = None
+        self.state = OrderState.NOT_STARTED
+        self.suspended = False
+        self.inbox: list[ComponentUpdate] = []
+        self.resolve: list[str | None] = []
+        """Resolve requests not yet taken: a failed component's ID, or None for all."""
+        self.abort: OperatorRequest | None = None
+        self.changes: list[Change] = []
+        """Revisions and cancels, in arrival order, not yet taken."""
+        self.received: list[str] = []
+        """Request IDs of every revise and cancel received, taken or not."""
+        self.runs: dict[str, int] = {}
+        """How many times each component has been run (message and request IDs count it)."""
+        self.crash: BaseException | None = None
+
+    @property
+    def tracker(self) -> FulfillmentTracker:
+        assert self._tracker is not None, "the order is not decomposed yet"
+        return self._tracker
+
+    @tracker.setter
+    def tracker(self, tracker: FulfillmentTracker) -> None:
+        self._tracker = tracker
+
+    @property
+    def decomposed(self) -> bool:
+        return self._tracker is not None
+
+    @property
+    def order(self) -> CustomerOrder:
+        """The revision in force."""
+        return self._tracker.order if self._tracker is not None else self.submitted
+
+    def drain_inbox(self) -> None:
+        updates, self.inbox = self.inbox, []
+        for update in updates:
+            self.tracker.apply(update, workflow.now())
+
+    async def wait(self, condition: Callable[[], bool]) -> None:
+        """Wait for ``condition``, an abort, or a crashed task (raised here, at once)."""
+        await workflow.wait_condition(
+            lambda: condition() or self.abort is not None or self.crash is not None
+        )
+        self.raise_crash()
+
+    def raise_crash(self) -> None:
+        if self.crash is not None:
+            raise WorkflowBug(f"a task of the order failed: {self.crash!r}") from self.crash

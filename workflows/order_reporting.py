@@ -1,0 +1,150 @@
+"""Telling the world about one order: CRM updates, fallout and jeopardy messages, and what
+Temporal shows (search attributes, current details). Each only when something changed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.messaging import (
+        FalloutMessage,
+        JeopardyMessage,
+        MessagingActivities,
+        SalesOrderUpdateMessage,
+    )
+    from o2a import ids, visibility
+    from o2a.models import (
+        ComponentKind,
+        FulfillmentStatus,
+        JeopardyView,
+        OrderComponent,
+        OrderState,
+        RevisionView,
+    )
+    from workflows.order_context import OrderContext
+    from workflows.policies import MESSAGE_RETRY, MESSAGE_TIMEOUT
+
+JEOPARDY_LEVELS = (("Low", 1.0), ("Medium", 1.5), ("High", 2.0), ("Critical", 3.0))
+
+
+class OrderReporter:
+    def __init__(self, ctx: OrderContext) -> None:
+        self._ctx = ctx
+        self.crm_updates = 0
+        self._published: tuple[OrderState, FulfillmentStatus] | None = None
+        self._fallouts_reported = 0
+        self._outcome: RevisionView | None = None
+
+    def record_outcome(self, outcome: RevisionView) -> None:
+        """Recorded at once (callers waiting on it see it); CRM hears it with the next
+        update."""
+        self._ctx.tracker.record_outcome(outcome)
+        self._outcome = outcome
+
+    async def publish(self) -> None:
+        """CRM, search attributes and UI details, each only when something changed."""
+        ctx = self._ctx
+        tracker = ctx.tracker
+        status = tracker.order_status()
+        workflow.set_current_details(tracker.details_markdown(ctx.state))
+        if self._published != (ctx.state, status):
+            self._published = (ctx.state, status)
+            workflow.upsert_search_attributes(
+                [
+                    visibility.ORDER_STATE.value_set(ctx.state.value),
+                    visibility.ORDER_STATUS.value_set(status.value),
+                ]
+            )
+        await self._report_fallouts()
+        changes = tracker.take_changes()
+        outcome, self._outcome = self._outcome, None
+        if changes is None and outcome is None:
+            return
+        self.crm_updates += 1
+        order = ctx.order
+        await workflow.execute_activity_method(
+            MessagingActivities.send_sales_order_update,
+            SalesOrderUpdateMessage(
+                message_id=ids.sales_order_update_message_id(
+                    order.order_number, order.revision, self.crm_updates
+                ),
+                created=workflow.now(),
+                order_number=order.order_number,
+                revision=order.revision,
+                order_status=status,
+                lines=changes or [],
+                revision_outcome=outcome,
+            ),
+            start_to_close_timeout=MESSAGE_TIMEOUT,
+            retry_policy=MESSAGE_RETRY,
+        )
+
+    async def _report_fallouts(self) -> None:
+        """Each new incident: an AIA Fault to error handling and a trouble ticket to CRM."""
+        ctx = self._ctx
+        order = ctx.order
+        for fallout in ctx.tracker.fallouts[self._fallouts_reported :]:
+            component = next(
+                (c for c in ctx.tracker.plan.components if c.id == fallout.component), None
+            )
+            failed = (
+                ids.provisioning_order_message_id(
+                    order.order_number,
+                    order.revision,
+                    fallout.component,
+                    ctx.runs.get(fallout.component, 1),
+                )
+                if component is not None and component.kind is ComponentKind.PROVISION
+                else order.revision_id or order.order_number
+            )
+            await workflow.execute_activity_method(
+                MessagingActivities.send_fallout,
+                FalloutMessage(
+                    order_number=order.order_number,
+                    created=workflow.now(),
+                    fallout=fallout,
+                    failed_message_id=failed,
+                ),
+                start_to_close_timeout=MESSAGE_TIMEOUT,
+                retry_policy=MESSAGE_RETRY,
+            )
+            self._fallouts_reported += 1
+
+    async def watch_jeopardy(self, component: OrderComponent) -> None:
+        """Raise Low, Medium, High, Critical as the component runs 1x, 1.5x, 2x, 3x late."""
+        ctx = self._ctx
+        started = workflow.now()
+        expected = component.expected_duration_seconds
+        expected_by = started + timedelta(seconds=expected)
+        for severity, factor in JEOPARDY_LEVELS:
+            due = started + timedelta(seconds=expected * factor)
+            await workflow.sleep(max((due - workflow.now()).total_seconds(), 0.001))
+            jeopardy = JeopardyView(
+                component=component.id,
+                severity=severity,
+                raised_at=workflow.now(),
+                expected_by=expected_by,
+            )
+            ctx.tracker.record_jeopardy(jeopardy)
+            order = ctx.order
+            await workflow.execute_activity_method(
+                MessagingActivities.send_jeopardy,
+                JeopardyMessage(
+                    message_id=ids.jeopardy_message_id(
+                        order.order_number,
+                        order.revision,
+                        component.id,
+                        severity,
+                        ctx.runs.get(component.id, 1),
+                    ),
+                    created=workflow.now(),
+                    order_number=order.order_number,
+                    revision=order.revision,
+                    jeopardy=jeopardy,
+                    lines=component.lines,
+                ),
+                start_to_close_timeout=MESSAGE_TIMEOUT,
+                retry_policy=MESSAGE_RETRY,
+            )
