@@ -24,6 +24,7 @@ from o2a.config import Settings
 from o2a.decomposition import decompose
 from o2a.inbound import read_order_file
 from o2a.models import CustomerOrder, OrderPlan
+from o2a.ports import FulfillmentSystem
 from o2a.server import DevServer
 from workers.worker import build_worker
 
@@ -98,11 +99,14 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def worker(client: Client, settings: Settings) -> Callable[..., object]:
-    """``async with worker():`` runs a worker on the test's task queue (or other settings)."""
+    """``async with worker():`` runs a worker on the test's task queue (or other settings,
+    or with a fulfillment adapter of the test's own, such as ``GatedFulfillment``)."""
 
     @asynccontextmanager
-    async def running(custom: Settings | None = None) -> AsyncIterator[Worker]:
-        w = build_worker(client, custom or settings)
+    async def running(
+        custom: Settings | None = None, fulfillment: FulfillmentSystem | None = None
+    ) -> AsyncIterator[Worker]:
+        w = build_worker(client, custom or settings, fulfillment=fulfillment)
         async with w:
             yield w
 
