@@ -15,7 +15,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from o2a.errors import InputError
-from o2a.models import ComponentKind
+from o2a.models import KIND_STEPS, ComponentKind, Step
 
 
 class Granularity(StrEnum):
@@ -42,11 +42,22 @@ class FulfillmentFunction(_Strict):
     kind: ComponentKind
     granularity: Granularity
     expected_duration_seconds: float = Field(gt=0)
-    point_of_no_return: str | None = None
+    point_of_no_return: Step | None = None
     point_of_no_return_kind: Literal["soft", "hard"] = "soft"
     start_milestone: str | None = None
     complete_milestone: str | None = None
     depends_on: tuple[FunctionDependency, ...] = ()
+
+    @model_validator(mode="after")
+    def _point_of_no_return_is_a_step(self) -> Self:
+        """A point of no return the function never reaches would never be passed."""
+        steps = KIND_STEPS[self.kind]
+        if self.point_of_no_return is not None and self.point_of_no_return not in steps:
+            raise ValueError(
+                f"point_of_no_return {self.point_of_no_return.value!r} is not a step of a "
+                f"{self.kind.value} function ({', '.join(s.value for s in steps)})"
+            )
+        return self
 
 
 class FulfillmentPattern(_Strict):
