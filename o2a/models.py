@@ -315,7 +315,7 @@ class OperatorActionView(Model):
 
 
 class OrderStatus(Model):
-    """The answer of the status query and the workflow result (DESIGN.md §3)."""
+    """The answer of the status query and the workflow result (docs/architecture.md §3)."""
 
     order_number: str
     revision: int

@@ -34,7 +34,7 @@ _LineKey = tuple[FulfillmentStatus, str | None, bool, tuple[tuple[str, str], ...
 
 
 def aggregate_order_status(statuses: list[FulfillmentStatus]) -> FulfillmentStatus:
-    """AIA order status from the statuses of the lines that carry work (DESIGN.md §1).
+    """AIA order status from the statuses of the lines that carry work (docs/architecture.md §1).
 
     Cancelled lines drop out unless every line is cancelled.
     """

@@ -22,7 +22,7 @@ from o2a.models import (
 WORKFLOW_TYPE = "CustomerOrderWorkflow"
 
 STATUS_QUERY = "status"
-"""→ OrderStatus (DESIGN §3 status document)."""
+"""→ OrderStatus (docs/architecture.md §3 status document)."""
 REVISION_BASIS_QUERY = "revision_basis"
 """→ RevisionBasis: what a revision would be planned against (``o2a revise --dry-run``)."""
 
