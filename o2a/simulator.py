@@ -1,4 +1,4 @@
-"""The fulfillment-system simulator contract (DESIGN.md §3) and the data it hands back.
+"""The fulfillment-system simulator contract (docs/architecture.md §3) and the data it hands back.
 
 Until real adapters exist, lines steer the simulated systems with three specifications:
 ``SimulatedDelay`` (seconds per step), ``SimulatedFault`` (``STEP[:CODE[:COUNT]]``) and

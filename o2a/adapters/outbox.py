@@ -1,4 +1,4 @@
-"""The outbox folder adapter of the MessageBus port (DESIGN.md §3, "Outbound messages")."""
+"""The outbox folder adapter of the MessageBus port (docs/architecture.md §3, "Outbound messages")."""
 
 from __future__ import annotations
 

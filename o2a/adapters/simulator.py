@@ -1,5 +1,5 @@
 """The simulated fulfillment systems: the FulfillmentSystem port driven by the lines' own
-SimulatedDelay / SimulatedFault / SimulatedOutage specifications (DESIGN.md §3)."""
+SimulatedDelay / SimulatedFault / SimulatedOutage specifications (docs/architecture.md §3)."""
 
 from __future__ import annotations
 
