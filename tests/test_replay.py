@@ -1,35 +1,57 @@
 """Replay of recorded histories: a workflow change that breaks them needs workflow.patched.
 
-The histories under tests/histories/ come from real runs on the dev server. To record them
-again after an intended, patched change: ``O2A_RECORD_HISTORIES=1 pytest tests/test_replay.py``.
+The histories under tests/histories/ come from real runs on the dev server, one per path
+through the workflows that matters (completion, fallout and resolve, a revision and a cancel
+mid-flight, a cancel whose undo fails, suspend and resume). To record them again after an
+intended change (and say why in docs/architecture.md, "Recorded histories"):
+``O2A_RECORD_HISTORIES=1 pytest tests/test_replay.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
 from o2a import ids
 from o2a.client import DATA_CONVERTER, interceptors
 from o2a.config import Settings
-from o2a.inbound import read_order_file
-from o2a.models import Specification
-from starters.operator import cancel_order, revise_order
-from starters.submit import start_order
-from tests.conftest import SAMPLES
-from tests.test_revision_workflow import delayed
+from o2a.models import CustomerOrder, OrderState, OrderStatus, Step
+from tests.support import (
+    PROV_FIXED,
+    GatedFulfillment,
+    request_id,
+    revision,
+    sample,
+    set_spec,
+    wait_for_state,
+)
 from workers.worker import WORKFLOWS
+from workflows.contracts.customer_order import (
+    CancelRequest,
+    OperatorRequest,
+    OutcomeRequest,
+    RevisionRequest,
+)
 from workflows.customer_order import CustomerOrderWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORD = os.environ.get("O2A_RECORD_HISTORIES") == "1"
+SCENARIOS = {
+    "triple_play",
+    "triple_play_provisioning",
+    "fallout_resolved",
+    "revised_mid_flight",
+    "revised_provisioning",
+    "cancelled_mid_flight",
+    "cancel_undo_failed",
+    "suspended_resumed",
+}
 
 
 def recorded() -> list[Path]:
@@ -38,15 +60,7 @@ def recorded() -> list[Path]:
 
 @pytest.mark.skipif(RECORD, reason="recording run")
 def test_histories_are_present() -> None:
-    names = {p.stem for p in recorded()}
-    assert {
-        "triple_play",
-        "triple_play_provisioning",
-        "fallout_resolved",
-        "revised_mid_flight",
-        "revised_provisioning",
-        "cancelled_mid_flight",
-    } <= names
+    assert {p.stem for p in recorded()} == SCENARIOS
 
 
 @pytest.mark.skipif(RECORD, reason="recording run")
@@ -62,65 +76,120 @@ async def test_replay(path: Path) -> None:
 
 
 def _save(name: str, history: WorkflowHistory) -> None:
+    assert name in SCENARIOS
     HISTORIES.mkdir(exist_ok=True)
     body = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
     (HISTORIES / f"{name}.json").write_text(json.dumps(body, indent=1) + "\n")
+
+
+Handle = WorkflowHandle[CustomerOrderWorkflow, OrderStatus]
+
+
+async def _start(client: Client, settings: Settings, order: CustomerOrder) -> Handle:
+    return await client.start_workflow(
+        CustomerOrderWorkflow.run,
+        order,
+        id=ids.order_workflow_id(order.order_number),
+        task_queue=settings.task_queue,
+    )
+
+
+async def _save_child(client: Client, name: str, order_number: str, component: str) -> None:
+    child = client.get_workflow_handle(ids.provisioning_workflow_id(order_number, component))
+    _save(name, await child.fetch_history())
 
 
 @pytest.mark.skipif(not RECORD, reason="set O2A_RECORD_HISTORIES=1 to record")
 async def test_record_histories(
     client: Client, settings: Settings, worker: Callable, order_number: str
 ) -> None:
-    order = read_order_file(SAMPLES / "triple_play.xml")
-    order = order.model_copy(update={"order_number": f"REPLAY-{order_number}"})
-    faulty = read_order_file(SAMPLES / "broadband_only.xml")
-    faulty = faulty.model_copy(update={"order_number": f"REPLAY-F-{order_number}"})
-    plan_line = next(
-        line for line in faulty.lines if line.item.product_class == "Broadband Service Plan Class"
-    )
-    plan_line.item.specifications.append(
-        Specification(name="SimulatedFault", value="design:NO_CAPACITY:1")
-    )
-    async with worker():
-        handle = await start_order(client, order, settings)
-        result = await handle.result()
-        _save("triple_play", await handle.fetch_history())
-        provisioning = next(c for c in result.components if c.function == "Provision")
-        child = client.get_workflow_handle(
-            ids.provisioning_workflow_id(order.order_number, provisioning.id)
-        )
-        _save("triple_play_provisioning", await child.fetch_history())
+    gated = GatedFulfillment()
+    activate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+    async with worker(fulfillment=gated):
+        # Straight through.
+        number = f"REPLAY-{order_number}"
+        done = await _start(client, settings, sample("triple_play.xml", number))
+        activate.release()
+        assert (await done.result()).state is OrderState.COMPLETED
+        _save("triple_play", await done.fetch_history())
+        await _save_child(client, "triple_play_provisioning", number, PROV_FIXED)
 
-        failing = await start_order(client, faulty, settings)
-        while (await failing.query(CustomerOrderWorkflow.status)).state.value != "failed":
-            await asyncio.sleep(0.2)
-        await failing.signal(CustomerOrderWorkflow.resolve)
-        assert (await failing.result()).state.value == "completed"
+        # Fallout, then the operator's resolve.
+        faulty = sample("broadband_only.xml", f"REPLAY-F-{order_number}")
+        plan_line = next(
+            line
+            for line in faulty.lines
+            if line.item.product_class == "Broadband Service Plan Class"
+        )
+        set_spec(faulty, plan_line.id, "SimulatedFault", "design:NO_CAPACITY:1")
+        failing = await _start(client, settings, faulty)
+        await wait_for_state(failing, OrderState.FAILED)
+        await failing.execute_update(
+            CustomerOrderWorkflow.resolve, OperatorRequest(operator="recorder", reason="fixed")
+        )
+        assert (await failing.result()).state is OrderState.COMPLETED
         _save("fallout_resolved", await failing.fetch_history())
 
         # A revision (drop broadband, change the voice plan, add a mobile feature) and a
-        # cancel, each landing while provisioning runs.
-        base = delayed(read_order_file(SAMPLES / "triple_play.xml"), 0.5)
-        revised = read_order_file(SAMPLES / "revisions" / "triple_play_r2_combined.xml")
-        for name, change in (("revised_mid_flight", revised), ("cancelled_mid_flight", None)):
+        # cancel, each landing while the fixed line is being activated.
+        for name in ("revised_mid_flight", "cancelled_mid_flight"):
             number = f"REPLAY-{name}-{order_number}"
-            running = await start_order(
-                client, base.model_copy(update={"order_number": number}), settings
-            )
-            await asyncio.sleep(1.5)
-            if change is None:
-                await cancel_order(client, number, "recorded cancel")
+            gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+            running = await _start(client, settings, sample("triple_play.xml", number))
+            await gate.wait_reached()
+            request = request_id()
+            if name == "cancelled_mid_flight":
+                await running.signal(
+                    CustomerOrderWorkflow.cancel,
+                    CancelRequest(request_id=request, reason="recorded cancel"),
+                )
             else:
-                await revise_order(
-                    client, delayed(change, 0.5).model_copy(update={"order_number": number})
+                changed = sample("revisions/triple_play_r2_combined.xml", number)
+                await running.signal(
+                    CustomerOrderWorkflow.revise,
+                    RevisionRequest(order=changed, request_id=request),
                 )
-            final = await running.result()
-            assert final.state.value == ("cancelled" if change is None else "completed")
+            gate.release()
+            outcome = await running.execute_update(
+                CustomerOrderWorkflow.request_outcome, OutcomeRequest(request_id=request)
+            )
+            assert outcome.outcome in ("accepted", "cancelled"), outcome
+            await running.result()
             _save(name, await running.fetch_history())
-            if change is not None:
-                fixed = ids.provisioning_workflow_id(
-                    number, "Provision.FixedProvisioningSystem.bundle-1.1"
-                )
-                _save(
-                    "revised_provisioning", await client.get_workflow_handle(fixed).fetch_history()
-                )
+            if name == "revised_mid_flight":
+                await _save_child(client, "revised_provisioning", number, PROV_FIXED)
+
+        # A cancel whose undo fails: the order waits in fallout until resolved.
+        number = f"REPLAY-U-{order_number}"
+        order = set_spec(
+            sample("triple_play.xml", number), "1.1.1", "SimulatedFault", "undo-design:UNDONE:1"
+        )
+        gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+        undoing = await _start(client, settings, order)
+        await gate.wait_reached()
+        await undoing.signal(CustomerOrderWorkflow.cancel, CancelRequest(request_id=request_id()))
+        gate.release()
+        await wait_for_state(undoing, OrderState.FAILED)
+        await undoing.execute_update(CustomerOrderWorkflow.resolve, OperatorRequest())
+        assert (await undoing.result()).state is OrderState.CANCELLED
+        _save("cancel_undo_failed", await undoing.fetch_history())
+
+        # Suspend and resume, with a revision waiting behind them.
+        number = f"REPLAY-S-{order_number}"
+        gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+        held = await _start(client, settings, sample("triple_play.xml", number))
+        await gate.wait_reached()
+        await held.execute_update(
+            CustomerOrderWorkflow.suspend, OperatorRequest(operator="recorder", reason="check")
+        )
+        gate.release()
+        await wait_for_state(held, OrderState.SUSPENDED)
+        await held.execute_update(CustomerOrderWorkflow.resume, OperatorRequest())
+        await held.signal(
+            CustomerOrderWorkflow.revise,
+            RevisionRequest(
+                order=revision(sample("triple_play.xml", number), 2), request_id=request_id()
+            ),
+        )
+        assert (await held.result()).state is OrderState.COMPLETED
+        _save("suspended_resumed", await held.fetch_history())
