@@ -48,7 +48,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order_changes import ChangeCoordinator, outcome_number
     from workflows.order_context import ATTENTION_STATES, FINAL_STATES, OrderContext
     from workflows.order_reporting import OrderReporter
-    from workflows.order_runner import ComponentRunner, decompose
+    from workflows.order_runner import ComponentRunner
+    from workflows.order_work import ComponentWork, decompose
 
 SUSPENDABLE = (OrderState.IN_PROGRESS, OrderState.FAILED, OrderState.WAITING)
 
@@ -59,8 +60,9 @@ class CustomerOrderWorkflow:
     def __init__(self, order: CustomerOrder) -> None:
         self._ctx = OrderContext(order)
         self._reporter = OrderReporter(self._ctx)
-        self._runner = ComponentRunner(self._ctx, self._reporter)
-        self._changes = ChangeCoordinator(self._ctx, self._runner, self._reporter)
+        work = ComponentWork(self._ctx)
+        self._runner = ComponentRunner(self._ctx, self._reporter, work)
+        self._changes = ChangeCoordinator(self._ctx, self._runner, work, self._reporter)
 
     @workflow.run
     async def run(self, order: CustomerOrder) -> OrderStatus:

@@ -37,9 +37,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts.customer_order import CancelRequest, RevisionRequest
     from workflows.order_context import Change, OrderContext
     from workflows.order_reporting import OrderReporter
-    from workflows.order_runner import (
+    from workflows.order_runner import ComponentRunner
+    from workflows.order_work import (
         Amendment,
-        ComponentRunner,
+        ComponentWork,
         decompose,
         failed_update,
         fault_of,
@@ -55,9 +56,16 @@ def outcome_number(change: Change, current_revision: int) -> int:
 
 
 class ChangeCoordinator:
-    def __init__(self, ctx: OrderContext, runner: ComponentRunner, reporter: OrderReporter) -> None:
+    def __init__(
+        self,
+        ctx: OrderContext,
+        runner: ComponentRunner,
+        work: ComponentWork,
+        reporter: OrderReporter,
+    ) -> None:
         self._ctx = ctx
         self._runner = runner
+        self._work = work
         self._reporter = reporter
         self._before_undo: dict[str, ComponentState] = {}
 
@@ -126,10 +134,10 @@ class ChangeCoordinator:
             if comp.component_id in children or comp.component_id not in ctx.tracker.plan_ids:
                 continue
             if comp.kind is Compensation.AMEND:
-                runner.amend(
+                self._work.amend(
                     comp.component_id,
                     Amendment(
-                        removed=runner.lines_of(
+                        removed=self._work.lines_of(
                             [lid for lid in comp.undo_lines if lid not in comp.do_lines],
                             current,
                         ),
@@ -141,7 +149,7 @@ class ChangeCoordinator:
                 comp.kind is Compensation.REDO
                 and plan.component(comp.component_id).kind is ComponentKind.PROVISION
             ):
-                runner.keep(comp.component_id, comp.keep_lines)
+                self._work.keep(comp.component_id, comp.keep_lines)
         self._reporter.record_outcome(
             RevisionView(number=order.revision, outcome="accepted", request_id=request.request_id)
         )
@@ -222,7 +230,7 @@ class ChangeCoordinator:
                     await child.signal(ProvisioningOrderWorkflow.cancel)
                 else:
                     assert order is not None and plan is not None
-                    lines = self._runner.lines_of(plan.component(comp.component_id).lines, order)
+                    lines = self._work.lines_of(plan.component(comp.component_id).lines, order)
                     await child.signal(
                         ProvisioningOrderWorkflow.revise,
                         ProvisioningRevision(
@@ -267,7 +275,7 @@ class ChangeCoordinator:
         tracker = self._ctx.tracker
         before = tracker.components[component.id].state
         try:
-            await self._runner.undo(component, self._runner.lines_of(line_ids, order))
+            await self._work.undo(component, self._work.lines_of(line_ids, order))
         except FailureError as err:
             self._before_undo[component.id] = before
             tracker.apply(failed_update(component.id, err), workflow.now())

@@ -1,5 +1,5 @@
-"""Running an order's components: inline fulfillment calls, SOM child workflows, future-dated
-starts, and the one registry of what is in flight.
+"""Running an order's components: starting them as their dependencies allow (now, or at a
+future-dated start), the one registry of what is in flight, and the tasks that run them.
 
 Every task it spawns is watched: an activity or child failure becomes fallout where it
 happens; anything else (a bug) is kept on the context and raised by the run loop, so the
@@ -11,49 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, FailureError
-from temporalio.workflow import ChildWorkflowHandle
+from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.decomposition import DecompositionActivities
-    from activities.fulfillment import FulfillmentActivities
-    from activities.messaging import MessagingActivities, ProvisioningOrderMessage
-    from o2a import ids, visibility
     from o2a.models import (
-        KIND_STEPS,
         ComponentKind,
         ComponentState,
         ComponentUpdate,
-        CustomerOrder,
-        FaultDetail,
-        LineUpdate,
         OrderComponent,
-        OrderPlan,
-        SalesOrderLine,
-        Step,
     )
-    from o2a.ports import FulfillmentRequest
-    from workflows.contracts.provisioning_order import ProvisioningOrder, ProvisioningResult
+    from workflows.contracts.provisioning_order import ProvisioningResult
     from workflows.order_context import OrderContext
     from workflows.order_reporting import OrderReporter
-    from workflows.policies import (
-        DECOMPOSITION_TIMEOUT,
-        FULFILLMENT_HEARTBEAT,
-        FULFILLMENT_RETRY,
-        FULFILLMENT_TIMEOUT,
-        MESSAGE_RETRY,
-        MESSAGE_TIMEOUT,
-    )
+    from workflows.order_work import ChildHandle, ComponentWork, failed_update
     from workflows.provisioning_order import ProvisioningOrderWorkflow
-
-ChildHandle = ChildWorkflowHandle[ProvisioningOrderWorkflow, ProvisioningResult]
 
 
 class Phase(StrEnum):
@@ -73,64 +50,13 @@ class InFlight:
     child: ChildHandle | None = None
 
 
-@dataclass
-class Amendment:
-    """A completed billing or customer-sync component takes a revision in place."""
-
-    removed: list[SalesOrderLine] = field(default_factory=list)
-    """Lines as they were, to take back with the undo step."""
-    changed: list[str] = field(default_factory=list)
-    added: list[str] = field(default_factory=list)
-
-
-async def decompose(order: CustomerOrder) -> OrderPlan:
-    """Through an activity, so the plan is in history and replay never reads the catalog."""
-    return await workflow.execute_activity_method(
-        DecompositionActivities.decompose_order,
-        order,
-        start_to_close_timeout=DECOMPOSITION_TIMEOUT,
-        retry_policy=FULFILLMENT_RETRY,
-    )
-
-
-def fault_of(err: BaseException) -> FaultDetail:
-    """The innermost application error names the fault; its message says what failed."""
-    cause: BaseException | None = err
-    innermost: ApplicationError | None = None
-    while cause is not None:
-        if isinstance(cause, ApplicationError):
-            innermost = cause
-        cause = cause.__cause__
-    if innermost is None:
-        return FaultDetail(code="FULFILLMENT_FAILED", message=str(err))
-    detail = (
-        FaultDetail.model_validate(innermost.details[0])
-        if innermost.details
-        else FaultDetail(code=innermost.type or "FULFILLMENT_FAILED")
-    )
-    return detail.model_copy(update={"message": innermost.message})
-
-
-def failed_update(component_id: str, err: BaseException) -> ComponentUpdate:
-    """A failed step as the component update that raises fallout."""
-    fault = fault_of(err)
-    return ComponentUpdate(
-        component_id=component_id,
-        state=ComponentState.FAILED,
-        step=fault.step,
-        fault_code=fault.code,
-        fault_message=fault.message,
-    )
-
-
 class ComponentRunner:
-    def __init__(self, ctx: OrderContext, reporter: OrderReporter) -> None:
+    def __init__(self, ctx: OrderContext, reporter: OrderReporter, work: ComponentWork) -> None:
         self._ctx = ctx
         self._reporter = reporter
+        self._work = work
         self._in_flight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._keep: dict[str, list[str]] = {}
-        self._amendments: dict[str, Amendment] = {}
 
     # --- what is in flight ---------------------------------------------------------------------
 
@@ -183,15 +109,6 @@ class ComponentRunner:
         with contextlib.suppress(FailureError):
             await child.signal(signal)
 
-    # --- what a revision leaves for the next run -------------------------------------------------
-
-    def keep(self, component_id: str, lines: list[str]) -> None:
-        """A SOM rerun skips the lines whose work stands."""
-        self._keep[component_id] = lines
-
-    def amend(self, component_id: str, amendment: Amendment) -> None:
-        self._amendments[component_id] = amendment
-
     # --- starting ------------------------------------------------------------------------------
 
     def start(self, component: OrderComponent) -> None:
@@ -234,7 +151,7 @@ class ComponentRunner:
         order = self._ctx.order
         dates = [
             line.requested_delivery_date or order.requested_delivery_date
-            for line in self.lines_of(component.lines)
+            for line in self._work.lines_of(component.lines)
         ]
         known = [d for d in dates if d is not None]
         if not known:
@@ -270,10 +187,10 @@ class ComponentRunner:
         watch = self._spawn(self._reporter.watch_jeopardy(component))
         try:
             if component.kind is ComponentKind.PROVISION:
-                result = await self._provision(component)
+                result = await self._run_child(component)
                 state, line_updates = result.state, result.line_updates
             else:
-                line_updates = await self._call_function(component)
+                line_updates = await self._work.call_function(component)
         except FailureError as err:
             ctx.inbox.append(failed_update(component.id, err))
             return
@@ -293,111 +210,9 @@ class ComponentRunner:
 
     # --- fulfillment calls ---------------------------------------------------------------------
 
-    def lines_of(
-        self, line_ids: list[str], order: CustomerOrder | None = None
-    ) -> list[SalesOrderLine]:
-        wanted = set(line_ids)
-        return [line for line in (order or self._ctx.order).lines if line.id in wanted]
-
-    async def _fulfill(
-        self, component: OrderComponent, step: Step, lines: list[SalesOrderLine]
-    ) -> list[LineUpdate]:
-        """One call to the component's fulfillment system: one step for these lines."""
-        order = self._ctx.order
-        run = self._ctx.runs.get(component.id, 1)
-        return await workflow.execute_activity_method(
-            FulfillmentActivities.fulfill,
-            FulfillmentRequest(
-                request_id=ids.fulfillment_request_id(
-                    order.order_number, order.revision, component.id, run, step
-                ),
-                order_number=order.order_number,
-                revision=order.revision,
-                component_id=component.id,
-                function=component.function,
-                target_system=component.target_system,
-                step=step,
-                lines=lines,
-                run=run,
-            ),
-            start_to_close_timeout=FULFILLMENT_TIMEOUT,
-            heartbeat_timeout=FULFILLMENT_HEARTBEAT,
-            retry_policy=FULFILLMENT_RETRY,
-        )
-
-    async def _call_function(self, component: OrderComponent) -> list[LineUpdate]:
-        """The do step for every line, or for an amended component only what changed."""
-        step = KIND_STEPS[component.kind][0]
-        amendment = self._amendments.get(component.id)
-        if amendment is None:
-            return await self._fulfill(component, step, self.lines_of(component.lines))
-        updates: list[LineUpdate] = []
-        if amendment.removed:
-            await self._fulfill(component, step.undo(), amendment.removed)
-        if amendment.changed:
-            updates += await self._fulfill(
-                component, step.amend(), self.lines_of(amendment.changed)
-            )
-        if amendment.added:
-            updates += await self._fulfill(component, step, self.lines_of(amendment.added))
-        del self._amendments[component.id]
-        return updates
-
-    async def undo(self, component: OrderComponent, lines: list[SalesOrderLine]) -> None:
-        """Take back a finished component's work for these lines (a new run: a retry after
-        fallout is a fresh attempt)."""
-        if component.kind is ComponentKind.PROVISION:
-            await self._provision(component, undo_lines=lines)
-            return
-        self._ctx.runs[component.id] = self._ctx.runs.get(component.id, 0) + 1
-        await self._fulfill(component, KIND_STEPS[component.kind][0].undo(), lines)
-
-    async def _provision(
-        self, component: OrderComponent, undo_lines: list[SalesOrderLine] | None = None
-    ) -> ProvisioningResult:
-        """A SOM child run: the component's lines, or (``undo_lines``) only undo work."""
-        ctx = self._ctx
-        order = ctx.order
-        if undo_lines:
-            ctx.runs[component.id] = ctx.runs.get(component.id, 0) + 1
-        run = ctx.runs.get(component.id, 1)
-        provisioning_order = ProvisioningOrder(
-            order_number=order.order_number,
-            revision=order.revision,
-            component_id=component.id,
-            target_system=component.target_system,
-            parent_workflow_id=workflow.info().workflow_id,
-            priority=order.priority,
-            customer_account=order.customer_account,
-            run=run,
-            lines=[] if undo_lines else self.lines_of(component.lines),
-            done_lines=[] if undo_lines else self._keep.pop(component.id, []),
-            undo_lines=undo_lines or [],
-        )
-        await workflow.execute_activity_method(
-            MessagingActivities.send_provisioning_order,
-            ProvisioningOrderMessage(
-                message_id=ids.provisioning_order_message_id(
-                    order.order_number, order.revision, component.id, run
-                ),
-                created=workflow.now(),
-                order=provisioning_order,
-            ),
-            start_to_close_timeout=MESSAGE_TIMEOUT,
-            retry_policy=MESSAGE_RETRY,
-        )
-        handle = await workflow.start_child_workflow(
-            ProvisioningOrderWorkflow.run,
-            provisioning_order,
-            id=ids.provisioning_workflow_id(order.order_number, component.id),
-            static_summary=f"{component.target_system}: {component.function} of "
-            f"{len(component.lines)} lines",
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(visibility.ORDER_NUMBER, order.order_number)]
-            ),
-        )
-        if not undo_lines:
-            self._in_flight[component.id] = InFlight(Phase.CHILD, handle)
-            if ctx.suspended:
-                await self._tell(handle, "suspend")
+    async def _run_child(self, component: OrderComponent) -> ProvisioningResult:
+        handle = await self._work.start_child(component)
+        self._in_flight[component.id] = InFlight(Phase.CHILD, handle)
+        if self._ctx.suspended:
+            await self._tell(handle, "suspend")
         return await handle

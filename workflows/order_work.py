@@ -1,0 +1,215 @@
+"""The work of one component: inline fulfillment calls (an amended component sends only what
+changed), SOM child runs, and undo of finished work. What a failed call means (its fault)
+is read here too, so fallout is built the same way wherever a call fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ChildWorkflowHandle
+
+with workflow.unsafe.imports_passed_through():
+    from activities.decomposition import DecompositionActivities
+    from activities.fulfillment import FulfillmentActivities
+    from activities.messaging import MessagingActivities, ProvisioningOrderMessage
+    from o2a import ids, visibility
+    from o2a.models import (
+        KIND_STEPS,
+        ComponentKind,
+        ComponentState,
+        ComponentUpdate,
+        CustomerOrder,
+        FaultDetail,
+        LineUpdate,
+        OrderComponent,
+        OrderPlan,
+        SalesOrderLine,
+        Step,
+    )
+    from o2a.ports import FulfillmentRequest
+    from workflows.contracts.provisioning_order import ProvisioningOrder, ProvisioningResult
+    from workflows.order_context import OrderContext
+    from workflows.policies import (
+        DECOMPOSITION_TIMEOUT,
+        FULFILLMENT_HEARTBEAT,
+        FULFILLMENT_RETRY,
+        FULFILLMENT_TIMEOUT,
+        MESSAGE_RETRY,
+        MESSAGE_TIMEOUT,
+    )
+    from workflows.provisioning_order import ProvisioningOrderWorkflow
+
+ChildHandle = ChildWorkflowHandle[ProvisioningOrderWorkflow, ProvisioningResult]
+
+
+@dataclass
+class Amendment:
+    """A completed billing or customer-sync component takes a revision in place."""
+
+    removed: list[SalesOrderLine] = field(default_factory=list)
+    """Lines as they were, to take back with the undo step."""
+    changed: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+
+
+async def decompose(order: CustomerOrder) -> OrderPlan:
+    """Through an activity, so the plan is in history and replay never reads the catalog."""
+    return await workflow.execute_activity_method(
+        DecompositionActivities.decompose_order,
+        order,
+        start_to_close_timeout=DECOMPOSITION_TIMEOUT,
+        retry_policy=FULFILLMENT_RETRY,
+    )
+
+
+def fault_of(err: BaseException) -> FaultDetail:
+    """The innermost application error names the fault; its message says what failed."""
+    cause: BaseException | None = err
+    innermost: ApplicationError | None = None
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            innermost = cause
+        cause = cause.__cause__
+    if innermost is None:
+        return FaultDetail(code="FULFILLMENT_FAILED", message=str(err))
+    detail = (
+        FaultDetail.model_validate(innermost.details[0])
+        if innermost.details
+        else FaultDetail(code=innermost.type or "FULFILLMENT_FAILED")
+    )
+    return detail.model_copy(update={"message": innermost.message})
+
+
+def failed_update(component_id: str, err: BaseException) -> ComponentUpdate:
+    """A failed step as the component update that raises fallout."""
+    fault = fault_of(err)
+    return ComponentUpdate(
+        component_id=component_id,
+        state=ComponentState.FAILED,
+        step=fault.step,
+        fault_code=fault.code,
+        fault_message=fault.message,
+    )
+
+
+class ComponentWork:
+    def __init__(self, ctx: OrderContext) -> None:
+        self._ctx = ctx
+        self._keep: dict[str, list[str]] = {}
+        self._amendments: dict[str, Amendment] = {}
+
+    def keep(self, component_id: str, lines: list[str]) -> None:
+        """A SOM rerun after a revision skips the lines whose work stands."""
+        self._keep[component_id] = lines
+
+    def amend(self, component_id: str, amendment: Amendment) -> None:
+        self._amendments[component_id] = amendment
+
+    def lines_of(
+        self, line_ids: list[str], order: CustomerOrder | None = None
+    ) -> list[SalesOrderLine]:
+        wanted = set(line_ids)
+        return [line for line in (order or self._ctx.order).lines if line.id in wanted]
+
+    async def _fulfill(
+        self, component: OrderComponent, step: Step, lines: list[SalesOrderLine]
+    ) -> list[LineUpdate]:
+        """One call to the component's fulfillment system: one step for these lines."""
+        order = self._ctx.order
+        run = self._ctx.runs.get(component.id, 1)
+        return await workflow.execute_activity_method(
+            FulfillmentActivities.fulfill,
+            FulfillmentRequest(
+                request_id=ids.fulfillment_request_id(
+                    order.order_number, order.revision, component.id, run, step
+                ),
+                order_number=order.order_number,
+                revision=order.revision,
+                component_id=component.id,
+                function=component.function,
+                target_system=component.target_system,
+                step=step,
+                lines=lines,
+                run=run,
+            ),
+            start_to_close_timeout=FULFILLMENT_TIMEOUT,
+            heartbeat_timeout=FULFILLMENT_HEARTBEAT,
+            retry_policy=FULFILLMENT_RETRY,
+        )
+
+    async def call_function(self, component: OrderComponent) -> list[LineUpdate]:
+        """The do step for every line, or for an amended component only what changed."""
+        step = KIND_STEPS[component.kind][0]
+        amendment = self._amendments.get(component.id)
+        if amendment is None:
+            return await self._fulfill(component, step, self.lines_of(component.lines))
+        updates: list[LineUpdate] = []
+        if amendment.removed:
+            await self._fulfill(component, step.undo(), amendment.removed)
+        if amendment.changed:
+            updates += await self._fulfill(
+                component, step.amend(), self.lines_of(amendment.changed)
+            )
+        if amendment.added:
+            updates += await self._fulfill(component, step, self.lines_of(amendment.added))
+        del self._amendments[component.id]
+        return updates
+
+    async def undo(self, component: OrderComponent, lines: list[SalesOrderLine]) -> None:
+        """Take back a finished component's work for these lines (a new run: a retry after
+        fallout is a fresh attempt)."""
+        if component.kind is ComponentKind.PROVISION:
+            await (await self.start_child(component, undo_lines=lines))
+            return
+        self._ctx.runs[component.id] = self._ctx.runs.get(component.id, 0) + 1
+        await self._fulfill(component, KIND_STEPS[component.kind][0].undo(), lines)
+
+    async def start_child(
+        self, component: OrderComponent, undo_lines: list[SalesOrderLine] | None = None
+    ) -> ChildHandle:
+        """Start a SOM child run: the component's lines, or (``undo_lines``) only undo work."""
+        ctx = self._ctx
+        order = ctx.order
+        if undo_lines:
+            ctx.runs[component.id] = ctx.runs.get(component.id, 0) + 1
+        run = ctx.runs.get(component.id, 1)
+        provisioning_order = ProvisioningOrder(
+            order_number=order.order_number,
+            revision=order.revision,
+            component_id=component.id,
+            target_system=component.target_system,
+            parent_workflow_id=workflow.info().workflow_id,
+            priority=order.priority,
+            customer_account=order.customer_account,
+            run=run,
+            lines=[] if undo_lines else self.lines_of(component.lines),
+            done_lines=[] if undo_lines else self._keep.pop(component.id, []),
+            undo_lines=undo_lines or [],
+        )
+        await workflow.execute_activity_method(
+            MessagingActivities.send_provisioning_order,
+            ProvisioningOrderMessage(
+                message_id=ids.provisioning_order_message_id(
+                    order.order_number, order.revision, component.id, run
+                ),
+                created=workflow.now(),
+                order=provisioning_order,
+            ),
+            start_to_close_timeout=MESSAGE_TIMEOUT,
+            retry_policy=MESSAGE_RETRY,
+        )
+        handle = await workflow.start_child_workflow(
+            ProvisioningOrderWorkflow.run,
+            provisioning_order,
+            id=ids.provisioning_workflow_id(order.order_number, component.id),
+            static_summary=f"{component.target_system}: {component.function} of "
+            f"{len(component.lines)} lines",
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(visibility.ORDER_NUMBER, order.order_number)]
+            ),
+        )
+        return handle
