@@ -199,7 +199,11 @@ class CustomerOrderWorkflow:
         del request
         if self._ctx.suspended:
             raise ValueError(f"order {self._number} is already suspended")
-        self._refuse_unless(SUSPENDABLE, "only an order in progress, failed or waiting")
+        if self._ctx.state not in SUSPENDABLE:
+            raise ValueError(
+                f"order {self._number} is {self._ctx.state.value}: "
+                "only an order in progress, failed or waiting can be suspended"
+            )
 
     @workflow.update(name=RESUME_UPDATE)
     async def resume(self, request: OperatorRequest) -> OperatorActionView:
@@ -248,11 +252,6 @@ class CustomerOrderWorkflow:
         if self._ctx.decomposed:
             self._ctx.tracker.record_action(view)
         return view
-
-    def _refuse_unless(self, states: tuple[OrderState, ...], needs: str) -> None:
-        state = self._ctx.state
-        if state not in states:
-            raise ValueError(f"order {self._number} is {state.value}: {needs} can be suspended")
 
     def _unresolved_failures(self) -> list[str]:
         ctx = self._ctx

@@ -70,11 +70,17 @@ class ChangeCoordinator:
         self._before_undo: dict[str, ComponentState] = {}
 
     async def take(self, change: Change) -> bool:
-        """True when the order has ended (cancelled)."""
+        """True when the order has ended (cancelled). Every change gets an outcome, also
+        one an abort cut short, so a caller waiting for it is answered."""
+        ended = False
         if isinstance(change, CancelRequest):
-            return await self._cancel(change)
-        await self._revise(change)
-        return False
+            ended = await self._cancel(change)
+        else:
+            await self._revise(change)
+        answered = any(r.request_id == change.request_id for r in self._ctx.tracker.revisions)
+        if not answered:
+            await self.reject(change, "the order was aborted before the change was done")
+        return ended
 
     async def reject(self, change: Change, reason: str) -> None:
         """Recorded, reported to CRM; the order carries on as it was."""
