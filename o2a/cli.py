@@ -1,28 +1,48 @@
-"""The `o2a` command line. Bad input: one line, exit 2. Unknown order or conflict: exit 1."""
+"""The `o2a` command line: a thin door over the application service (o2a.service).
+
+Each command parses its arguments, calls the service and prints what it returns (wording in
+o2a.cli_format). Bad input: one line, exit 2, nothing started. Unknown order, conflict or
+refusal: one line, exit 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
 from temporalio.service import RPCError
 
-from o2a import ids
-from o2a.client import ConnectionFailed, connect, connect_config
+from o2a import cli_format
+from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
-from o2a.models import OrderState
+from o2a.models import OperatorActionView, OrderState, RevisionView
+from o2a.service import OrderIntake, OrderService, RequestReceipt
+from workflows.contracts.customer_order import OperatorRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SUCCESSFUL_OUTCOMES = frozenset({"accepted", "cancelled"})
+OPERATOR_COMMANDS = {
+    "resolve": "retry the failed components of an order (a failed undo included)",
+    "suspend": "running steps finish, no new step starts",
+    "resume": "carry on after a suspend",
+    "abort": "end the order at once, without compensation",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="o2a", description=__doc__)
+    os_user = _os_user()
+    parser = argparse.ArgumentParser(
+        prog="o2a",
+        description="Telecom customer orders as durable Temporal workflows. Bad input exits 2; "
+        "an unknown order, a conflict or a refused request exits 1.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     server = sub.add_parser("server", help="embedded Temporal dev server (SQLite, Web UI)")
@@ -35,36 +55,48 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the o2a worker")
     worker.add_argument("--processes", type=int, default=1)
 
+    plan = sub.add_parser("plan", help="an order's orchestration plan, starting nothing")
+    plan.add_argument("file", type=Path)
+    plan.add_argument("--json", action="store_true")
+
     submit = sub.add_parser("submit", help="parse, validate and start an order")
     submit.add_argument("file", type=Path)
-    submit.add_argument("--wait", action="store_true", help="wait for the order to finish")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the order needs someone (failed, suspended) or has ended",
+    )
 
     status = sub.add_parser("status", help="an order's state, lines and components")
     status.add_argument("order")
     status.add_argument("--json", action="store_true")
 
-    list_ = sub.add_parser("list", help="orders, from Temporal visibility")
+    list_ = sub.add_parser("list", help="orders, newest first, from Temporal visibility")
     list_.add_argument("--state", choices=[s.value for s in OrderState])
     list_.add_argument("--limit", type=int, default=50)
 
     revise = sub.add_parser("revise", help="signal a revision (the whole order, higher revision)")
     revise.add_argument("file", type=Path)
+    how = revise.add_mutually_exclusive_group()
+    how.add_argument("--wait", action="store_true", help="wait for the order's outcome")
+    how.add_argument(
+        "--dry-run", action="store_true", help="show the compensation it would run, send nothing"
+    )
+    revise.add_argument("--json", action="store_true", help="with --dry-run: the preview as JSON")
 
     cancel = sub.add_parser("cancel", help="signal a cancel to a running order")
     cancel.add_argument("order")
     cancel.add_argument("--reason")
+    cancel.add_argument("--operator", default=os_user, help="who (default: you)")
+    cancel.add_argument("--wait", action="store_true", help="wait for the order's outcome")
 
-    resolve = sub.add_parser("resolve", help="retry the failed components of an order")
-    resolve.add_argument("order")
-    resolve.add_argument("--component", help="only this failed component")
-
-    suspend = sub.add_parser("suspend", help="running steps finish, no new step starts")
-    suspend.add_argument("order")
-    resume = sub.add_parser("resume", help="carry on after a suspend")
-    resume.add_argument("order")
-    abort = sub.add_parser("abort", help="end the order at once, without compensation")
-    abort.add_argument("order")
-    abort.add_argument("--reason")
+    for command, help_text in OPERATOR_COMMANDS.items():
+        action = sub.add_parser(command, help=help_text)
+        action.add_argument("order")
+        action.add_argument("--reason", help="why (recorded with the action)")
+        action.add_argument("--operator", default=os_user, help="who (default: you)")
+        if command == "resolve":
+            action.add_argument("--component", help="only this failed component")
 
     demo = sub.add_parser("demo", help="run the sample orders end to end")
     demo.add_argument("--samples", type=Path, default=Path("samples"))
@@ -76,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--compare-bare", action="store_true")
     bench.add_argument("--worker-pid", type=int, help="worker process whose memory to report")
     return parser
+
+
+def _os_user() -> str | None:
+    """Who runs the command: recorded as the operator unless --operator says otherwise."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment nor the password database
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +138,7 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _run(command: Coroutine[Any, Any, int]) -> int:
-    return asyncio.run(command)
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -108,122 +147,138 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from o2a.server import run_server
 
         return run_server(args.db, args.port, args.ui_port)
-    if command == "up":
-        from workers.up import run_up
-
-        return _run(run_up(settings, args.db, args.port, args.ui_port))
     if command == "worker":
         from workers.worker import run_workers
 
         run_workers(settings, args.processes)
         return EXIT_OK
-    if command == "submit":
-        return _run(_submit(args.file, args.wait, settings))
-    if command == "status":
-        return _run(_status(args.order, args.json))
-    if command == "list":
-        return _run(_list(args.state, args.limit))
-    if command == "revise":
-        return _run(_revise(args.file, settings))
-    if command == "cancel":
-        return _run(_cancel(args.order, args.reason))
-    if command in ("resolve", "suspend", "resume", "abort"):
-        return _run(_operator_action(command, args))
-    if command == "demo":
-        from starters.demo import run_demo
-
-        return _run(run_demo(settings, args.samples))
-    if command == "bench":
-        from starters.bench import BenchOptions, run_bench
-
-        options = BenchOptions(
-            sample=args.sample,
-            orders=args.orders,
-            concurrency=args.concurrency,
-            compare_bare=args.compare_bare,
-            worker_pid=args.worker_pid,
-        )
-        return _run(run_bench(settings, options))
-    raise AssertionError(command)
+    if command == "plan":
+        return _plan(args, settings)
+    return asyncio.run(COMMANDS[command](args, settings))
 
 
-def ui_link(settings: Settings, workflow_id: str) -> str:
-    return ids.web_ui_link(settings.ui_url, connect_config()["namespace"], workflow_id)
+def _plan(args: argparse.Namespace, settings: Settings) -> int:
+    intake = OrderIntake(settings)
+    plan = intake.plan(intake.load_order(args.file))
+    print(plan.model_dump_json(indent=2) if args.json else cli_format.format_plan(plan))
+    return EXIT_OK
 
 
-async def _submit(path: Path, wait: bool, settings: Settings) -> int:
-    from starters.inspect import format_status
-    from starters.submit import load_valid_order, start_order
+async def _service(settings: Settings) -> OrderService:
+    return OrderService(await connect(), settings)
 
-    order = load_valid_order(path, settings)
-    client = await connect()
-    handle = await start_order(client, order, settings)
-    print(
-        f"order {order.order_number} revision {order.revision} submitted: {len(order.lines)} lines"
-    )
-    print(f"workflow {handle.id}")
-    print(f"web ui   {ui_link(settings, handle.id)}")
-    if not wait:
+
+async def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.up import run_up
+
+    return await run_up(settings, args.db, args.port, args.ui_port)
+
+
+async def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    order = OrderIntake(settings).load_order(args.file)  # refused before connecting
+    service = await _service(settings)
+    print(cli_format.format_submitted(await service.submit(order)))
+    if not args.wait:
         return EXIT_OK
-    result = await handle.result()
-    print(format_status(result))
-    return EXIT_OK if result.state is OrderState.COMPLETED else EXIT_FAILED
+    print("waiting until the order needs someone or has ended ...", flush=True)
+    status = await service.wait_for_attention(order.order_number)
+    print(cli_format.format_status(status))
+    return EXIT_OK if status.state is OrderState.COMPLETED else EXIT_FAILED
 
 
-async def _status(order_number: str, as_json: bool) -> int:
-    from starters.inspect import format_status, order_status
-
-    status = await order_status(await connect(), order_number)
-    print(status.model_dump_json(indent=2) if as_json else format_status(status))
+async def _status(args: argparse.Namespace, settings: Settings) -> int:
+    status = await (await _service(settings)).status(args.order)
+    print(status.model_dump_json(indent=2) if args.json else cli_format.format_status(status))
     return EXIT_OK
 
 
-async def _list(state: str | None, limit: int) -> int:
-    from starters.inspect import format_orders, list_orders
-
-    orders = await list_orders(await connect(), OrderState(state) if state else None, limit)
-    print(format_orders(orders))
+async def _list(args: argparse.Namespace, settings: Settings) -> int:
+    service = await _service(settings)
+    orders = await service.list_orders(OrderState(args.state) if args.state else None, args.limit)
+    print(cli_format.format_orders(orders))
     return EXIT_OK
 
 
-async def _revise(path: Path, settings: Settings) -> int:
-    from o2a.models import FulfillmentMode
-    from starters.operator import revise_order
-    from starters.submit import load_valid_order
+async def _revise(args: argparse.Namespace, settings: Settings) -> int:
+    if args.json and not args.dry_run:
+        raise InputError("--json goes with --dry-run")
+    order = OrderIntake(settings).load_order(args.file)
+    service = await _service(settings)
+    if args.dry_run:
+        preview = await service.dry_run_revision(order)
+        print(
+            preview.model_dump_json(indent=2) if args.json else cli_format.format_preview(preview)
+        )
+        return EXIT_OK
+    receipt = await service.revise(order)
+    return await _follow(service, receipt, args.wait)
 
-    order = load_valid_order(path, settings)
-    await revise_order(await connect(), order)
-    what = f"revision {order.revision}"
-    if order.fulfillment_mode is FulfillmentMode.CANCEL:
-        what += " (FulfillmentModeCode CANCEL: a cancel)"
-    print(f"{what} of order {order.order_number} sent")
-    print(f"follow the outcome with `o2a status {order.order_number}` (see REVISIONS)")
+
+async def _cancel(args: argparse.Namespace, settings: Settings) -> int:
+    service = await _service(settings)
+    receipt = await service.cancel(args.order, args.reason, args.operator)
+    return await _follow(service, receipt, args.wait, args.reason)
+
+
+async def _follow(
+    service: OrderService, receipt: RequestReceipt, wait: bool, reason: str | None = None
+) -> int:
+    """Print what was sent; with ``wait``, the order's answer, and exit 1 if it refused."""
+    print(cli_format.format_request(receipt, reason), flush=True)
+    if not wait:
+        print(f"follow the outcome with --wait or `o2a status {receipt.order_number}` (REVISIONS)")
+        return EXIT_OK
+    outcome: RevisionView = await service.request_outcome(receipt.order_number, receipt.request_id)
+    print(cli_format.format_outcome(outcome))
+    return EXIT_OK if outcome.outcome in SUCCESSFUL_OUTCOMES else EXIT_FAILED
+
+
+async def _operator_action(args: argparse.Namespace, settings: Settings) -> int:
+    service = await _service(settings)
+    actions: dict[str, Callable[[str, OperatorRequest], Awaitable[OperatorActionView]]] = {
+        "resolve": service.resolve,
+        "suspend": service.suspend,
+        "resume": service.resume,
+        "abort": service.abort,
+    }
+    request = OperatorRequest(
+        operator=args.operator, reason=args.reason, component=getattr(args, "component", None)
+    )
+    action = await actions[args.command](args.order, request)
+    print(cli_format.format_action(args.order, action))
     return EXIT_OK
 
 
-async def _cancel(order_number: str, reason: str | None) -> int:
-    from starters.operator import cancel_order
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.demo import run_demo
 
-    await cancel_order(await connect(), order_number, reason)
-    print(f"cancel of order {order_number} sent" + (f": {reason}" if reason else ""))
-    print(f"follow the outcome with `o2a status {order_number}`")
-    return EXIT_OK
+    return await run_demo(settings, args.samples)
 
 
-async def _operator_action(command: str, args: argparse.Namespace) -> int:
-    from starters import operator
+async def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.bench import BenchOptions, run_bench
 
-    client = await connect()
-    if command == "resolve":
-        await operator.resolve_order(client, args.order, args.component)
-    elif command == "suspend":
-        await operator.suspend_order(client, args.order)
-    elif command == "resume":
-        await operator.resume_order(client, args.order)
-    else:
-        await operator.abort_order(client, args.order, args.reason)
-    print(f"{command} sent to order {args.order}; follow it with `o2a status {args.order}`")
-    return EXIT_OK
+    options = BenchOptions(
+        sample=args.sample,
+        orders=args.orders,
+        concurrency=args.concurrency,
+        compare_bare=args.compare_bare,
+        worker_pid=args.worker_pid,
+    )
+    return await run_bench(settings, options)
+
+
+COMMANDS: dict[str, Command] = {
+    "up": _up,
+    "submit": _submit,
+    "status": _status,
+    "list": _list,
+    "revise": _revise,
+    "cancel": _cancel,
+    **dict.fromkeys(OPERATOR_COMMANDS, _operator_action),
+    "demo": _demo,
+    "bench": _bench,
+}
 
 
 def run() -> NoReturn:

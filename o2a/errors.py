@@ -1,17 +1,19 @@
-"""Errors the command line turns into one clear line and an exit status."""
+"""Domain errors of the order core. Each door maps them to its own terms (the CLI to one line
+and an exit status, the HTTP API to a status code), so their messages name no door."""
 
 
 class InputError(ValueError):
-    """Bad input from a user or a file: exit status 2, nothing started."""
+    """Bad input from a user or a file: nothing is started (the CLI exits 2)."""
 
 
 class UnknownOrderError(LookupError):
-    """No workflow for that order number: exit status 1."""
+    """No workflow for that order number (the CLI exits 1)."""
 
 
 class OrderConflictError(RuntimeError):
-    """The request clashes with the order's current state (e.g. a second submit): exit 1."""
+    """The request clashes with the order's state, or the order refused it; the message is
+    the reason (e.g. a second submit, an operator action its state does not allow)."""
 
 
 class NoWorkerError(RuntimeError):
-    """A running order whose status needs a worker, and none answered: exit 1."""
+    """A running order has to answer (a query or an operator action) and no worker did."""

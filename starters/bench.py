@@ -24,8 +24,8 @@ from o2a.client import connect
 from o2a.config import Settings
 from o2a.decomposition import decompose
 from o2a.errors import InputError
-from o2a.models import ComponentKind, CustomerOrder, OrderState
-from starters.submit import load_valid_order, start_order
+from o2a.models import ComponentKind, CustomerOrder, OrderState, OrderStatus
+from o2a.service import OrderIntake, OrderService
 from workflows.bare import BareChildShape, BareOrderShape, BareOrderWorkflow
 from workflows.provisioning_order import STEPS
 
@@ -70,8 +70,9 @@ class HistoryFigures:
 async def run_bench(settings: Settings, options: BenchOptions) -> int:
     if options.orders < 1 or options.concurrency < 1:
         raise InputError("--orders and --concurrency must be at least 1")
-    order = load_valid_order(options.sample, settings)
+    order = OrderIntake(settings).load_order(options.sample)
     client = await connect("o2a-bench")
+    service = OrderService(client, settings)
     run_id = uuid.uuid4().hex[:8]
     print(
         f"o2a bench: {options.orders} x {options.sample.name} ({len(order.lines)} lines), "
@@ -81,8 +82,9 @@ async def run_bench(settings: Settings, options: BenchOptions) -> int:
 
     async def one_order(i: int) -> None:
         numbered = order.model_copy(update={"order_number": f"BENCH-{run_id}-{i:05d}"})
-        handle = await start_order(client, numbered, settings)
-        workflow_ids.append(handle.id)
+        submitted = await service.submit(numbered)
+        workflow_ids.append(submitted.workflow_id)
+        handle = client.get_workflow_handle(submitted.workflow_id, result_type=OrderStatus)
         result = await handle.result()
         if result.state is not OrderState.COMPLETED:
             raise RuntimeError(f"order {numbered.order_number} ended {result.state.value}")

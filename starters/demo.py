@@ -10,12 +10,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from o2a.client import connect, connect_config
+from o2a.client import connect
 from o2a.config import Settings
 from o2a.errors import InputError
-from o2a.ids import web_ui_link
 from o2a.models import OrderState, OrderStatus
-from starters.submit import load_valid_order, start_order
+from o2a.service import OrderService
 
 DEMO_SAMPLES = ("triple_play.xml", "broadband_only.xml", "business_200.xml")
 
@@ -24,20 +23,21 @@ async def run_demo(settings: Settings, samples: Path) -> int:
     missing = [name for name in DEMO_SAMPLES if not (samples / name).is_file()]
     if missing:
         raise InputError(f"sample orders not found in {samples}: {', '.join(missing)}")
-    client = await connect()
-    namespace = connect_config()["namespace"]
+    service = OrderService(await connect(), settings)
     suffix = time.strftime("%Y%m%d%H%M%S")
-    handles = []
+    numbers = []
     for name in DEMO_SAMPLES:
-        order = load_valid_order(samples / name, settings)
+        order = service.load_order(samples / name)
         order = order.model_copy(update={"order_number": f"{order.order_number}-{suffix}"})
-        handle = await start_order(client, order, settings)
-        handles.append(handle)
+        submitted = await service.submit(order)
+        numbers.append(order.order_number)
         print(f"{name:<22} order {order.order_number:<28} {len(order.lines):>4} lines")
-        print(f"{'':<22} {web_ui_link(settings.ui_url, namespace, handle.id)}")
+        print(f"{'':<22} {submitted.web_ui}")
     print("waiting for the orders to complete ...", flush=True)
     started = time.monotonic()
-    results: list[OrderStatus] = await asyncio.gather(*(h.result() for h in handles))
+    results: list[OrderStatus] = await asyncio.gather(
+        *(service.wait_for_attention(n) for n in numbers)
+    )
     elapsed = time.monotonic() - started
     for result in results:
         done = sum(1 for line in result.lines if line.status.value == "COMPLETE")

@@ -1,0 +1,479 @@
+"""The application service: the use cases of an order, the same for every door.
+
+A door (the CLI, the HTTP API, the bus listener, the console) parses its input, calls one
+method here and formats what comes back: typed results, the domain errors of ``o2a.errors``;
+nothing here prints, exits or reads the environment. The order's workflow is reached through
+its contract (``workflows.contracts.customer_order``), by name, so no door loads workflow
+code. Checks of an order's state belong to the workflow: an operator action is an update
+whose validator refuses it with the reason, and that reason is passed on unchanged.
+See docs/architecture.md §2, "The application service".
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    Priority,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from o2a import ids, visibility
+from o2a.catalog import Catalog, load_catalog
+from o2a.config import Settings
+from o2a.decomposition import decompose, validate_order
+from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
+from o2a.inbound import parse_order, read_order_file
+from o2a.models import (
+    CustomerOrder,
+    FulfillmentMode,
+    FulfillmentStatus,
+    Model,
+    OperatorActionView,
+    OrderPlan,
+    OrderState,
+    OrderStatus,
+    RevisionView,
+)
+from o2a.revision import RevisionPlan, cancellation_plan, hard_ponr_violations, plan_revision
+from o2a.simulator import validate_simulation
+from workflows.contracts.customer_order import (
+    ABORT_UPDATE,
+    AWAIT_ATTENTION_UPDATE,
+    CANCEL_SIGNAL,
+    REQUEST_OUTCOME_UPDATE,
+    RESOLVE_UPDATE,
+    RESUME_UPDATE,
+    REVISE_SIGNAL,
+    REVISION_BASIS_QUERY,
+    STATUS_QUERY,
+    SUSPEND_UPDATE,
+    WORKFLOW_TYPE,
+    CancelRequest,
+    OperatorRequest,
+    OutcomeRequest,
+    RevisionBasis,
+    RevisionRequest,
+)
+
+ANSWER_TIMEOUT = timedelta(seconds=10)
+"""How long a query or an operator action waits for a worker before NoWorkerError."""
+
+UPDATE_OUTLIVED_WORKFLOW = "AcceptedUpdateCompletedWorkflow"
+"""The server's failure type for an update whose workflow closed before it completed."""
+
+T = TypeVar("T")
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+class Submitted(Model):
+    order_number: str
+    revision: int
+    lines: int
+    workflow_id: str
+    web_ui: str
+    """The order's page in the Temporal Web UI."""
+
+
+class RequestReceipt(Model):
+    """A revise or cancel signalled to the order; its outcome comes later, under this ID."""
+
+    order_number: str
+    request_id: str
+    kind: Literal["revision", "cancel"]
+    revision: int | None = None
+    """The revision number a revise carried."""
+
+
+class OrderSummary(Model):
+    """One order as visibility (the search attributes) knows it, without asking a worker."""
+
+    order_number: str
+    revision: int | None
+    state: str
+    status: str
+    customer: str
+    workflow_id: str
+    started: datetime
+
+
+class RevisionPreview(Model):
+    """What a revision would do to the running order now, as the workflow would plan it."""
+
+    order_number: str
+    current_revision: int
+    revision: int
+    state: OrderState
+    cancel: bool
+    """A FulfillmentModeCode CANCEL revision: planned as a cancel of the whole order."""
+    plan: RevisionPlan
+    hard_ponr_violations: list[str]
+    """Components past a hard point of no return it would change: the order would refuse."""
+
+
+# --- use cases that need no Temporal ------------------------------------------------------------
+
+
+class OrderIntake:
+    """Reading, validating and planning an order: no server needed, so a door can refuse bad
+    input before it connects to anything."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return load_catalog(self._settings.catalog_path)
+
+    def load_order(self, path: str | Path) -> CustomerOrder:
+        """Everything a submit checks before it touches Temporal."""
+        return self._validated(read_order_file(path))
+
+    def parse_order(self, data: bytes | str) -> CustomerOrder:
+        return self._validated(parse_order(data.encode() if isinstance(data, str) else data))
+
+    def _validated(self, order: CustomerOrder) -> CustomerOrder:
+        validate_order(order, self.catalog)
+        validate_simulation(order.lines)
+        return order
+
+    def plan(self, order: CustomerOrder) -> OrderPlan:
+        return decompose(order, self.catalog)
+
+    def preview_revision(self, basis: RevisionBasis, order: CustomerOrder) -> RevisionPreview:
+        """The revision planned against ``basis`` exactly as the workflow plans it."""
+        cancel = order.fulfillment_mode is FulfillmentMode.CANCEL
+        current = basis.order.revision
+        if not cancel and order.revision <= current:
+            raise OrderConflictError(
+                f"revision {order.revision} is not higher than the current {current}"
+            )
+        plan = (
+            cancellation_plan(basis.order, basis.plan, basis.progress)
+            if cancel
+            else plan_revision(basis.order, basis.plan, order, self.plan(order), basis.progress)
+        )
+        return RevisionPreview(
+            order_number=order.order_number,
+            current_revision=current,
+            revision=order.revision,
+            state=basis.state,
+            cancel=cancel,
+            plan=plan,
+            hard_ponr_violations=hard_ponr_violations(plan, basis.plan, set(basis.ponr_passed)),
+        )
+
+
+# --- use cases on orders in Temporal ------------------------------------------------------------
+
+OrderHandle = WorkflowHandle[Any, OrderStatus]
+
+_DONE = {  # "only a running order can be <done>"
+    RESOLVE_UPDATE: "resolved",
+    SUSPEND_UPDATE: "suspended",
+    RESUME_UPDATE: "resumed",
+    ABORT_UPDATE: "aborted",
+}
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How an order's workflow closed: the order's state, and its result if it returned one."""
+
+    state: str
+    result: OrderStatus | None
+
+
+class OrderService(OrderIntake):
+    def __init__(self, client: Client, settings: Settings) -> None:
+        super().__init__(settings)
+        self._client = client
+
+    async def submit(self, order: CustomerOrder) -> Submitted:
+        """Start the order's workflow; an order number is never started twice."""
+        if order.fulfillment_mode is FulfillmentMode.CANCEL:
+            raise InputError(
+                f"order {order.order_number} has FulfillmentModeCode CANCEL: "
+                "a cancel is sent to a running order, not submitted"
+            )
+        workflow_id = ids.order_workflow_id(order.order_number)
+        try:
+            handle = await self._client.start_workflow(
+                WORKFLOW_TYPE,
+                order,
+                id=workflow_id,
+                task_queue=self._settings.task_queue,
+                result_type=OrderStatus,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                # Inherited by the order's activities and child workflows.
+                priority=Priority(priority_key=order.priority_key()),
+                search_attributes=_search_attributes(order),
+                # Static: it must name nothing a revision changes.
+                static_summary=f"Order {order.order_number}"
+                + (f", customer {order.customer_account}" if order.customer_account else ""),
+            )
+        except WorkflowAlreadyStartedError:
+            raise OrderConflictError(
+                f"order {order.order_number} was already submitted (workflow {workflow_id})"
+            ) from None
+        return Submitted(
+            order_number=order.order_number,
+            revision=order.revision,
+            lines=len(order.lines),
+            workflow_id=handle.id,
+            web_ui=ids.web_ui_link(self._settings.ui_url, self._client.namespace, handle.id),
+        )
+
+    async def status(self, order_number: str) -> OrderStatus:
+        """A finished order answers from its result (no worker needed); a running one by query."""
+        ended = await self._ended(order_number)
+        if ended is not None and ended.result is not None:
+            return ended.result
+        return await self._query(order_number, STATUS_QUERY, OrderStatus)
+
+    async def list_orders(
+        self, state: OrderState | None = None, limit: int = 50
+    ) -> list[OrderSummary]:
+        """The newest ``limit`` orders by start time. SQL visibility cannot ORDER BY, so every
+        matching order is read and the newest kept."""
+        query = f"WorkflowType = '{WORKFLOW_TYPE}'"
+        if state is not None:
+            query += f" AND {visibility.ORDER_STATE.name} = '{state.value}'"
+        found: list[OrderSummary] = []
+        async for wf in self._client.list_workflows(query):
+            attrs = wf.typed_search_attributes
+            found.append(
+                OrderSummary(
+                    order_number=attrs.get(visibility.ORDER_NUMBER) or wf.id,
+                    revision=attrs.get(visibility.ORDER_REVISION),
+                    state=attrs.get(visibility.ORDER_STATE) or "",
+                    status=attrs.get(visibility.ORDER_STATUS) or "",
+                    customer=attrs.get(visibility.CUSTOMER_ID) or "",
+                    workflow_id=wf.id,
+                    started=wf.start_time,
+                )
+            )
+        return heapq.nlargest(limit, found, key=lambda o: o.started)
+
+    async def wait_for_attention(self, order_number: str) -> OrderStatus:
+        """Returns once the order needs someone (failed, suspended) or has ended."""
+        answer = await self._update(order_number, AWAIT_ATTENTION_UPDATE, None, OrderStatus)
+        if isinstance(answer, _Ended):
+            if answer.result is None:
+                raise OrderConflictError(
+                    f"order {order_number} is {answer.state}: its workflow left no status"
+                )
+            return answer.result
+        return answer
+
+    async def revise(self, order: CustomerOrder, request_id: str | None = None) -> RequestReceipt:
+        """Signal a revision (the whole order again); FulfillmentModeCode CANCEL makes it a
+        cancel. The order takes it in its turn: ``request_outcome`` tells how it went."""
+        receipt = RequestReceipt(
+            order_number=order.order_number,
+            request_id=request_id or uuid.uuid4().hex,
+            kind="cancel" if order.fulfillment_mode is FulfillmentMode.CANCEL else "revision",
+            revision=order.revision,
+        )
+        request = RevisionRequest(order=order, request_id=receipt.request_id)
+        await self._signal(order.order_number, REVISE_SIGNAL, request, "revised")
+        return receipt
+
+    async def cancel(
+        self,
+        order_number: str,
+        reason: str | None = None,
+        operator: str | None = None,
+        request_id: str | None = None,
+    ) -> RequestReceipt:
+        receipt = RequestReceipt(
+            order_number=order_number, request_id=request_id or uuid.uuid4().hex, kind="cancel"
+        )
+        request = CancelRequest(request_id=receipt.request_id, reason=reason, operator=operator)
+        await self._signal(order_number, CANCEL_SIGNAL, request, "cancelled")
+        return receipt
+
+    async def request_outcome(self, order_number: str, request_id: str) -> RevisionView:
+        """Waits until the order has answered that revise or cancel: accepted, rejected and
+        why, or cancelled."""
+        answer = await self._update(
+            order_number,
+            REQUEST_OUTCOME_UPDATE,
+            OutcomeRequest(request_id=request_id),
+            RevisionView,
+        )
+        if not isinstance(answer, _Ended):
+            return answer
+        revisions = answer.result.revisions if answer.result else []
+        for outcome in revisions:
+            if outcome.request_id == request_id:
+                return outcome
+        raise OrderConflictError(
+            f"order {order_number} is {answer.state} and never answered request {request_id}"
+        )
+
+    async def resolve(self, order_number: str, request: OperatorRequest) -> OperatorActionView:
+        """Retry the failed components (or the one named), a failed undo included."""
+        return await self._operator_action(order_number, RESOLVE_UPDATE, request)
+
+    async def suspend(self, order_number: str, request: OperatorRequest) -> OperatorActionView:
+        """Running steps finish; no new step starts."""
+        return await self._operator_action(order_number, SUSPEND_UPDATE, request)
+
+    async def resume(self, order_number: str, request: OperatorRequest) -> OperatorActionView:
+        return await self._operator_action(order_number, RESUME_UPDATE, request)
+
+    async def abort(self, order_number: str, request: OperatorRequest) -> OperatorActionView:
+        """End the order at once, without compensation."""
+        return await self._operator_action(order_number, ABORT_UPDATE, request)
+
+    async def dry_run_revision(self, order: CustomerOrder) -> RevisionPreview:
+        """The compensation the revision would run against the running order now; starts
+        nothing and signals nothing."""
+        ended = await self._ended(order.order_number)
+        if ended is not None:
+            raise _not_running(order.order_number, ended, "revised")
+        basis = await self._query(order.order_number, REVISION_BASIS_QUERY, RevisionBasis)
+        return self.preview_revision(basis, order)
+
+    # --- talking to the order's workflow --------------------------------------------------------
+
+    def _handle(self, order_number: str) -> OrderHandle:
+        return self._client.get_workflow_handle(
+            ids.order_workflow_id(order_number), result_type=OrderStatus
+        )
+
+    async def _ended(self, order_number: str) -> _Ended | None:
+        """None while the order's workflow runs; UnknownOrderError if there is none."""
+        handle = self._handle(order_number)
+        try:
+            description = await handle.describe()
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise UnknownOrderError(f"no order {order_number} (workflow {handle.id})") from None
+            raise
+        status = description.status
+        if status is WorkflowExecutionStatus.RUNNING:
+            return None
+        if status is WorkflowExecutionStatus.COMPLETED:
+            result = await handle.result()
+            return _Ended(result.state.value, result)
+        return _Ended(status.name.lower() if status else "closed", None)
+
+    async def _query(self, order_number: str, query: str, result_type: type[T]) -> T:
+        try:
+            answer: T = await self._handle(order_number).query(
+                query, result_type=result_type, rpc_timeout=ANSWER_TIMEOUT
+            )
+        except WorkflowQueryFailedError as exc:
+            raise OrderConflictError(
+                f"order {order_number} cannot answer yet: {exc.message}"
+            ) from None
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.DEADLINE_EXCEEDED:
+                raise
+            raise self._no_worker(order_number) from None
+        return answer
+
+    async def _signal(self, order_number: str, signal: str, arg: Model, done: str) -> None:
+        try:
+            await self._handle(order_number).signal(signal, arg)
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            ended = await self._ended(order_number)
+            if ended is None:
+                raise
+            raise _not_running(order_number, ended, done) from None
+
+    async def _operator_action(
+        self, order_number: str, update: str, request: OperatorRequest
+    ) -> OperatorActionView:
+        answer = await self._update(
+            order_number, update, request, OperatorActionView, rpc_timeout=ANSWER_TIMEOUT
+        )
+        if isinstance(answer, _Ended):
+            raise _not_running(order_number, answer, _DONE[update])
+        return answer
+
+    async def _update(
+        self,
+        order_number: str,
+        update: str,
+        arg: Model | None,
+        result_type: type[T],
+        rpc_timeout: timedelta | None = None,
+    ) -> T | _Ended:
+        """The update's answer, or how the workflow ended if it closed first. A refusal by
+        the workflow (its validator, with the reason) is an OrderConflictError."""
+        handle = self._handle(order_number)
+        args = [] if arg is None else [arg]
+        try:
+            answer: T = await handle.execute_update(
+                update, args=args, result_type=result_type, rpc_timeout=rpc_timeout
+            )
+            return answer
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type != UPDATE_OUTLIVED_WORKFLOW:
+                raise OrderConflictError(cause.message) from None
+            failure: Exception = exc
+        except RPCError as exc:  # NOT_FOUND: no such workflow, or it has already closed
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            failure = exc
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            if rpc_timeout is None:
+                raise
+            raise self._no_worker(order_number) from None
+        ended = await self._ended(order_number)
+        if ended is None:
+            raise failure
+        return ended
+
+    def _no_worker(self, order_number: str) -> NoWorkerError:
+        return NoWorkerError(
+            f"order {order_number} is running but no worker answered within "
+            f"{ANSWER_TIMEOUT.seconds}s: is a worker polling task queue "
+            f"{self._settings.task_queue!r}?"
+        )
+
+
+def _not_running(order_number: str, ended: _Ended, done: str) -> OrderConflictError:
+    return OrderConflictError(
+        f"order {order_number} is {ended.state}: only a running order can be {done}"
+    )
+
+
+def _search_attributes(order: CustomerOrder) -> TypedSearchAttributes:
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(visibility.ORDER_NUMBER, order.order_number),
+        SearchAttributePair(visibility.ORDER_STATE, OrderState.NOT_STARTED.value),
+        SearchAttributePair(visibility.ORDER_STATUS, FulfillmentStatus.OPEN.value),
+        SearchAttributePair(visibility.ORDER_REVISION, order.revision),
+    ]
+    if order.customer_account:
+        pairs.append(SearchAttributePair(visibility.CUSTOMER_ID, order.customer_account))
+    return TypedSearchAttributes(pairs)
