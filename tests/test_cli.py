@@ -8,12 +8,10 @@ process a test starts is stopped in a ``finally``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import getpass
 import json
-import os
 import signal
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -32,11 +31,27 @@ from temporalio.service import RPCError, RPCStatusCode
 from o2a import ids
 from o2a.config import Settings
 from o2a.inbound import CC_NS, SO_NS
-from tests.conftest import ROOT, SAMPLES, free_port
+from o2a.models import OrderState
+from tests.conftest import free_port
+from tests.support import (
+    O2A,
+    PROV_BB,
+    PROV_FIXED,
+    ROOT,
+    SAMPLES,
+    SHIP,
+    Background,
+    StartWorker,
+    cli_env,
+    closed,
+    held_mid_flight,
+    signalled,
+    until,
+    wait_for_state,
+    wait_until,
+)
 
 NS = {"so": SO_NS, "cc": CC_NS}
-_CONSOLE_SCRIPT = Path(sys.executable).parent / "o2a"
-O2A = [str(_CONSOLE_SCRIPT)] if _CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "o2a"]
 SEARCH_ATTRIBUTES = {"OrderNumber", "OrderState", "OrderStatus", "CustomerId"}
 
 
@@ -59,20 +74,6 @@ class Run:
     @property
     def stderr_lines(self) -> list[str]:
         return [line for line in self.stderr.splitlines() if line.strip()]
-
-
-def cli_env(address: str, settings: Settings, **extra: str) -> dict[str, str]:
-    # Nothing from the developer's shell (API key, TLS, profile, catalog) may leak in.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "O2A_"))}
-    env.update(
-        TEMPORAL_ADDRESS=address,
-        O2A_TASK_QUEUE=settings.task_queue,
-        O2A_OUTBOX_DIR=str(settings.outbox_dir),
-        O2A_UI_URL=settings.ui_url,
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
 
 
 async def o2a(*args: str, env: Mapping[str, str], timeout: float = 60.0) -> Run:
@@ -99,102 +100,10 @@ async def o2a(*args: str, env: Mapping[str, str], timeout: float = 60.0) -> Run:
     return run
 
 
-class Background:
-    """A long-running `o2a` command (server, worker, up) in a session of its own."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
-        self.proc = proc
-        self.log = log
-        self.descendants: set[int] = set()
-
-    @classmethod
-    async def start(cls, *args: str, env: Mapping[str, str], log: Path) -> Background:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *O2A,
-                *args,
-                cwd=ROOT,
-                env=dict(env),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return cls(proc, log)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def output(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def running(self) -> bool:
-        return self.proc.returncode is None
-
-    async def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if not self.running():
-                raise AssertionError(
-                    f"process exited ({self.proc.returncode}) before printing {text!r}:\n"
-                    + self.output()
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output()}")
-            await asyncio.sleep(0.1)
-
-    def remember_descendants(self) -> None:
-        """Note child processes now, to clean them up even if they leave our session."""
-        self.descendants |= descendants(self.pid)
-
-    def signal(self, sig: int) -> None:
-        if self.running():
-            self.proc.send_signal(sig)
-
-    async def wait(self, timeout: float) -> int:
-        return await asyncio.wait_for(self.proc.wait(), timeout)
-
-    async def stop(self, grace: float = 10.0) -> None:
-        """SIGINT, then SIGKILL for the process group and every child we saw."""
-        if self.running():
-            self.remember_descendants()
-            self.signal(signal.SIGINT)
-            with contextlib.suppress(TimeoutError):
-                await self.wait(grace)
-        self.kill()
-        with contextlib.suppress(TimeoutError):
-            await self.wait(10)
-
-    def kill(self) -> None:
-        if self.running():
-            self.remember_descendants()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        for pid in self.descendants:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                if child not in found:
-                    found.add(child)
-                    todo.append(child)
-    return found
+@pytest.fixture
+def env(temporal_address: str, settings: Settings) -> dict[str, str]:
+    """What a user's shell gives the commands: the session server, the test's own queue."""
+    return cli_env(temporal_address, settings)
 
 
 @asynccontextmanager
@@ -211,16 +120,6 @@ def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1.0)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-async def wait_until(
-    check: Callable[[], bool], what: str, timeout: float, interval: float = 0.2
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 async def connect_when_up(address: str, server: Background, timeout: float = 60.0) -> Client:
@@ -483,19 +382,27 @@ async def test_submit_status_list_and_second_submit(
         assert order_number in table.stdout and "completed" in table.stdout, table
         assert "Traceback" not in table.stdout + table.stderr
 
+        later = f"{order_number}-LATER"
+        run = await o2a("submit", str(write_xml_order(tmp_path, later)), env=env)
+        assert run.returncode == 0, run
+
         async def listed() -> Run:
             deadline = time.monotonic() + 20
             while True:
                 listing = await o2a("list", env=env)
                 assert listing.returncode == 0, listing
-                if order_number in listing.stdout or time.monotonic() > deadline:
+                found = order_number in listing.stdout and later in listing.stdout
+                if found or time.monotonic() > deadline:
                     return listing
                 await asyncio.sleep(0.5)
 
         listing = await listed()
-        assert order_number in listing.stdout, listing
-        row = next(r for r in listing.stdout.splitlines() if order_number in r)
-        assert "completed" in row, listing
+        rows = listing.stdout.splitlines()
+        assert rows[0].split()[:3] == ["ORDER", "REVISION", "STATE"], listing
+        numbers = [r.split()[0] for r in rows[1:]]
+        assert numbers.index(later) < numbers.index(order_number), listing  # newest first
+        row = rows[1 + numbers.index(order_number)].split()
+        assert row[1:3] == ["1", "completed"], listing
 
         again = await o2a("submit", str(order), env=env)
         assert again.returncode == 1, again
@@ -567,12 +474,12 @@ async def test_resolve_of_completed_order_exits_1(
     async with cli_worker(env, tmp_path / "worker.log"):
         submitted = await o2a("submit", str(path), "--wait", env=env, timeout=120)
         assert submitted.returncode == 0, submitted
+        assert "state completed" in submitted.stdout, submitted
     resolved = await o2a("resolve", order_number, env=env)
     assert resolved.returncode == 1, resolved
-    assert len(resolved.stderr_lines) == 1, resolved
-    reason = resolved.stderr_lines[0]
-    assert order_number in reason and "completed" in reason and "failed" in reason, resolved
-    assert "Traceback" not in resolved.stdout + resolved.stderr, resolved
+    assert resolved.stderr_lines == [
+        f"o2a: order {order_number} is completed: only a running order can be resolved"
+    ], resolved
 
     unknown = await o2a("resolve", f"UNKNOWN-{uuid.uuid4().hex[:8]}", env=env)
     assert unknown.returncode == 1, unknown
@@ -824,20 +731,48 @@ async def test_bad_input_is_refused_with_one_line(
     assert not await workflow_exists(client, ids.order_workflow_id(order_number)), run
 
 
+@pytest.mark.parametrize(
+    "case",
+    ["unknown-product-class", "not-well-formed", "missing-file", "simulated-fault-bad-count"],
+)
+async def test_plan_of_bad_input_is_one_line_and_exit_2(
+    case: str, settings: Settings, order_number: str, tmp_path: Path
+):
+    make, expected = BAD_INPUTS[case]
+    env = cli_env(f"127.0.0.1:{free_port()}", settings)  # nothing listens: plan needs no server
+    run = await o2a("plan", str(make(tmp_path, order_number)), env=env)
+    assert run.returncode == 2, run
+    assert len(run.stderr_lines) == 1 and run.stderr_lines[0].startswith("o2a: "), run
+    assert run.stdout == "" and "Traceback" not in run.stderr, run
+    if expected is not None:
+        assert expected in run.stderr, run
+
+
+# --- `o2a plan` ---------------------------------------------------------------------------------
+
+
+async def test_plan_prints_the_orchestration_plan_without_a_server(settings: Settings):
+    env = cli_env(f"127.0.0.1:{free_port()}", settings)  # nothing listens: nothing is started
+    path = str(SAMPLES / "triple_play.xml")
+    run = await o2a("plan", path, env=env)
+    assert run.returncode == 0, run
+    rows = run.stdout.splitlines()
+    assert rows[0] == "Order TP-1001 revision 1: 12 lines, 7 components", run
+    assert rows[2].split()[:4] == ["#", "COMPONENT", "FUNCTION", "TARGET"], run
+    assert {"DEPENDS", "EXPECTED", "PONR", "LINES"} <= set(rows[2].split()), run
+    fixed = next(r for r in rows if PROV_FIXED in r)
+    assert "activate (soft)" in fixed and "1.1.1,1.1.2" in fixed, run
+
+    as_json = await o2a("plan", path, "--json", env=env)
+    assert as_json.returncode == 0, as_json
+    plan = json.loads(as_json.stdout)
+    assert (plan["order_number"], plan["revision"]) == ("TP-1001", 1)
+    components = {c["id"]: c for c in plan["components"]}
+    assert len(components) == 7 and {PROV_FIXED, PROV_BB, SHIP} <= set(components)
+    assert components[PROV_FIXED]["point_of_no_return"] == "activate"
+
+
 # --- `o2a revise` and `o2a cancel` -------------------------------------------------------------
-
-
-def slow_order_json(directory: Path, order_number: str, delay: float) -> Path:
-    raw = sample_json(order_number)
-    for line in raw["lines"]:  # type: ignore[attr-defined]
-        old = line["item"].get("specifications", [])
-        specs = [s for s in old if s["name"] != "SimulatedDelay"]
-        if line["item"].get("product_class"):
-            specs.append({"name": "SimulatedDelay", "value": str(delay)})
-        line["item"]["specifications"] = specs
-    path = directory / f"{order_number}.json"
-    path.write_text(json.dumps(raw))
-    return path
 
 
 def revision_file(directory: Path, order_number: str, sample: str) -> Path:
@@ -852,104 +787,225 @@ def revision_file(directory: Path, order_number: str, sample: str) -> Path:
     return path
 
 
-async def final_status(order_number: str, env: Mapping[str, str]) -> dict[str, object]:
-    return await final_status_in(order_number, env, {"completed", "cancelled"})
+async def status_json(order_number: str, env: Mapping[str, str]) -> dict[str, Any]:
+    run = await o2a("status", order_number, "--json", env=env)
+    assert run.returncode == 0, run
+    status: dict[str, Any] = json.loads(run.stdout)
+    return status
 
 
-async def final_status_in(
-    order_number: str, env: Mapping[str, str], states: set[str]
-) -> dict[str, object]:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        run = await o2a("status", order_number, "--json", env=env)
-        assert run.returncode == 0, run
-        status: dict[str, object] = json.loads(run.stdout)
-        if status["state"] in states:
-            return status
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"order {order_number} did not finish within 90s")
-
-
-async def test_revise_and_cancel_commands(
-    temporal_address: str, settings: Settings, order_number: str, tmp_path: Path
+async def test_a_cancel_mode_order_cannot_be_submitted(
+    client: Client, temporal_address: str, settings: Settings, order_number: str, tmp_path: Path
 ):
-    env = cli_env(temporal_address, settings)
+    path = revision_file(tmp_path, order_number, "triple_play_cancel.xml")
+    run = await o2a("submit", str(path), env=cli_env(temporal_address, settings))
+    assert run.returncode == 2 and len(run.stderr_lines) == 1, run
+    assert "FulfillmentModeCode CANCEL" in run.stderr, run
+    assert not await workflow_exists(client, ids.order_workflow_id(order_number)), run
+
+
+async def test_revise_and_cancel_wait_for_their_outcomes(
+    client: Client,
+    worker: StartWorker,
+    env: dict[str, str],
+    order_number: str,
+    tmp_path: Path,
+):
     revised, cancelled = f"{order_number}R", f"{order_number}C"
-    async with cli_worker(env, tmp_path / "worker.log"):
+    async with held_mid_flight(worker) as gate:  # both orders stay mid-flight until released
         for number in (revised, cancelled):
-            run = await o2a("submit", str(slow_order_json(tmp_path, number, 0.7)), env=env)
+            run = await o2a("submit", str(write_xml_order(tmp_path, number)), env=env)
             assert run.returncode == 0, run
-        await asyncio.sleep(1.0)
-        run = await o2a(
-            "revise", str(revision_file(tmp_path, revised, "triple_play_r2_combined.xml")), env=env
+
+        async def both_held() -> bool:
+            return len(gate.held) == 2
+
+        await until(both_held)
+        combined = revision_file(tmp_path, revised, "triple_play_r2_combined.xml")
+        revise = asyncio.create_task(o2a("revise", str(combined), "--wait", env=env))
+        cancel = asyncio.create_task(
+            o2a("cancel", cancelled, "--reason", "customer moved", "--wait", env=env)
         )
-        assert run.returncode == 0, run
-        assert f"revision 2 of order {revised} sent" in run.stdout, run
-        run = await o2a("cancel", cancelled, "--reason", "customer moved", env=env)
-        assert run.returncode == 0, run
-        assert f"cancel of order {cancelled} sent: customer moved" in run.stdout, run
+        await signalled(client, ids.order_workflow_id(revised), "revise")
+        await signalled(client, ids.order_workflow_id(cancelled), "cancel")
+        gate.release()
+        revise_run, cancel_run = await revise, await cancel
+        after_revision = await closed(client, revised)
+        after_cancel = await closed(client, cancelled)
 
-        after_revision = await final_status(revised, env)
-        after_cancel = await final_status(cancelled, env)
-
-    assert after_revision["state"] == "completed" and after_revision["revision"] == 2
-    assert after_revision["revisions"] == [{"number": 2, "outcome": "accepted", "reason": None}]
-    lines = {line["id"]: line["status"] for line in after_revision["lines"]}  # type: ignore[attr-defined]
+    assert revise_run.returncode == 0, revise_run
+    assert revise_run.stdout.splitlines() == [f"revision 2 of order {revised} sent", "accepted"]
+    assert cancel_run.returncode == 0, cancel_run
+    assert cancel_run.stdout.splitlines() == [
+        f"cancel of order {cancelled} sent: customer moved",
+        "cancelled",
+    ]
+    assert after_revision.state is OrderState.COMPLETED and after_revision.revision == 2
+    assert [(r.number, r.outcome, r.kind) for r in after_revision.revisions] == [
+        (2, "accepted", "revision")
+    ]
+    lines = {line.id: line.status.value for line in after_revision.lines}
     assert {lines[i] for i in ("1.3", "1.3.1", "1.3.2", "1.3.3")} == {"CANCELLED"}
     assert lines["1.2.3"] == "COMPLETE"
-    components = {c["id"]: c["state"] for c in after_revision["components"]}  # type: ignore[attr-defined]
-    assert components["Provision.BroadbandProvisioningSystem.bundle-1.3"] == "cancelled"
-    assert components["Ship.ShippingSystem.order"] == "cancelled"
-    assert after_cancel["state"] == "cancelled" and after_cancel["status"] == "CANCELLED"
+    components = {c.id: c.state.value for c in after_revision.components}
+    assert components[PROV_BB] == "cancelled" and components[SHIP] == "cancelled"
+    assert after_cancel.state is OrderState.CANCELLED
+    assert after_cancel.status.value == "CANCELLED"
 
     # A finished order takes no more changes: exit 1, one line, and it stays as it was.
     refused = await o2a("cancel", revised, env=env)
-    assert refused.returncode == 1 and len(refused.stderr_lines) == 1, refused
-    assert "completed" in refused.stderr, refused
+    assert refused.returncode == 1 and refused.stderr_lines == [
+        f"o2a: order {revised} is completed: only a running order can be cancelled"
+    ], refused
     again = await o2a(
         "revise", str(revision_file(tmp_path, cancelled, "triple_play_cancel.xml")), env=env
     )
-    assert again.returncode == 1 and "cancelled" in again.stderr, again
-    assert (await final_status(revised, env))["state"] == "completed"
+    assert again.returncode == 1 and again.stderr_lines == [
+        f"o2a: order {cancelled} is cancelled: only a running order can be revised"
+    ], again
+    assert (await status_json(revised, env))["state"] == "completed"
+
+
+async def test_stale_revision_and_dry_run_of_a_running_order(
+    client: Client,
+    worker: StartWorker,
+    env: dict[str, str],
+    order_number: str,
+    tmp_path: Path,
+):
+    first = write_xml_order(tmp_path, order_number)
+    removal = str(revision_file(tmp_path, order_number, "triple_play_r2_remove_bundle.xml"))
+    async with held_mid_flight(worker) as gate:
+        run = await o2a("submit", str(first), env=env)
+        assert run.returncode == 0, run
+        await gate.wait_reached()
+
+        stale = await o2a("revise", str(first), "--wait", env=env)
+        assert stale.returncode == 1, stale
+        assert stale.stdout.splitlines() == [
+            f"revision 1 of order {order_number} sent",
+            "rejected: revision 1 is not higher than the current 1",
+        ], stale
+
+        preview = await o2a("revise", removal, "--dry-run", env=env)
+        assert preview.returncode == 0, preview
+        rows = preview.stdout.splitlines()
+        assert rows[0].startswith(f"Revision 2 of order {order_number} against revision 1")
+        assert next(r for r in rows if r.startswith(PROV_BB)).split()[1] == "UNDO", preview
+        assert next(r for r in rows if r.startswith(PROV_FIXED)).split()[1] == "NONE", preview
+        as_json = await o2a("revise", removal, "--dry-run", "--json", env=env)
+        assert as_json.returncode == 0, as_json
+        body = json.loads(as_json.stdout)
+        kinds = {c["component_id"]: c["kind"] for c in body["plan"]["compensations"]}
+        assert kinds[PROV_BB] == "undo" and body["hard_ponr_violations"] == []
+        stale_preview = await o2a("revise", str(first), "--dry-run", env=env)
+        assert stale_preview.returncode == 1, stale_preview
+        assert "not higher than the current 1" in stale_preview.stderr, stale_preview
+
+        status = await status_json(order_number, env)  # the dry runs sent nothing
+        assert status["revision"] == 1 and status["state"] == "in_progress", status
+        assert [r["outcome"] for r in status["revisions"]] == ["rejected"], status
+        table = await o2a("status", order_number, env=env)
+        rows = table.stdout.splitlines()
+        assert rows[rows.index("REVISIONS") + 1].split() == ["NUMBER", "KIND", "OUTCOME", "REASON"]
+        gate.release()
+        assert (await closed(client, order_number)).state is OrderState.COMPLETED
 
 
 async def test_revise_and_cancel_refuse_unknown_orders_and_bad_input(
     temporal_address: str, settings: Settings, order_number: str, tmp_path: Path
 ):
     env = cli_env(temporal_address, settings)
-    unknown = await o2a(
-        "revise", str(revision_file(tmp_path, order_number, "triple_play_r2_add_line.xml")), env=env
-    )
-    assert unknown.returncode == 1 and len(unknown.stderr_lines) == 1, unknown
-    assert f"no order {order_number}" in unknown.stderr, unknown
-    cancel = await o2a("cancel", order_number, env=env)
-    assert cancel.returncode == 1 and len(cancel.stderr_lines) == 1, cancel
+    revision = str(revision_file(tmp_path, order_number, "triple_play_r2_add_line.xml"))
+    for args in (("revise", revision), ("revise", revision, "--dry-run"), ("cancel", order_number)):
+        unknown = await o2a(*args, env=env)
+        assert unknown.returncode == 1, unknown
+        assert unknown.stderr_lines == [
+            f"o2a: no order {order_number} (workflow order-{order_number})"
+        ], unknown
     bad = await o2a("revise", str(unknown_product_class(tmp_path, order_number)), env=env)
     assert bad.returncode == 2 and UNKNOWN_CLASS in bad.stderr, bad
-    assert "Traceback" not in unknown.stderr + cancel.stderr + bad.stderr
+    json_alone = await o2a("revise", revision, "--json", env=env)
+    assert json_alone.returncode == 2 and len(json_alone.stderr_lines) == 1, json_alone
+    assert "Traceback" not in bad.stderr + json_alone.stderr
 
 
-async def test_operator_commands_suspend_resume_abort(
-    temporal_address: str, settings: Settings, order_number: str, tmp_path: Path
+# --- operator actions ---------------------------------------------------------------------------
+
+
+async def test_operator_commands_are_answered_by_the_order(
+    client: Client,
+    worker: StartWorker,
+    env: dict[str, str],
+    order_number: str,
+    tmp_path: Path,
 ):
-    env = cli_env(temporal_address, settings)
-    async with cli_worker(env, tmp_path / "worker.log"):
-        run = await o2a("submit", str(slow_order_json(tmp_path, order_number, 2.0)), env=env)
+    me = getpass.getuser()
+    async with held_mid_flight(worker) as gate:
+        run = await o2a("submit", str(write_xml_order(tmp_path, order_number)), env=env)
         assert run.returncode == 0, run
-        await asyncio.sleep(1.0)
-        resumed_too_early = await o2a("resume", order_number, env=env)
-        assert resumed_too_early.returncode == 1, resumed_too_early
-        assert "only a suspended order can be resumed" in resumed_too_early.stderr
-        for command in ("suspend", "resume", "suspend"):
-            run = await o2a(command, order_number, env=env)
-            assert run.returncode == 0, run
-            assert f"{command} sent to order {order_number}" in run.stdout, run
-            await asyncio.sleep(0.5)
-        status = json.loads((await o2a("status", order_number, "--json", env=env)).stdout)
-        assert status["state"] == "suspended", status
-        run = await o2a("abort", order_number, "--reason", "duplicate", env=env)
-        assert run.returncode == 0, run
-        final = await final_status_in(order_number, env, {"aborted"})
-    assert final["state"] == "aborted"
+        await gate.wait_reached()
+        for command, reason in (
+            ("resume", "only a suspended order can be resumed"),
+            ("resolve", "nothing has failed"),
+        ):
+            refused = await o2a(command, order_number, env=env)
+            assert refused.returncode == 1 and len(refused.stderr_lines) == 1, refused
+            assert reason in refused.stderr and order_number in refused.stderr, refused
+
+        suspend = ("suspend", order_number, "--reason", "checking", "--operator", "alice")
+        suspended = await o2a(*suspend, env=env)
+        assert suspended.returncode == 0, suspended
+        assert suspended.stdout.startswith(f"suspend of order {order_number} accepted by alice")
+        assert suspended.stdout.rstrip().endswith(": checking"), suspended
+        twice = await o2a(*suspend, env=env)
+        assert twice.returncode == 1 and "already suspended" in twice.stderr, twice
+        handle = client.get_workflow_handle(ids.order_workflow_id(order_number))
+        assert (await wait_for_state(handle, OrderState.SUSPENDED)).state is OrderState.SUSPENDED
+
+        resumed = await o2a("resume", order_number, env=env)
+        assert resumed.returncode == 0, resumed
+        assert f"resume of order {order_number} accepted by {me}" in resumed.stdout, resumed
+        aborted = await o2a("abort", order_number, "--reason", "duplicate", env=env)
+        assert aborted.returncode == 0, aborted
+        final = await closed(client, order_number)
+    assert final.state is OrderState.ABORTED
     again = await o2a("abort", order_number, env=env)
-    assert again.returncode == 1 and "aborted" in again.stderr, again
+    assert again.returncode == 1 and again.stderr_lines == [
+        f"o2a: order {order_number} is aborted: only a running order can be aborted"
+    ], again
+    table = (await o2a("status", order_number, env=env)).stdout.splitlines()
+    assert "state aborted" in table[0], table
+    actions = table[table.index("OPERATOR ACTIONS") + 1 :]
+    assert actions[0].split() == ["ACTION", "OPERATOR", "WHEN", "REASON"], table
+    assert [(row.split()[0], row.split()[1], row.split()[-1]) for row in actions[1:]] == [
+        ("suspend", "alice", "checking"),
+        ("resume", me, "-"),
+        ("abort", me, "duplicate"),
+    ], table
+
+
+async def test_submit_wait_returns_when_the_order_falls_out(
+    client: Client,
+    worker: StartWorker,
+    env: dict[str, str],
+    order_number: str,
+    tmp_path: Path,
+):
+    faulty = _with_spec(tmp_path, order_number, "SimulatedFault", "activate:PORT_BUSY")
+    async with worker():
+        submitted = await o2a("submit", str(faulty), "--wait", env=env)
+        assert submitted.returncode == 1, submitted
+        rows = submitted.stdout.splitlines()
+        assert any(f"Order {order_number}" in r and "state failed" in r for r in rows), submitted
+        header, fallout = rows[rows.index("FALLOUT") + 1 : rows.index("FALLOUT") + 3]
+        assert header.split() == [
+            *("ID", "COMPONENT", "STEP", "LINES", "CODE", "STATE", "RAISED", "MESSAGE")
+        ], submitted
+        assert fallout.split()[1:6] == [PROV_FIXED, "activate", "1.1.1,1.1.2", "PORT_BUSY", "open"]
+
+        wrong = await o2a("resolve", order_number, "--component", SHIP, env=env)
+        assert wrong.returncode == 1 and "has not failed" in wrong.stderr, wrong
+        aborted = await o2a("abort", order_number, "--reason", "gave up", env=env)
+        assert aborted.returncode == 0, aborted
+        assert (await closed(client, order_number)).state is OrderState.ABORTED
