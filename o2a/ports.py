@@ -13,7 +13,8 @@ from o2a.models import LineUpdate, Model, SalesOrderLine, Step
 
 
 class Destination(StrEnum):
-    """Where an outbound message goes, named by the party that reads it (docs/architecture.md §2, "Activities and ports")."""
+    """Where an outbound message goes, named by the party that reads it (docs/architecture.md
+    §2, "Activities and ports")."""
 
     CRM_ORDER_UPDATE = "crm.salesorder.update"
     """UpdateSalesOrderEBM and jeopardy notifications, COM → CRM."""

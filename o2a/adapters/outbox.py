@@ -1,4 +1,6 @@
-"""The outbox folder adapter of the MessageBus port (docs/architecture.md §3, "Outbound messages")."""
+"""The outbox folder adapter of the MessageBus port (docs/architecture.md §3).
+
+One file per message, written atomically under its EBMID, so a retried publish overwrites."""
 
 from __future__ import annotations
 
