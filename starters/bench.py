@@ -188,7 +188,8 @@ def _bare_shape(
     return BareOrderShape(
         parent_activities=round(history.parent_activities),
         children=[
-            BareChildShape(steps=[len(c.lines)] * len(STEPS), signals=len(STEPS) - 1)
+            # One fulfillment call per step for all of the component's lines, as SOM makes.
+            BareChildShape(steps=[1] * len(STEPS), signals=len(STEPS) - 1)
             for c in provisioning
         ],
     )
