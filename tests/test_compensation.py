@@ -1,0 +1,488 @@
+"""Compensation and the correctness debts of issue 8, on a real dev server: a cancel whose
+undo fails, a bug in a spawned task, AMEND sending only what changed, a revise or cancel
+reaching a SOM child as it finishes, and the revision number a revised child speaks with.
+
+Mid-flight is made with gates (a held fulfillment step, or a held outbound message), never
+with sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import pytest
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.worker import Worker
+
+from o2a import ids
+from o2a.adapters import message_bus
+from o2a.client import DATA_CONVERTER, interceptors
+from o2a.config import Settings
+from o2a.models import (
+    ComponentState,
+    CustomerOrder,
+    FulfillmentStatus,
+    LineUpdate,
+    OperatorActionView,
+    OrderComponent,
+    OrderState,
+    OrderStatus,
+    Step,
+)
+from o2a.ports import Destination, MessageBus
+from o2a.service import OrderService
+from tests.support import (
+    INIT_BILL,
+    PROV_BB,
+    PROV_FIXED,
+    PROV_MOBILE,
+    SHIP,
+    SYNC,
+    WAIT,
+    GatedFulfillment,
+    cancel,
+    line_steps,
+    outcome,
+    query,
+    revise,
+    revision,
+    sample,
+    set_spec,
+    signalled,
+    start,
+    until,
+)
+from workers.worker import build_worker
+from workflows.contracts.customer_order import (
+    RESOLVE_UPDATE,
+    WORKFLOW_TYPE,
+    OperatorRequest,
+)
+from workflows.customer_order import CustomerOrderWorkflow
+from workflows.provisioning_order import ProvisioningOrderWorkflow
+
+OrderHandle = WorkflowHandle[CustomerOrderWorkflow, OrderStatus]
+RunWorker = Callable[..., AbstractAsyncContextManager[Worker]]
+
+BB_LINES = ["1.3.1", "1.3.2"]
+UNDO_ALL = [Step.UNDO_VERIFY, Step.UNDO_ACTIVATE, Step.UNDO_DESIGN]
+DO_ALL = [Step.DESIGN, Step.ACTIVATE, Step.VERIFY]
+
+
+def order_of(order_number: str) -> CustomerOrder:
+    """The triple play, steps as quick as the simulator is: only gates hold them."""
+    order = sample("triple_play.xml", order_number)
+    for line in order.lines:
+        line.item.specifications = [
+            s for s in line.item.specifications if s.name != "SimulatedDelay"
+        ]
+    return order
+
+
+async def attention(client: Client, settings: Settings, order_number: str) -> OrderStatus:
+    """Through the service, as ``o2a submit --wait`` asks: the order once it needs someone."""
+    return await asyncio.wait_for(
+        OrderService(client, settings).wait_for_attention(order_number), WAIT
+    )
+
+
+async def finished(handle: OrderHandle) -> OrderStatus:
+    """The order's end result; a test fails rather than hangs on an order that never ends."""
+    return await asyncio.wait_for(handle.result(), WAIT)
+
+
+async def resolved_cancel(
+    handle: OrderHandle, rid: str, component: str | None = None
+) -> OrderStatus:
+    """An operator resolves the failed undo: the cancel goes on to its end, every line
+    CANCELLED and the cancel's outcome ``cancelled``."""
+    await handle.execute_update(
+        RESOLVE_UPDATE,
+        OperatorRequest(operator="ops", reason="undo system fixed", component=component),
+        result_type=OperatorActionView,
+    )
+    view = await outcome(handle, rid)
+    result = await finished(handle)
+    assert view.outcome == "cancelled", view
+    assert result.state is OrderState.CANCELLED, result
+    assert {line.status for line in result.lines} == {FulfillmentStatus.CANCELLED}
+    return result
+
+
+async def components_done(handle: OrderHandle, *component_ids: str) -> None:
+    async def done() -> bool:
+        states = {c.id: c.state for c in (await query(handle)).components}
+        return all(states[c] is ComponentState.COMPLETED for c in component_ids)
+
+    await until(done)
+
+
+@asynccontextmanager
+async def started(
+    client: Client,
+    settings: Settings,
+    worker: RunWorker,
+    order: CustomerOrder,
+    gated: GatedFulfillment,
+) -> AsyncIterator[OrderHandle]:
+    """The order, started on a worker whose simulator is ``gated``; every gate is released on
+    the way out, so no held step outlives the test."""
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        try:
+            yield handle
+        finally:
+            gated.release_all()
+
+
+def broadband_since(gated: GatedFulfillment, since: int) -> list[tuple[str, Step, list[str]]]:
+    """(component, step, lines) of the broadband calls after the first ``since`` calls."""
+    return [call for call in gated.steps()[since:] if call[0] == PROV_BB]
+
+
+def async_true(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked
+
+
+def incidents(status: OrderStatus) -> list[tuple[str, str | None, str, str]]:
+    return [(f.component, f.step, f.code, f.state) for f in status.fallouts]
+
+
+# --- a cancel whose undo fails stays in fallout until resolved --------------------------------
+
+
+@pytest.mark.parametrize("others", ["held", "finishing"])
+async def test_cancel_whose_som_undo_fails_waits_failed_until_resolve_retries_it(
+    client: Client, settings: Settings, worker: RunWorker, order_number: str, others: str
+) -> None:
+    """Broadband's SOM child is running when the cancel comes, and its own undo fails.
+
+    ``held``: every SOM child is held in its last step until each has the cancel (the
+    signals all reach running children). ``finishing``: the fixed and mobile children run
+    free, so they may finish just as COM signals them the cancel.
+    """
+    order = set_spec(
+        order_of(order_number), "1.3.1", "SimulatedFault", "undo-activate:UNDO_FAILED:1"
+    )
+    gated = GatedFulfillment()
+    held = [PROV_BB, PROV_FIXED, PROV_MOBILE] if others == "held" else [PROV_BB]
+    verify = gated.hold(Step.VERIFY, None if others == "held" else PROV_BB)
+    async with started(client, settings, worker, order, gated) as handle:
+        await until(async_true(lambda: len(verify.held) == len(held)))
+        rid = await cancel(handle, reason="customer moved")
+        for component in held:  # it reached the running children
+            await signalled(client, ids.provisioning_workflow_id(order_number, component), "cancel")
+        verify.release()
+        failed = await attention(client, settings, order_number)
+        assert failed.state is OrderState.FAILED, (failed.state, incidents(failed))
+        assert (PROV_BB, "undo-activate", "UNDO_FAILED", "open") in incidents(failed)
+        assert not [r for r in failed.revisions if r.outcome == "cancelled"], failed.revisions
+        still = await query(handle)
+        assert still.state is OrderState.FAILED, "a failed undo must wait for an operator"
+        assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+
+        before_resolve = len(gated.calls)
+        result = await resolved_cancel(handle, rid, PROV_BB)
+
+    retried = line_steps(broadband_since(gated, before_resolve))
+    assert Step.UNDO_ACTIVATE in retried.get("1.3.1", []), gated.steps(PROV_BB)
+    assert not [f for f in result.fallouts if f.state == "open"], result.fallouts
+
+
+async def test_cancel_whose_inline_undo_fails_runs_no_later_wave_until_resolved(
+    client: Client, settings: Settings, worker: RunWorker, order_number: str
+) -> None:
+    """InitiateBilling's undo fails: SyncCustomer (it depended on) is not undone before the
+    operator resolves; resolve undoes billing again, then customer sync.
+
+    ``undo-billing:UNDO_FAILED:1`` makes the first undo-billing fail (DESIGN §3: a step fails
+    "the first COUNT times it runs") and the retry succeed."""
+    order = set_spec(order_of(order_number), "1.4", "SimulatedFault", "undo-billing:UNDO_FAILED:1")
+    gated = GatedFulfillment()
+    design = gated.hold(Step.DESIGN)  # every provisioning component stays in its SOM child
+    async with started(client, settings, worker, order, gated) as handle:
+        await design.wait_reached()
+        await components_done(handle, SYNC, INIT_BILL, SHIP)
+        rid = await cancel(handle, reason="customer changed their mind")
+
+        async def failed_or_went_on() -> bool:
+            went_on = any(c.step is Step.UNDO_SYNC for c in gated.calls)
+            return went_on or (await query(handle)).state is OrderState.FAILED
+
+        await until(failed_or_went_on)
+        status = await query(handle)
+        calls = [(c.component_id, c.step) for c in gated.calls]
+        undo_calls = [
+            (c.component_id, c.step.value, f"run {c.run}") for c in gated.calls if c.step.is_undo
+        ]
+        assert (INIT_BILL, Step.UNDO_BILLING) in calls, calls
+        assert status.state is OrderState.FAILED, (status.state, undo_calls)
+        assert (INIT_BILL, "undo-billing", "UNDO_FAILED", "open") in incidents(status)
+        assert (SYNC, Step.UNDO_SYNC) not in calls, "a later undo wave ran past the failure"
+
+        design.release()  # the SOM children undo themselves meanwhile
+        await resolved_cancel(handle, rid)
+
+    undo = [
+        (c.component_id, c.step)
+        for c in gated.calls
+        if c.component_id in (SYNC, INIT_BILL) and c.step.is_undo
+    ]
+    assert undo == [
+        (INIT_BILL, Step.UNDO_BILLING),
+        (INIT_BILL, Step.UNDO_BILLING),
+        (SYNC, Step.UNDO_SYNC),
+    ], undo
+
+
+# --- a bug in a spawned task fails the workflow task ------------------------------------------
+
+
+@workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
+class BuggyCustomerOrderWorkflow(CustomerOrderWorkflow):
+    """The order workflow with a bug in the task that runs an inline component."""
+
+    @workflow.init
+    def __init__(self, order: CustomerOrder) -> None:
+        super().__init__(order)
+
+        async def call_function(component: OrderComponent) -> list[LineUpdate]:
+            raise KeyError("bug")
+
+        self._runner._work.call_function = call_function  # type: ignore[method-assign]
+
+    @workflow.run
+    async def run(self, order: CustomerOrder) -> OrderStatus:
+        return await super().run(order)
+
+
+def task_failures(events: list[HistoryEvent]) -> list[str]:
+    return [
+        e.workflow_task_failed_event_attributes.failure.message
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+
+
+async def test_bug_in_a_spawned_task_fails_the_workflow_task_and_a_fix_carries_on(
+    client: Client,
+    temporal_address: str,
+    settings: Settings,
+    worker: RunWorker,
+    order_number: str,
+) -> None:
+    # The worker the settings make, with the buggy order workflow instead. It is built on a
+    # connection of its own: the SDK allows one worker per task queue per connection, even
+    # one never started.
+    spare = await Client.connect(
+        temporal_address, data_converter=DATA_CONVERTER, interceptors=interceptors()
+    )
+    config = build_worker(spare, settings).config()
+    config["client"] = client
+    config["workflows"] = [BuggyCustomerOrderWorkflow, ProvisioningOrderWorkflow]
+    failures: list[str] = []
+    async with Worker(**config):
+        handle = await start(client, settings, order_of(order_number))
+
+        async def task_failed() -> bool:
+            failures[:] = task_failures(list((await handle.fetch_history()).events))
+            return bool(failures)
+
+        await until(task_failed)
+        assert "bug" in failures[0], failures
+        assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+
+    async with worker():  # the fixed code, on the same task queue
+        try:
+            result = await finished(handle)
+        except TimeoutError:
+            # Failures after the first attempt are not written to history: say how far it got.
+            task = (await handle.describe()).raw_description.pending_workflow_task
+            pytest.fail(
+                f"the fixed worker did not finish the order in {WAIT}s: its workflow task is "
+                f"at attempt {task.attempt} (a task that cannot replay the recorded commands "
+                "fails or times out on every attempt)"
+            )
+    assert result.state is OrderState.COMPLETED
+
+
+# --- AMEND sends only what changed --------------------------------------------------------------
+
+
+async def test_amend_sends_billing_only_the_changed_and_removed_lines(
+    client: Client, settings: Settings, worker: RunWorker, order_number: str
+) -> None:
+    order = order_of(order_number)
+    discount = next(line for line in order.lines if line.id == "1.4")
+    order.lines.append(
+        discount.model_copy(deep=True, update={"id": "1.5", "business_component_id": "1-X-150"})
+    )
+    second = set_spec(revision(order, 2), "1.4", "DiscountAmount", "-15.00")
+    second.lines = [line for line in second.lines if line.id != "1.5"]
+    gated = GatedFulfillment()
+    verify = gated.hold(Step.VERIFY, PROV_BB)
+    async with started(client, settings, worker, order, gated) as handle:
+        await verify.wait_reached()
+        await components_done(handle, INIT_BILL)
+        view = await outcome(handle, await revise(handle, second))
+        assert view.outcome == "accepted", view
+        verify.release()
+        result = await finished(handle)
+
+    assert result.state is OrderState.COMPLETED and result.revision == 2, result
+    billing = gated.steps(INIT_BILL)
+    assert billing == [
+        (INIT_BILL, Step.BILLING, [line.id for line in order.lines]),
+        (INIT_BILL, Step.UNDO_BILLING, ["1.5"]),
+        (INIT_BILL, Step.AMEND_BILLING, ["1.4"]),
+    ], billing
+    amended = next(c for c in gated.calls if c.step is Step.AMEND_BILLING)
+    assert amended.lines[0].item.spec("DiscountAmount") == "-15.00"
+    lines = {line.id: line.status for line in result.lines}
+    assert lines["1.5"] is FulfillmentStatus.CANCELLED
+    assert lines["1.4"] is FulfillmentStatus.COMPLETE
+
+
+# --- a revise or cancel reaching a SOM child as it finishes -----------------------------------
+
+
+class GatedBus:
+    """The outbox, except that one message waits until the test releases it."""
+
+    def __init__(self, inner: MessageBus, message_id: str) -> None:
+        self._inner = inner
+        self._message_id = message_id
+        self.reached = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+        if message_id == self._message_id and not self.opened.is_set():
+            self.reached.set()
+            await self.opened.wait()
+        await self._inner.publish(destination, message_id, document)
+
+
+@asynccontextmanager
+async def broadband_finishing(
+    client: Client, settings: Settings, order: CustomerOrder, hold: str
+) -> AsyncIterator[tuple[OrderHandle, GatedFulfillment, asyncio.Event]]:
+    """The order, with the broadband SOM child held at the end of its work: in its last step
+    (verify), or sending its final report (the third ProcessFulfillmentOrderUpdateEBM).
+    Yields the order, the fulfillment calls, and the event that lets the child go on."""
+    gated = GatedFulfillment()
+    final_report = ids.fulfillment_update_message_id(order.order_number, 1, PROV_BB, 3)
+    bus = GatedBus(message_bus(settings), final_report)
+    verify = gated.hold(Step.VERIFY, PROV_BB)
+    if hold == "final report":
+        verify.release()
+    else:
+        bus.opened.set()
+    async with build_worker(client, settings, bus=bus, fulfillment=gated):
+        handle = await start(client, settings, order)
+        try:
+            if hold == "final report":
+                await asyncio.wait_for(bus.reached.wait(), WAIT)
+                yield handle, gated, bus.opened
+            else:
+                await verify.wait_reached()
+                yield handle, gated, verify.opened
+        finally:
+            bus.opened.set()
+            gated.release_all()
+
+
+@pytest.mark.parametrize("hold", ["last step", "final report"])
+async def test_revise_reaching_a_som_child_as_it_finishes(
+    client: Client, settings: Settings, order_number: str, hold: str
+) -> None:
+    order = order_of(order_number)
+    second = set_spec(revision(order, 2), "1.3.2", "IPv4Prefix", "/29")
+    async with broadband_finishing(client, settings, order, hold) as (handle, gated, go_on):
+        rid = await revise(handle, second)
+        view = await outcome(handle, rid)
+        since = len(gated.calls)
+        go_on.set()
+        result = await finished(handle)
+
+    assert view.outcome == "accepted", view
+    assert result.state is OrderState.COMPLETED and result.revision == 2, result
+    states = {c.id: c.state for c in result.components}
+    assert states[PROV_BB] is ComponentState.COMPLETED
+    assert {line.status for line in result.lines} == {FulfillmentStatus.COMPLETE}
+    after = broadband_since(gated, since)
+    steps = line_steps(after)
+    # The changed line's old work is undone and done again; the unchanged one is left be.
+    assert steps.get("1.3.2") == [*UNDO_ALL, *DO_ALL], after
+    assert "1.3.1" not in steps, after
+    redone = [c for c in gated.calls[since:] if c.component_id == PROV_BB and not c.step.is_undo]
+    assert {c.revision for c in redone} == {2}, [(c.step, c.revision) for c in redone]
+    assert redone[-1].lines[0].item.spec("IPv4Prefix") == "/29"
+
+
+@pytest.mark.parametrize("hold", ["last step", "final report"])
+async def test_cancel_reaching_a_som_child_as_it_finishes(
+    client: Client, settings: Settings, order_number: str, hold: str
+) -> None:
+    order = order_of(order_number)
+    async with broadband_finishing(client, settings, order, hold) as (handle, gated, go_on):
+        rid = await cancel(handle, reason="moved abroad")
+        await signalled(client, ids.provisioning_workflow_id(order_number, PROV_BB), "cancel")
+        since = len(gated.calls)
+        go_on.set()
+        view = await outcome(handle, rid)
+        result = await finished(handle)
+
+    assert view.outcome == "cancelled", view
+    assert result.state is OrderState.CANCELLED, result
+    assert {line.status for line in result.lines} == {FulfillmentStatus.CANCELLED}
+    after = broadband_since(gated, since)
+    steps = line_steps(after)
+    for line_id in BB_LINES:
+        assert steps.get(line_id) == UNDO_ALL, after
+
+
+# --- a revised SOM child speaks with the new revision ---------------------------------------
+
+
+async def test_revised_som_child_calls_and_reports_with_the_new_revision(
+    client: Client, settings: Settings, worker: RunWorker, order_number: str
+) -> None:
+    order = order_of(order_number)
+    second = set_spec(revision(order, 2), "1.3.2", "IPv4Prefix", "/29")
+    child_id = ids.provisioning_workflow_id(order_number, PROV_BB)
+    gated = GatedFulfillment()
+    design = gated.hold(Step.DESIGN, PROV_BB)
+    async with started(client, settings, worker, order, gated) as handle:
+        await design.wait_reached()
+        rid = await revise(handle, second)
+        await signalled(client, child_id, "revise")
+        since = len(gated.calls)
+        design.release()
+        assert (await outcome(handle, rid)).outcome == "accepted"
+        result = await finished(handle)
+
+    assert result.state is OrderState.COMPLETED and result.revision == 2
+    later = [c for c in gated.calls[since:] if c.component_id == PROV_BB and not c.step.is_undo]
+    assert [c.step for c in later][-2:] == [Step.ACTIVATE, Step.VERIFY], later
+    assert [(c.step, c.revision) for c in later] == [(c.step, 2) for c in later]
+    assert all(".r2." in c.request_id for c in later), [c.request_id for c in later]
+
+    prefix = f"PFOU.{order_number}."
+    reports = sorted(
+        (path.name for path in settings.outbox_dir.glob(f"{prefix}r*.{PROV_BB}.u*.xml")),
+        key=lambda name: name.rsplit(".u", 1)[1],
+    )
+    revisions = [name.removeprefix(prefix).split(".", 1)[0] for name in reports]
+    assert "r2" in revisions, reports
+    first_r2 = revisions.index("r2")
+    assert set(revisions[first_r2:]) == {"r2"}, reports
+    # design, activate and the final report all come after the revise took effect
+    assert len(revisions[first_r2:]) >= 3, reports
