@@ -362,8 +362,6 @@ class ProvisioningRevision(Model):
     undo_lines: list[str] = Field(default_factory=list)
 
 
-
-
 class FaultDetail(Model):
     """The details an ApplicationError from a fulfillment call carries, by name."""
 

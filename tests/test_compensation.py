@@ -203,9 +203,10 @@ async def test_cancel_whose_inline_undo_fails_runs_no_later_wave_until_resolved(
     """InitiateBilling's undo fails: SyncCustomer (it depended on) is not undone before the
     operator resolves; resolve undoes billing again, then customer sync.
 
-    ``undo-billing:UNDO_FAILED:1`` makes the first undo-billing fail (DESIGN §3: a step fails
-    "the first COUNT times it runs") and the retry succeed."""
-    order = set_spec(order_of(order_number), "1.4", "SimulatedFault", "undo-billing:UNDO_FAILED:1")
+    The simulator's COUNT counts the component's runs, and undoing finished work is the
+    component's second run: ``undo-billing:UNDO_FAILED:2`` makes that undo fail and the retry
+    after resolve (run 3) succeed (docs/architecture.md §3, "The simulator")."""
+    order = set_spec(order_of(order_number), "1.4", "SimulatedFault", "undo-billing:UNDO_FAILED:2")
     gated = GatedFulfillment()
     design = gated.hold(Step.DESIGN)  # every provisioning component stays in its SOM child
     async with started(client, settings, worker, order, gated) as handle:

@@ -12,6 +12,9 @@ cancels), ``order_reporting`` (CRM, fallout, jeopardy, what Temporal shows).
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -66,10 +69,19 @@ class CustomerOrderWorkflow:
 
     @workflow.run
     async def run(self, order: CustomerOrder) -> OrderStatus:
+        """The run loop, watched: a bug in any task the order spawned fails this workflow
+        task at once, so nothing it commanded meanwhile is recorded."""
+        body = asyncio.create_task(self._run(order))
+        watched: list[asyncio.Future[Any]] = [body, self._ctx.crashed]
+        await workflow.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if self._ctx.crashed.done():
+            self._ctx.crashed.result()
+        return body.result()
+
+    async def _run(self, order: CustomerOrder) -> OrderStatus:
         ctx = self._ctx
         ctx.tracker = FulfillmentTracker(order, await decompose(order))
         while True:
-            ctx.raise_crash()
             if ctx.abort is not None:
                 # At once, without compensation; the children close with this workflow.
                 ctx.tracker.abort()

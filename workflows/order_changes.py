@@ -184,23 +184,14 @@ class ChangeCoordinator:
             if ctx.state is not OrderState.CANCELING:
                 ctx.state = OrderState.CANCELING
                 await self._reporter.publish()
-            signalled = [
-                c.component_id
-                for c in revision.compensations
-                if c.kind is Compensation.UNDO and c.component_id in runner.children()
-            ]
             if await self._signal_children(revision, None, None):
                 break
         undo = {c.component_id: c.undo_lines for c in revision.compensations if c.undo_lines}
         if not await self._undo_waves(undo, plan, order):
             return False
         await runner.no_children()
-        # A child whose own undo failed is fallout too; its undo runs again once resolved.
-        failed = [
-            cid for cid in signalled if tracker.components[cid].state is ComponentState.FAILED
-        ]
-        if failed and not await self._await_resolve(failed):
-            return False
+        # A child whose own undo failed is fallout too: once resolved, its undo runs again.
+        failed = [cid for cid in tracker.failed_components() if tracker.undo_failed(cid)]
         if not await self._undo_waves(
             {cid: plan.component(cid).lines for cid in failed}, plan, order
         ):
@@ -264,15 +255,16 @@ class ChangeCoordinator:
         }
         while pending:
             wave = [cid for cid in pending if not dependents[cid] & set(pending)]
+            # An undo that fell out waits for the operator's resolve, and so do later waves.
+            stuck = [cid for cid in wave if self._ctx.tracker.undo_failed(cid)]
+            if stuck and not await self._await_resolve(stuck):
+                return False
             results = await asyncio.gather(
                 *(self._undo(known[cid], pending[cid], order) for cid in wave)
             )
-            failed = [cid for cid, ok in zip(wave, results, strict=True) if not ok]
-            for cid in wave:
-                if cid not in failed:
+            for cid, done in zip(wave, results, strict=True):
+                if done:
                     del pending[cid]
-            if failed and not await self._await_resolve(failed):
-                return False
         return True
 
     async def _undo(

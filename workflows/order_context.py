@@ -8,6 +8,7 @@ runner and the reporter all read and write it; nothing is kept twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from temporalio import workflow
@@ -29,8 +30,9 @@ Change = RevisionRequest | CancelRequest
 
 
 class WorkflowBug(Exception):
-    """Raised from the run loop when a spawned task died of something other than an
-    activity or child failure: the workflow task fails (visible, retried after a fix)."""
+    """A spawned task died of something other than an activity or child failure: raised
+    from the run method, it fails the workflow task (visible in the Web UI, retried from
+    history once the code is fixed) instead of leaving the order hanging in progress."""
 
 
 class OrderContext:
@@ -49,7 +51,9 @@ class OrderContext:
         """Request IDs of every revise and cancel received, taken or not."""
         self.runs: dict[str, int] = {}
         """How many times each component has been run (message and request IDs count it)."""
-        self.crash: BaseException | None = None
+        self.crashed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Fails with WorkflowBug when a spawned task dies of a bug; the run method awaits
+        it beside the run loop, so the workflow task in which the bug happened fails."""
 
     @property
     def tracker(self) -> FulfillmentTracker:
@@ -75,12 +79,11 @@ class OrderContext:
             self.tracker.apply(update, workflow.now())
 
     async def wait(self, condition: Callable[[], bool]) -> None:
-        """Wait for ``condition``, an abort, or a crashed task (raised here, at once)."""
-        await workflow.wait_condition(
-            lambda: condition() or self.abort is not None or self.crash is not None
-        )
-        self.raise_crash()
+        """Wait for ``condition``, or an abort."""
+        await workflow.wait_condition(lambda: condition() or self.abort is not None)
 
-    def raise_crash(self) -> None:
-        if self.crash is not None:
-            raise WorkflowBug(f"a task of the order failed: {self.crash!r}") from self.crash
+    def crash(self, error: BaseException) -> None:
+        if not self.crashed.done():
+            bug = WorkflowBug(f"a task of the order failed: {error!r}")
+            bug.__cause__ = error
+            self.crashed.set_exception(bug)

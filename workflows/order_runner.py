@@ -144,8 +144,8 @@ class ComponentRunner:
         if task.cancelled():
             return
         error = task.exception()
-        if error is not None and self._ctx.crash is None:
-            self._ctx.crash = error
+        if error is not None:
+            self._ctx.crash(error)
 
     def _start_time(self, component: OrderComponent) -> datetime | None:
         order = self._ctx.order
