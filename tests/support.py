@@ -9,21 +9,49 @@ matching a hold waits until the test releases it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import sys
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import Priority, WorkflowIDReusePolicy
+from temporalio.exceptions import FailureError
+from temporalio.worker import Worker
 
+from o2a import ids
 from o2a.adapters.simulator import SimulatedFulfillment
+from o2a.config import Settings
 from o2a.inbound import read_order_file
-from o2a.models import CustomerOrder, LineUpdate, OrderState, OrderStatus, Specification, Step
+from o2a.models import (
+    CustomerOrder,
+    LineUpdate,
+    OperatorActionView,
+    OrderState,
+    OrderStatus,
+    RevisionView,
+    Specification,
+    Step,
+)
 from o2a.ports import FulfillmentRequest, FulfillmentSystem
-from workflows.contracts.customer_order import STATUS_QUERY
+from workflows.contracts.customer_order import (
+    REQUEST_OUTCOME_UPDATE,
+    STATUS_QUERY,
+    CancelRequest,
+    OperatorRequest,
+    OutcomeRequest,
+    RevisionRequest,
+)
+from workflows.customer_order import CustomerOrderWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -177,3 +205,271 @@ async def fulfillment_calls(client: Client, workflow_id: str) -> list[dict[str, 
             if attrs.activity_type.name == "fulfill":
                 calls.append(json.loads(attrs.input.payloads[0].data))
     return calls
+
+
+# --- starting and talking to an order -------------------------------------------------------
+
+
+async def start(
+    client: Client, settings: Settings, order: CustomerOrder
+) -> WorkflowHandle[CustomerOrderWorkflow, OrderStatus]:
+    """Start an order's workflow under its business key, on the test's task queue, at the
+    order's priority (inherited by its activities and children). A second start of the same
+    order is refused by Temporal, running or finished."""
+    return await client.start_workflow(
+        CustomerOrderWorkflow.run,
+        order,
+        id=ids.order_workflow_id(order.order_number),
+        task_queue=settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        priority=Priority(priority_key=order.priority_key()),
+    )
+
+
+async def revise(
+    handle: WorkflowHandle[CustomerOrderWorkflow, OrderStatus], order: CustomerOrder
+) -> str:
+    """Send a revision; its request ID, to wait for the outcome with ``outcome``."""
+    rid = request_id()
+    await handle.signal(CustomerOrderWorkflow.revise, RevisionRequest(order=order, request_id=rid))
+    return rid
+
+
+async def cancel(
+    handle: WorkflowHandle[CustomerOrderWorkflow, OrderStatus],
+    reason: str | None = None,
+    operator: str | None = None,
+) -> str:
+    rid = request_id()
+    await handle.signal(
+        CustomerOrderWorkflow.cancel,
+        CancelRequest(request_id=rid, reason=reason, operator=operator),
+    )
+    return rid
+
+
+async def outcome(
+    handle: WorkflowHandle[CustomerOrderWorkflow, OrderStatus], rid: str
+) -> RevisionView:
+    """The order's recorded outcome of a revise or cancel (waits until there is one)."""
+    view: RevisionView = await asyncio.wait_for(
+        handle.execute_update(
+            REQUEST_OUTCOME_UPDATE, OutcomeRequest(request_id=rid), result_type=RevisionView
+        ),
+        WAIT,
+    )
+    return view
+
+
+async def act(
+    handle: WorkflowHandle[CustomerOrderWorkflow, OrderStatus],
+    action: str,
+    *,
+    operator: str | None = None,
+    reason: str | None = None,
+    component: str | None = None,
+) -> OperatorActionView:
+    """An operator update by its contract name (``RESOLVE_UPDATE``, ``SUSPEND_UPDATE``,
+    ...): the recorded action, or ``WorkflowUpdateFailedError`` with the validator's reason."""
+    view: OperatorActionView = await handle.execute_update(
+        action,
+        OperatorRequest(operator=operator, reason=reason, component=component),
+        result_type=OperatorActionView,
+    )
+    return view
+
+
+async def refusal(update: Awaitable[object]) -> str:
+    """The reason an operator update's validator gave for refusing it."""
+    try:
+        await update
+    except WorkflowUpdateFailedError as err:
+        assert isinstance(err.cause, FailureError), err.cause
+        return err.cause.message
+    raise AssertionError("the update was accepted")
+
+
+async def signalled(client: Client, workflow_id: str, name: str, timeout: float = WAIT) -> None:
+    """Wait until a workflow's history holds a signal of that name (a child got the word)."""
+
+    async def arrived() -> bool:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        return any(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            and e.workflow_execution_signaled_event_attributes.signal_name == name
+            for e in history.events
+        )
+
+    await until(arrived, timeout)
+
+
+def line_steps(
+    calls: list[tuple[str, Step, list[str]]],
+) -> dict[str, list[Step]]:
+    """Per line, the steps called for it, in order (from ``GatedFulfillment.steps``)."""
+    steps: dict[str, list[Step]] = {}
+    for _, step, lines in calls:
+        for line_id in lines:
+            steps.setdefault(line_id, []).append(step)
+    return steps
+
+
+# --- processes (the `o2a` command line and worker as a user runs them) -----------------------
+
+_CONSOLE_SCRIPT = Path(sys.executable).parent / "o2a"
+O2A = [str(_CONSOLE_SCRIPT)] if _CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "o2a"]
+
+
+def cli_env(address: str, settings: Settings, **extra: str) -> dict[str, str]:
+    # Nothing from the developer's shell (API key, TLS, profile, catalog) may leak in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "O2A_"))}
+    env.update(
+        TEMPORAL_ADDRESS=address,
+        O2A_TASK_QUEUE=settings.task_queue,
+        O2A_OUTBOX_DIR=str(settings.outbox_dir),
+        O2A_UI_URL=settings.ui_url,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class Background:
+    """A long-running `o2a` command (server, worker, up) in a session of its own."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
+        self.proc = proc
+        self.log = log
+        self.descendants: set[int] = set()
+
+    @classmethod
+    async def start(cls, *args: str, env: Mapping[str, str], log: Path) -> Background:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                *O2A,
+                *args,
+                cwd=ROOT,
+                env=dict(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return cls(proc, log)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def running(self) -> bool:
+        return self.proc.returncode is None
+
+    async def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if not self.running():
+                raise AssertionError(
+                    f"process exited ({self.proc.returncode}) before printing {text!r}:\n"
+                    + self.output()
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output()}")
+            await asyncio.sleep(0.1)
+
+    def remember_descendants(self) -> None:
+        """Note child processes now, to clean them up even if they leave our session."""
+        self.descendants |= descendants(self.pid)
+
+    def signal(self, sig: int) -> None:
+        if self.running():
+            self.proc.send_signal(sig)
+
+    async def wait(self, timeout: float) -> int:
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGINT, then SIGKILL for the process group and every child we saw."""
+        if self.running():
+            self.remember_descendants()
+            self.signal(signal.SIGINT)
+            with contextlib.suppress(TimeoutError):
+                await self.wait(grace)
+        self.kill()
+        with contextlib.suppress(TimeoutError):
+            await self.wait(10)
+
+    def kill(self) -> None:
+        if self.running():
+            self.remember_descendants()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        for pid in self.descendants:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+    return found
+
+
+async def wait_until(
+    check: Callable[[], bool], what: str, timeout: float, interval: float = 0.2
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+StartWorker = Callable[..., AbstractAsyncContextManager[Worker]]
+"""The ``worker`` fixture: ``async with worker(settings=None, fulfillment=None):``."""
+
+
+async def closed(client: Client, order_number: str, timeout: float = WAIT) -> OrderStatus:
+    """The order's result once its workflow has closed, so what a test does next needs no
+    worker (an order in a final state may still be finishing its workflow)."""
+    handle = client.get_workflow_handle(
+        ids.order_workflow_id(order_number), result_type=OrderStatus
+    )
+    return await asyncio.wait_for(handle.result(), timeout)
+
+
+OrderHandle = WorkflowHandle[CustomerOrderWorkflow, OrderStatus]
+"""What ``start`` returns: the order's typed workflow handle."""
+
+
+@contextlib.asynccontextmanager
+async def held_mid_flight(
+    worker: StartWorker, step: Step = Step.ACTIVATE, component: str = PROV_FIXED
+) -> AsyncIterator[Gate]:
+    """``async with held_mid_flight(worker) as gate:`` runs a worker on the test's queue whose
+    ``step`` of ``component`` waits until ``gate.release()`` (at the latest when the block
+    ends): an order submitted inside stays mid-flight for as long as the test needs."""
+    gated = GatedFulfillment()
+    gate = gated.hold(step, component)
+    async with worker(fulfillment=gated):
+        try:
+            yield gate
+        finally:
+            gate.release()

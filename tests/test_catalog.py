@@ -13,7 +13,7 @@ import pytest
 
 from o2a.catalog import Catalog, Granularity, load_catalog
 from o2a.errors import InputError
-from o2a.models import ComponentKind
+from o2a.models import ComponentKind, Step
 
 DESIGN_CLASSES = {
     "Broadband Service Plan Class": "Service.Broadband",
@@ -53,6 +53,7 @@ def test_shipped_catalog_structure() -> None:
     fns = catalog.fulfillment_functions
     assert {"SyncCustomer", "Provision", "Ship", "InitiateBilling", "FulfillBilling"} <= set(fns)
     assert fns["Provision"].kind is ComponentKind.PROVISION
+    assert fns["Provision"].point_of_no_return is Step.ACTIVATE
     assert fns["Provision"].granularity is Granularity.BUNDLE
     assert fns["SyncCustomer"].granularity is Granularity.WHOLE_ORDER
     patterns = catalog.fulfillment_patterns
@@ -134,6 +135,14 @@ def _missing_section(d: dict[str, Any]) -> None:
     del d["fulfillment_functions"]
 
 
+def _unknown_ponr_step(d: dict[str, Any]) -> None:
+    d["fulfillment_functions"]["Provision"]["point_of_no_return"] = "teleport"
+
+
+def _ponr_step_of_another_function(d: dict[str, Any]) -> None:
+    d["fulfillment_functions"]["Provision"]["point_of_no_return"] = "billing"
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -148,6 +157,12 @@ def _missing_section(d: dict[str, Any]) -> None:
         (_extra_field, "colour"),
         (_empty_pattern, "functions"),
         (_missing_section, "fulfillment_functions"),
+        (_unknown_ponr_step, "point_of_no_return"),
+        (
+            _ponr_step_of_another_function,
+            "point_of_no_return 'billing' is not a step of a provision function "
+            "(design, activate, verify)",
+        ),
     ],
 )
 def test_broken_catalog_is_rejected(

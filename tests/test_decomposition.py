@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +18,17 @@ from o2a.models import (
     SalesOrderLine,
     ServiceActionCode,
 )
-from tests.conftest import FULFIL_BILL, INIT_BILL, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP, SYNC
+from tests.support import (
+    FULFIL_BILL,
+    INIT_BILL,
+    PROV_BB,
+    PROV_FIXED,
+    PROV_MOBILE,
+    SAMPLES,
+    SHIP,
+    SYNC,
+)
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

@@ -1,102 +1,137 @@
-"""Fallout and operator actions (resolve, suspend, resume, abort) on a real dev server."""
+"""Fallout and operator actions (resolve, suspend, resume, abort) on a real dev server.
+
+Operator actions are updates: the workflow's validator refuses what the order's state does
+not allow, and the caller gets the reason at once.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 from lxml import etree
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from o2a import ids
 from o2a.config import Settings
-from o2a.errors import OrderConflictError
-from o2a.models import ComponentState, CustomerOrder, FulfillmentStatus, OrderState
-from starters.operator import (
-    abort_order,
-    cancel_order,
-    resolve_order,
-    resume_order,
-    revise_order,
-    suspend_order,
-)
-from starters.submit import start_order
-from tests.test_order_workflow import sample, text_of, wait_for_state
-from tests.test_revision_workflow import (
-    delayed,
-    mid_flight,
+from o2a.models import ComponentState, FulfillmentMode, FulfillmentStatus, OrderState, Step
+from tests.support import (
+    PROV_BB,
+    PROV_FIXED,
+    PROV_MOBILE,
+    GatedFulfillment,
+    StartWorker,
+    act,
+    cancel,
+    line_steps,
+    outcome,
     query,
+    refusal,
+    revise,
     revision,
+    sample,
     set_spec,
-    step_calls,
+    start,
+    text_of,
+    until,
+    wait_for_state,
 )
-
-FIXED = "Provision.FixedProvisioningSystem.bundle-1.1"
-MOBILE = "Provision.MobileProvisioningSystem.bundle-1.2"
-BROADBAND = "Provision.BroadbandProvisioningSystem.bundle-1.3"
-
-
-def with_spec(order: CustomerOrder, line_id: str, name: str, value: str) -> CustomerOrder:
-    set_spec(order, line_id, name, value)
-    return order
+from workflows.contracts.customer_order import (
+    ABORT_UPDATE,
+    RESOLVE_UPDATE,
+    RESUME_UPDATE,
+    SUSPEND_UPDATE,
+)
 
 
 async def test_fault_raises_fallout_messages_and_resolve_completes(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = with_spec(
+    order = set_spec(
         sample("triple_play.xml", order_number),
         "1.1.1",
         "SimulatedFault",
         "activate:PORT_UNAVAILABLE:1",
     )
     async with worker():
-        handle = await start_order(client, order, settings)
+        handle = await start(client, settings, order)
         await wait_for_state(handle, OrderState.FAILED)
-        while (await query(handle)).components and any(
-            c.state is ComponentState.IN_PROGRESS for c in (await query(handle)).components
-        ):
-            await asyncio.sleep(0.2)
+
+        async def settled() -> bool:
+            components = (await query(handle)).components
+            return not any(c.state is ComponentState.IN_PROGRESS for c in components)
+
+        await until(settled)
         status = await query(handle)
         assert status.state is OrderState.FAILED
-        assert [(f.code, f.state, f.component) for f in status.fallouts] == [
-            ("PORT_UNAVAILABLE", "open", FIXED)
+        assert [(f.code, f.state, f.component, f.step) for f in status.fallouts] == [
+            ("PORT_UNAVAILABLE", "open", PROV_FIXED, "activate")
         ]
         components = {c.id: c.state for c in status.components}
-        assert components[MOBILE] is ComponentState.COMPLETED  # independent work went on
+        assert components[PROV_MOBILE] is ComponentState.COMPLETED  # independent work went on
 
         fallout_id = status.fallouts[0].id
         fault = etree.parse(str(settings.outbox_dir / f"FAULT.{fallout_id}.xml")).getroot()
         assert etree.QName(fault).localname == "Fault"
         assert text_of(fault, "Code") == ["PORT_UNAVAILABLE"]
         assert text_of(fault, "Severity") == ["ERROR"]
-        assert ids.provisioning_order_message_id(order_number, 1, FIXED) in text_of(fault, "EBMID")
-        assert text_of(fault, "CorrectiveAction")
+        assert ids.provisioning_order_message_id(order_number, 1, PROV_FIXED) in text_of(
+            fault, "EBMID"
+        )
+        corrective = text_of(fault, "CorrectiveAction")
+        assert corrective and not any("o2a " in text for text in corrective), corrective
         ticket = etree.parse(str(settings.outbox_dir / f"TT.{fallout_id}.xml")).getroot()
         assert etree.QName(ticket).localname == "CreateTroubleTicketEBM"
 
-        with pytest.raises(OrderConflictError, match="has not failed"):
-            await resolve_order(client, order_number, MOBILE)
-        await resolve_order(client, order_number, FIXED)
+        reason = await refusal(act(handle, RESOLVE_UPDATE, component=PROV_MOBILE))
+        assert f"component {PROV_MOBILE} of order {order_number} has not failed" in reason
+        assert f"failed: {PROV_FIXED}" in reason
+        await act(handle, RESOLVE_UPDATE, component=PROV_FIXED, operator="ops")
         result = await handle.result()
     assert result.state is OrderState.COMPLETED
     assert [f.state for f in result.fallouts] == ["resolved"]
     assert all(line.status is FulfillmentStatus.COMPLETE for line in result.lines)
+    assert [(a.action, a.component, a.operator) for a in result.operator_actions] == [
+        ("resolve", PROV_FIXED, "ops")
+    ]
+
+
+async def test_resolve_with_nothing_failed_is_refused(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    order = sample("broadband_only.xml", order_number)
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.DESIGN)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await gate.wait_reached()
+        reason = await refusal(act(handle, RESOLVE_UPDATE))
+        assert reason == (
+            f"order {order_number} is in_progress: nothing has failed, "
+            "so there is nothing to resolve"
+        )
+        reason = await refusal(act(handle, RESUME_UPDATE))
+        assert "only a suspended order can be resumed" in reason
+        gate.release()
+        result = await handle.result()
+    assert result.state is OrderState.COMPLETED
+    assert result.operator_actions == []
 
 
 async def test_permanent_fault_then_fixing_revision_completes(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = with_spec(
+    order = set_spec(
         sample("triple_play.xml", order_number), "1.3.2", "SimulatedFault", "design:NO_STATIC_IP"
     )
     fixed = revision(order, 2)
     fixed.lines = [line for line in fixed.lines if line.id != "1.3.2"]
     async with worker():
-        handle = await start_order(client, order, settings)
+        handle = await start(client, settings, order)
         await wait_for_state(handle, OrderState.FAILED)
-        await revise_order(client, fixed)
+        rid = await revise(handle, fixed)
+        answer = await outcome(handle, rid)
+        assert (answer.number, answer.outcome, answer.kind) == (2, "accepted", "revision")
         result = await handle.result()
     assert result.state is OrderState.COMPLETED
     assert result.revision == 2
@@ -106,84 +141,197 @@ async def test_permanent_fault_then_fixing_revision_completes(
     assert lines["1.3.1"] is FulfillmentStatus.COMPLETE
 
 
+@pytest.mark.parametrize("how", ["cancel", "cancel-mode revision"])
 async def test_permanent_fault_then_cancel_compensates(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str, how: str
 ) -> None:
-    order = with_spec(
+    order = set_spec(
         sample("triple_play.xml", order_number), "1.3.2", "SimulatedFault", "design:NO_STATIC_IP"
     )
-    async with worker():
-        handle = await start_order(client, order, settings)
+    gated = GatedFulfillment()
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
         await wait_for_state(handle, OrderState.FAILED)
-        await cancel_order(client, order_number, "cannot be fulfilled")
+
+        async def mobile_done() -> bool:
+            components = {c.id: c.state for c in (await query(handle)).components}
+            return components[PROV_MOBILE] is ComponentState.COMPLETED
+
+        await until(mobile_done)
+        if how == "cancel":
+            rid = await cancel(handle, "cannot be fulfilled", operator="crm")
+        else:
+            cancelling = revision(order, 2)
+            cancelling.fulfillment_mode = FulfillmentMode.CANCEL
+            rid = await revise(handle, cancelling)
+        answer = await outcome(handle, rid)
         result = await handle.result()
+    # An outcome is numbered as the request that caused it.
+    expected_number = 1 if how == "cancel" else 2
+    assert (answer.number, answer.outcome, answer.kind, answer.request_id) == (
+        expected_number,
+        "cancelled",
+        "cancel",
+        rid,
+    )
+    if how == "cancel":
+        assert answer.reason == "cannot be fulfilled"
+    else:
+        assert answer.reason == "revision 2 with FulfillmentModeCode CANCEL"
     assert result.state is OrderState.CANCELLED
+    assert [(r.number, r.outcome) for r in result.revisions] == [(expected_number, "cancelled")]
     assert all(line.status is FulfillmentStatus.CANCELLED for line in result.lines)
-    calls = await step_calls(client, ids.provisioning_workflow_id(order_number, MOBILE))
-    assert {c["step"] for c in calls} >= {"design", "undo-design", "activate", "undo-activate"}
+    steps = line_steps(gated.steps(PROV_MOBILE))
+    for line_id in ("1.2.1", "1.2.2"):
+        assert steps[line_id] == [
+            Step.DESIGN,
+            Step.ACTIVATE,
+            Step.VERIFY,
+            Step.UNDO_VERIFY,
+            Step.UNDO_ACTIVATE,
+            Step.UNDO_DESIGN,
+        ], steps
 
 
 async def test_suspend_holds_new_steps_until_resume(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("triple_play.xml", order_number), 0.5)
-    async with worker():
-        handle = await start_order(client, order, settings)
-        await wait_for_state(handle, OrderState.IN_PROGRESS)
-        await asyncio.sleep(0.3)
-        await suspend_order(client, order_number)
-        await wait_for_state(handle, OrderState.SUSPENDED)
-        await asyncio.sleep(1.5)  # steps under way finish
-        before = await step_calls(client, ids.provisioning_workflow_id(order_number, MOBILE))
-        await asyncio.sleep(2.0)
-        after = await step_calls(client, ids.provisioning_workflow_id(order_number, MOBILE))
-        assert len(after) == len(before), "a new step started while suspended"
+    order = sample("triple_play.xml", order_number)
+    gated = GatedFulfillment()
+    activate = gated.hold(Step.ACTIVATE, PROV_MOBILE)
+    child_id = ids.provisioning_workflow_id(order_number, PROV_MOBILE)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await activate.wait_reached()
+        action = await act(handle, SUSPEND_UPDATE, operator="ops", reason="site survey")
+        assert (action.action, action.reason) == ("suspend", "site survey")
+        status = await wait_for_state(handle, OrderState.SUSPENDED)
+        components = {c.id: c.state for c in status.components}
+        assert components[PROV_MOBILE] is ComponentState.SUSPENDED  # running, shown suspended
+        assert ComponentState.IN_PROGRESS not in components.values()
+
+        reason = await refusal(act(handle, SUSPEND_UPDATE))
+        assert reason == f"order {order_number} is already suspended"
+
+        # The step under way finishes; the next one does not start while suspended.
+        activate.release()
+
+        async def activated() -> bool:
+            components = {c.id: c for c in (await query(handle)).components}
+            return components[PROV_MOBILE].milestone == "PROVISION_ACTIVATED"
+
+        await until(activated)
+        await until(lambda: child_idle(client, child_id))
+        assert [step for _, step, _ in gated.steps(PROV_MOBILE)] == [Step.DESIGN, Step.ACTIVATE]
         assert (await query(handle)).state is OrderState.SUSPENDED
-        with pytest.raises(OrderConflictError, match="suspended"):
-            await suspend_order(client, order_number)
-        await resume_order(client, order_number)
+
+        await act(handle, RESUME_UPDATE, operator="ops")
         result = await handle.result()
     assert result.state is OrderState.COMPLETED
+    assert [step for _, step, _ in gated.steps(PROV_MOBILE)] == [
+        Step.DESIGN,
+        Step.ACTIVATE,
+        Step.VERIFY,
+    ]
+    assert [(a.action, a.operator) for a in result.operator_actions] == [
+        ("suspend", "ops"),
+        ("resume", "ops"),
+    ]
+
+
+async def child_idle(client: Client, workflow_id: str) -> bool:
+    """The child has decided what to do after everything that happened to it so far: no
+    activity, signal or workflow task outstanding, its last event a completed workflow task."""
+    handle = client.get_workflow_handle(workflow_id)
+    described = (await handle.describe()).raw_description
+    if described.pending_activities or described.HasField("pending_workflow_task"):
+        return False
+    events = (await handle.fetch_history()).events
+    kinds = [e.event_type for e in events]
+    signals_sent = kinds.count(EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED)
+    signals_done = kinds.count(EventType.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED)
+    return (
+        signals_sent == signals_done
+        and bool(kinds)
+        and kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )
 
 
 async def test_abort_ends_at_once_without_compensation(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("triple_play.xml", order_number), 1.0)
-    async with worker():
-        handle = await mid_flight(client, settings, order)
-        await abort_order(client, order_number, "duplicate order")
+    order = sample("triple_play.xml", order_number)
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await gate.wait_reached()
+        await act(handle, ABORT_UPDATE, operator="ops", reason="duplicate order")
         result = await handle.result()
+        gate.release()
     assert result.state is OrderState.ABORTED
-    for component in (MOBILE, FIXED, BROADBAND):
-        child = client.get_workflow_handle(ids.provisioning_workflow_id(order_number, component))
-        assert (await child.describe()).status is not WorkflowExecutionStatus.RUNNING
-        calls = await step_calls(client, child.id)
-        assert not any(str(c["step"]).startswith("undo-") for c in calls)
-    with pytest.raises(OrderConflictError, match="aborted"):
-        await abort_order(client, order_number, None)
+    assert result.status is FulfillmentStatus.ABORTED
+    components = {c.id: c.state for c in result.components}
+    assert components[PROV_FIXED] is ComponentState.ABORTED
+    assert set(components.values()) <= {ComponentState.COMPLETED, ComponentState.ABORTED}
+    assert all(
+        line.status in (FulfillmentStatus.COMPLETE, FulfillmentStatus.ABORTED)
+        for line in result.lines
+    )
+    assert {line.id: line.status for line in result.lines}["1.1.1"] is FulfillmentStatus.ABORTED
+    assert [(a.action, a.operator, a.reason) for a in result.operator_actions] == [
+        ("abort", "ops", "duplicate order")
+    ]
+    # The children close with the order (Temporal terminates them once it has closed).
+    children = [
+        client.get_workflow_handle(ids.provisioning_workflow_id(order_number, component))
+        for component in (PROV_MOBILE, PROV_FIXED, PROV_BB)
+    ]
+
+    async def closed() -> bool:
+        statuses = [(await child.describe()).status for child in children]
+        return WorkflowExecutionStatus.RUNNING not in statuses
+
+    await until(closed)
+    assert not any(step.is_undo for _, step, _ in gated.steps())
+    # The order has ended: there is no workflow left to take another action.
+    with pytest.raises(RPCError, match="completed"):
+        await act(handle, ABORT_UPDATE)
 
 
 async def test_transient_outage_is_retried_without_fallout(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = with_spec(
+    order = set_spec(
         sample("broadband_only.xml", order_number), "1.1.1", "SimulatedOutage", "activate:2"
     )
-    async with worker():
-        result = await (await start_order(client, order, settings)).result()
+    gated = GatedFulfillment()
+    async with worker(fulfillment=gated):
+        result = await (await start(client, settings, order)).result()
     assert result.state is OrderState.COMPLETED
     assert result.fallouts == []
     assert not list(settings.outbox_dir.glob("FAULT.*"))
+    activations = [c for c in gated.calls if c.step is Step.ACTIVATE]
+    assert [c.attempt for c in activations] == [1, 2, 3]
 
 
 async def test_priority_maps_to_temporal_priority(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     order = sample("broadband_only.xml", order_number).model_copy(update={"priority": 9})
-    handle = await start_order(client, order, settings)
-    description = await handle.describe()
-    assert description.raw_description.workflow_execution_info.priority.priority_key == 1
-    await cancel_order(client, order_number, "priority test only")
-    async with worker():
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.DESIGN)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        description = await handle.describe()
+        assert description.raw_description.workflow_execution_info.priority.priority_key == 1
+        request = await gate.wait_reached()
+        # Inherited by the order's children.
+        child = client.get_workflow_handle(
+            ids.provisioning_workflow_id(order_number, request.component_id)
+        )
+        child_info = (await child.describe()).raw_description.workflow_execution_info
+        assert child_info.priority.priority_key == 1
+        await cancel(handle, "priority test only")
+        gate.release()
         assert (await handle.result()).state is OrderState.CANCELLED

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,9 +39,16 @@ from o2a.revision import (
     line_delta,
     plan_revision,
 )
-from tests.conftest import FULFIL_BILL, INIT_BILL, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP, SYNC
+from tests.support import (
+    FULFIL_BILL,
+    INIT_BILL,
+    PROV_BB,
+    PROV_FIXED,
+    PROV_MOBILE,
+    SHIP,
+    SYNC,
+)
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CATALOG = load_catalog()
 
 BILLING = (SYNC, INIT_BILL, FULFIL_BILL)
@@ -317,6 +323,39 @@ def test_change_fixed_voice_plan_redoes_only_that_line(
         assert rp.of(cid).kind is Compensation.NONE
 
 
+@pytest.mark.parametrize(
+    "state", [ComponentState.IN_PROGRESS, ComponentState.FAILED, ComponentState.COMPLETED]
+)
+def test_billing_amends_in_place_only_once_completed(
+    triple_play: CustomerOrder, tp_plan: OrderPlan, state: ComponentState
+) -> None:
+    """AMEND sends only what changed, so it needs the component's work to stand complete:
+    a billing or sync component that failed or still runs is redone for all its lines."""
+
+    def change(o: CustomerOrder) -> None:
+        drop(o, BROADBAND_BUNDLE)
+        _spec_value(o)
+        add_mobile_feature(o)
+
+    new = revise(triple_play, change)
+    progress = all_in(tp_plan, ComponentState.COMPLETED)
+    for cid in BILLING:
+        progress[cid] = state
+    rp = plan(triple_play, tp_plan, new, progress)
+    new_lines = [ln.id for ln in new.lines]
+    for cid in BILLING:
+        billing = rp.of(cid)
+        assert billing.undo_lines == ["1.1.1", *BROADBAND_BUNDLE], cid
+        if state is ComponentState.COMPLETED:
+            assert billing.kind is Compensation.AMEND, cid
+            assert billing.do_lines == ["1.1.1", "1.2.3"]
+            assert billing.keep_lines == [ln for ln in new_lines if ln not in ("1.1.1", "1.2.3")]
+        else:
+            assert billing.kind is Compensation.REDO, cid
+            assert billing.do_lines == new_lines
+            assert billing.keep_lines == []
+
+
 def test_move_line_to_another_bundle(triple_play: CustomerOrder, tp_plan: OrderPlan) -> None:
     """A new parent moves the line's work from one component to another."""
     new = revise(triple_play, lambda o: setattr(find(o, "1.3.2"), "parent_id", "1.2"))
@@ -393,7 +432,11 @@ def test_failed_component_keeps_no_work_it_never_did(
 def test_pending_components_take_the_new_plan(
     triple_play: CustomerOrder, tp_plan: OrderPlan
 ) -> None:
-    new = revise(triple_play, lambda o: (drop(o, BROADBAND_BUNDLE), _spec_value(o)))
+    def drop_broadband_and_change_voice(o: CustomerOrder) -> None:
+        drop(o, BROADBAND_BUNDLE)
+        _spec_value(o)
+
+    new = revise(triple_play, drop_broadband_and_change_voice)
     rp = plan(triple_play, tp_plan, new, all_in(tp_plan, ComponentState.PENDING))
     new_plan = decompose(new, CATALOG)
 
@@ -677,7 +720,9 @@ class Scenario:
 
 
 @st.composite
-def progress_st(draw: st.DrawFn, old_plan: OrderPlan) -> tuple[dict, dict]:
+def progress_st(
+    draw: st.DrawFn, old_plan: OrderPlan
+) -> tuple[dict[str, ComponentState], dict[str, set[str]]]:
     progress: dict[str, ComponentState] = {}
     done: dict[str, set[str]] = {}
     for c in old_plan.components:
@@ -803,7 +848,12 @@ def test_property_plan_is_well_formed(s: Scenario) -> None:
             assert comp.undo_lines == old[cid].lines
         else:
             assert started and cid in new
-            assert (comp.kind is Compensation.AMEND) == (new[cid].kind in AMENDABLE)
+            # Only a completed billing or sync component takes the change in place; one
+            # that failed or still runs has only partial work, so all its lines are redone.
+            completed = s.progress[cid] is ComponentState.COMPLETED
+            assert (comp.kind is Compensation.AMEND) == (completed and new[cid].kind in AMENDABLE)
+            if comp.kind is Compensation.REDO and not completed:
+                assert comp.do_lines == new[cid].lines
             assert set(comp.do_lines) | set(comp.keep_lines) == set(new[cid].lines)
         if not started:  # nothing done yet: nothing to undo
             assert not comp.undo_lines

@@ -1,94 +1,89 @@
-"""Revisions and cancels of a running order, on a real Temporal dev server."""
+"""Revisions and cancels of a running order, on a real Temporal dev server.
+
+"Mid-flight" is made with gates: the test holds the fulfillment step it wants the order to
+be at, sends the change, and releases the step once the order has taken the change.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from o2a import ids
 from o2a.catalog import load_catalog
 from o2a.config import Settings
-from o2a.errors import OrderConflictError
 from o2a.models import (
     ComponentState,
-    CustomerOrder,
     FulfillmentStatus,
     ItemReference,
     OrderState,
-    OrderStatus,
     SalesOrderLine,
-    Specification,
+    Step,
 )
-from starters.operator import cancel_order, revise_order
-from starters.submit import start_order
-from tests.test_order_workflow import sample, wait_for_state
-from workflows.customer_order import CustomerOrderWorkflow
+from o2a.ports import FulfillmentRequest
+from tests.support import (
+    FULFIL_BILL,
+    INIT_BILL,
+    PROV_BB,
+    PROV_FIXED,
+    PROV_MOBILE,
+    SHIP,
+    SYNC,
+    GatedFulfillment,
+    OrderHandle,
+    StartWorker,
+    act,
+    cancel,
+    fulfillment_calls,
+    line_steps,
+    outcome,
+    query,
+    revise,
+    revision,
+    sample,
+    set_spec,
+    signalled,
+    start,
+    until,
+)
+from workflows.contracts.customer_order import RESUME_UPDATE, SUSPEND_UPDATE
 
 FIXED_PLAN, MOBILE_PLAN = "1.1.1", "1.2.1"
-BROADBAND_LINES = {"1.3", "1.3.1", "1.3.2", "1.3.3"}
+BROADBAND_LINES = ["1.3", "1.3.1", "1.3.2", "1.3.3"]
+DESIGN_ACTIVATE_VERIFY = [Step.DESIGN, Step.ACTIVATE, Step.VERIFY]
 
 
-def delayed(order: CustomerOrder, seconds: float) -> CustomerOrder:
-    """Every product line takes ``seconds`` per step, so revisions land mid-flight."""
-    for line in order.lines:
-        line.item.specifications = [
-            s for s in line.item.specifications if s.name != "SimulatedDelay"
-        ]
-        if line.item.product_class:
-            line.item.specifications.append(
-                Specification(name="SimulatedDelay", value=str(seconds))
-            )
-    return order
+async def components_reach(handle: OrderHandle, state: ComponentState, *component_ids: str) -> None:
+    async def reached() -> bool:
+        states = {c.id: c.state for c in (await query(handle)).components}
+        return all(states.get(cid) is state for cid in component_ids)
+
+    await until(reached)
 
 
-def revision(order: CustomerOrder, number: int) -> CustomerOrder:
-    return order.model_copy(deep=True, update={"revision": number})
-
-
-def set_spec(order: CustomerOrder, line_id: str, name: str, value: str) -> None:
-    line = next(line for line in order.lines if line.id == line_id)
-    line.item.specifications = [s for s in line.item.specifications if s.name != name]
-    line.item.specifications.append(Specification(name=name, value=value))
-
-
-async def step_calls(client: Client, workflow_id: str) -> list[dict[str, object]]:
-    """The provisioning-step inputs of every run of a SOM child, in order."""
-    calls = []
-    async for run in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
-        history = await client.get_workflow_handle(workflow_id, run_id=run.run_id).fetch_history()
-        for event in history.events:
-            if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                continue
-            attrs = event.activity_task_scheduled_event_attributes
-            if attrs.activity_type.name == "run_provisioning_step":
-                calls.append(json.loads(attrs.input.payloads[0].data))
-    return calls
-
-
-async def mid_flight(
-    client: Client, settings: Settings, order: CustomerOrder, after: float = 1.5
-) -> WorkflowHandle:
-    """Start the order and return once it has been in progress for ``after`` seconds."""
-    handle = await start_order(client, order, settings)
-    await wait_for_state(handle, OrderState.IN_PROGRESS)
-    await asyncio.sleep(after)
-    return handle
-
-
-async def query(handle: WorkflowHandle) -> OrderStatus:
-    return await handle.query(CustomerOrderWorkflow.status)
+def every_step_undone(calls: list[tuple[str, Step, list[str]]]) -> list[tuple[str, Step]]:
+    """(line, step) of every do step in ``calls`` whose undo step never came after it."""
+    open_work: list[tuple[str, Step]] = []
+    for _, step, lines in calls:
+        for line_id in lines:
+            if step.is_undo:
+                done = Step(step.value.removeprefix("undo-"))
+                if (line_id, done) in open_work:
+                    open_work.remove((line_id, done))
+            else:
+                open_work.append((line_id, step))
+    return open_work
 
 
 async def test_revision_drops_changes_and_adds_mid_flight(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("triple_play.xml", order_number), 0.4)
+    order = sample("triple_play.xml", order_number)
     revised = revision(order, 2)
     revised.lines = [line for line in revised.lines if line.id not in BROADBAND_LINES]
     set_spec(revised, FIXED_PLAN, "CallerIdPresentation", "Restricted")
@@ -104,73 +99,110 @@ async def test_revision_drops_changes_and_adds_mid_flight(
             ),
         )
     )
-    async with worker():
-        handle = await start_order(client, order, settings)
-        await wait_for_state(handle, OrderState.IN_PROGRESS)
-        await asyncio.sleep(1.5)  # broadband designed and activated; more under way
-        await revise_order(client, revised)
+    gated = GatedFulfillment()
+    gates = [
+        gated.hold(Step.ACTIVATE, PROV_FIXED),  # designed; activating
+        gated.hold(Step.VERIFY, PROV_MOBILE),  # designed and activated; verifying
+        gated.hold(Step.VERIFY, PROV_BB),
+    ]
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        for gate in gates:
+            await gate.wait_reached()
+        # Customer sync, initial billing and shipping are done: billing takes the change in
+        # place, the shipment is taken back.
+        await components_reach(handle, ComponentState.COMPLETED, SYNC, INIT_BILL, SHIP)
+        rid = await revise(handle, revised)
+        answer = await outcome(handle, rid)
+        assert (answer.number, answer.outcome, answer.kind) == (2, "accepted", "revision")
+        gated.release_all()
         result = await handle.result()
 
     assert result.state is OrderState.COMPLETED, result
     assert result.revision == 2
-    assert [(r.number, r.outcome) for r in result.revisions] == [(2, "accepted")]
+    assert [(r.number, r.outcome, r.request_id) for r in result.revisions] == [(2, "accepted", rid)]
     lines = {line.id: line for line in result.lines}
     for line_id in BROADBAND_LINES:
         assert lines[line_id].status is FulfillmentStatus.CANCELLED, lines[line_id]
-    for line_id in set(lines) - BROADBAND_LINES:
+    for line_id in set(lines) - set(BROADBAND_LINES):
         assert lines[line_id].status is FulfillmentStatus.COMPLETE, lines[line_id]
     components = {c.id: c for c in result.components}
-    broadband = "Provision.BroadbandProvisioningSystem.bundle-1.3"
-    assert components[broadband].state is ComponentState.CANCELLED
+    assert components[PROV_BB].state is ComponentState.CANCELLED
+    assert components[SHIP].state is ComponentState.CANCELLED
     assert result.status is FulfillmentStatus.COMPLETE
 
-    prefix = f"order-{order_number}/"
-    bb_calls = await step_calls(client, prefix + broadband)
-    undone = {(c["line"]["id"], c["step"]) for c in bb_calls if str(c["step"]).startswith("undo-")}
-    assert ("1.3.1", "undo-design") in undone, bb_calls
-
-    fixed = await step_calls(client, prefix + "Provision.FixedProvisioningSystem.bundle-1.1")
-    fixed_plan_steps = [c["step"] for c in fixed if c["line"]["id"] == FIXED_PLAN]
-    assert "undo-design" in fixed_plan_steps and fixed_plan_steps.count("design") == 2, fixed
-    assert [c["step"] for c in fixed if c["line"]["id"] == "1.1.2"] == [
-        "design",
-        "activate",
-        "verify",
-    ], "an untouched line was provisioned twice"
-
-    mobile = await step_calls(client, prefix + "Provision.MobileProvisioningSystem.bundle-1.2")
-    assert [c["step"] for c in mobile if c["line"]["id"] == MOBILE_PLAN] == [
-        "design",
-        "activate",
-        "verify",
+    # The dropped bundle: everything it did is undone, latest first.
+    assert line_steps(gated.steps(PROV_BB))["1.3.1"] == [
+        *DESIGN_ACTIVATE_VERIFY,
+        Step.UNDO_VERIFY,
+        Step.UNDO_ACTIVATE,
+        Step.UNDO_DESIGN,
     ]
-    assert [c["step"] for c in mobile if c["line"]["id"] == "1.2.3"] == [
-        "design",
-        "activate",
-        "verify",
+    assert [step for _, step, _ in gated.steps(SHIP)] == [Step.SHIP, Step.UNDO_SHIP]
+
+    # The changed line is undone and done again; its untouched sibling is done once.
+    fixed = line_steps(gated.steps(PROV_FIXED))
+    assert fixed[FIXED_PLAN] == [
+        Step.DESIGN,
+        Step.ACTIVATE,
+        Step.UNDO_ACTIVATE,
+        Step.UNDO_DESIGN,
+        *DESIGN_ACTIVATE_VERIFY,
+    ], fixed
+    assert fixed["1.1.2"] == DESIGN_ACTIVATE_VERIFY, "an untouched line was provisioned twice"
+
+    # The added line is provisioned by the running child; the plan it joined, once.
+    mobile = line_steps(gated.steps(PROV_MOBILE))
+    assert mobile[MOBILE_PLAN] == DESIGN_ACTIVATE_VERIFY
+    assert mobile["1.2.3"] == DESIGN_ACTIVATE_VERIFY
+    # After the revise, the child's calls say the new revision.
+    mobile_calls = [c for c in gated.calls if c.component_id == PROV_MOBILE]
+    assert [c.revision for c in mobile_calls if "1.2.3" in [ln.id for ln in c.lines]] == [2, 2, 2]
+
+    # Completed billing and customer sync take the change in place: the removed lines get
+    # the undo step, the changed one the amend step, the added one the do step; untouched
+    # lines are not sent again.
+    for component, step in ((SYNC, Step.SYNC), (INIT_BILL, Step.BILLING)):
+        assert gated.steps(component)[1:] == [
+            (component, step.undo(), BROADBAND_LINES),
+            (component, step.amend(), [FIXED_PLAN]),
+            (component, step, ["1.2.3"]),
+        ], gated.steps(component)
+    # Final billing had not started: it runs once, with the revised order.
+    assert gated.steps(FULFIL_BILL) == [
+        (FULFIL_BILL, Step.BILLING, [line.id for line in revised.lines])
     ]
 
     crm = sorted(settings.outbox_dir.glob(f"USO.{order_number}.r2.u*.xml"))
     assert crm, "CRM heard nothing at revision 2"
-    text = crm[-1].read_text()
-    assert "<corecom:Number>2</corecom:Number>" in text
+    assert "<corecom:Number>2</corecom:Number>" in crm[-1].read_text()
 
 
 async def test_stale_revision_is_rejected_and_the_order_carries_on(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("broadband_only.xml", order_number), 0.3)
+    order = sample("broadband_only.xml", order_number)
     stale = revision(order, order.revision)
     set_spec(stale, stale.lines[-1].id, "Colour", "red")
-    async with worker():
-        handle = await start_order(client, order, settings)
-        await revise_order(client, stale)
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.DESIGN)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await gate.wait_reached()
+        rid = await revise(handle, stale)
+        answer = await outcome(handle, rid)
+        gate.release()
         result = await handle.result()
+    assert (answer.number, answer.outcome, answer.kind, answer.request_id) == (
+        order.revision,
+        "rejected",
+        "revision",
+        rid,
+    )
+    assert answer.reason == f"revision {order.revision} is not higher than the current 1"
     assert result.state is OrderState.COMPLETED
     assert result.revision == order.revision
-    assert len(result.revisions) == 1
-    assert result.revisions[0].outcome == "rejected"
-    assert "not higher" in (result.revisions[0].reason or "")
+    assert result.revisions == [answer]
     assert all(line.status is FulfillmentStatus.COMPLETE for line in result.lines)
     rejection = [
         p
@@ -181,104 +213,155 @@ async def test_stale_revision_is_rejected_and_the_order_carries_on(
 
 
 async def test_five_revisions_back_to_back_apply_in_order(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("triple_play.xml", order_number), 0.2)
+    order = sample("triple_play.xml", order_number)
     revisions = []
     for number in range(2, 7):
         r = revision(order, number)
         set_spec(r, FIXED_PLAN, "CallerIdPresentation", f"v{number}")
         revisions.append(r)
-    async with worker():
-        handle = await start_order(client, order, settings)
-        await wait_for_state(handle, OrderState.IN_PROGRESS)
-        for r in revisions:
-            await revise_order(client, r)
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await gate.wait_reached()
+        rids = [await revise(handle, r) for r in revisions]
+        answers = [await outcome(handle, rid) for rid in rids]
+        gate.release()
         result = await handle.result()
+    assert [(a.number, a.outcome, a.request_id) for a in answers] == [
+        (n, "accepted", rid) for n, rid in zip(range(2, 7), rids, strict=True)
+    ]
     assert result.state is OrderState.COMPLETED
     assert result.revision == 6
-    assert [(r.number, r.outcome) for r in result.revisions] == [
-        (n, "accepted") for n in range(2, 7)
-    ]
+    assert result.revisions == answers
     assert all(line.status is FulfillmentStatus.COMPLETE for line in result.lines)
+    # The running child took all five: the changed line is redone once, at revision 6.
+    fixed = [c for c in gated.calls if c.component_id == PROV_FIXED]
+    assert line_steps(gated.steps(PROV_FIXED))[FIXED_PLAN] == [
+        Step.DESIGN,
+        Step.ACTIVATE,
+        Step.UNDO_ACTIVATE,
+        Step.UNDO_DESIGN,
+        *DESIGN_ACTIVATE_VERIFY,
+    ]
+    assert [c.revision for c in fixed[-3:]] == [6, 6, 6]
+    assert _spec(fixed[-1], FIXED_PLAN, "CallerIdPresentation") == "v6"
+
+
+def _spec(request: FulfillmentRequest, line_id: str, name: str) -> str | None:
+    line = next(line for line in request.lines if line.id == line_id)
+    return line.item.spec(name)
 
 
 async def test_unchanged_revision_plans_nothing(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("broadband_only.xml", order_number), 0.3)
-    async with worker():
-        handle = await start_order(client, order, settings)
-        await wait_for_state(handle, OrderState.IN_PROGRESS)
-        await asyncio.sleep(1.0)
-        await revise_order(client, revision(order, order.revision + 1))
+    order = sample("broadband_only.xml", order_number)
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.ACTIVATE)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await gate.wait_reached()
+        rid = await revise(handle, revision(order, order.revision + 1))
+        assert (await outcome(handle, rid)).outcome == "accepted"
+        gate.release()
         result = await handle.result()
     assert result.state is OrderState.COMPLETED
     assert [(r.number, r.outcome) for r in result.revisions] == [(order.revision + 1, "accepted")]
-    provisioning = [c for c in result.components if c.function == "Provision"]
-    for component in provisioning:
-        calls = await step_calls(client, ids.provisioning_workflow_id(order_number, component.id))
-        steps = [c["step"] for c in calls]
-        assert not any(str(s).startswith("undo-") for s in steps), steps
-        assert steps.count("design") == len(component.lines), steps
+    for component in result.components:
+        steps = [step for _, step, _ in gated.steps(component.id)]
+        assert not any(step.is_undo for step in steps), (component.id, steps)
+        assert len(steps) == len(set(steps)), (component.id, steps)  # nothing done twice
+        assert all(lines == component.lines for _, _, lines in gated.steps(component.id))
 
 
 async def test_cancel_mid_flight_undoes_everything(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("triple_play.xml", order_number), 1.0)
-    async with worker():
-        handle = await mid_flight(client, settings, order)
-        await cancel_order(client, order_number, "customer changed their mind")
+    order = sample("triple_play.xml", order_number)
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await gate.wait_reached()
+        rid = await cancel(handle, "customer changed their mind")
+        # The running child is told to undo itself while its step is still under way.
+        await signalled(client, ids.provisioning_workflow_id(order_number, PROV_FIXED), "cancel")
+        gate.release()
+        answer = await outcome(handle, rid)
         result = await handle.result()
+    assert (answer.number, answer.outcome, answer.kind) == (1, "cancelled", "cancel")
+    assert answer.reason == "customer changed their mind"
     assert result.state is OrderState.CANCELLED
     assert result.status is FulfillmentStatus.CANCELLED
     assert all(line.status is FulfillmentStatus.CANCELLED for line in result.lines)
     assert all(c.state is ComponentState.CANCELLED for c in result.components)
-    for component in (c for c in result.components if c.function == "Provision"):
-        calls = await step_calls(client, ids.provisioning_workflow_id(order_number, component.id))
-        done = {(c["line"]["id"], c["step"]) for c in calls}
-        for line_id, step in list(done):
-            if not str(step).startswith("undo-"):
-                assert (line_id, f"undo-{step}") in done, (component.id, line_id, step)
+    for component in result.components:
+        left = every_step_undone(gated.steps(component.id))
+        assert not left, (component.id, left)
+    assert line_steps(gated.steps(PROV_FIXED))[FIXED_PLAN] == [
+        Step.DESIGN,
+        Step.ACTIVATE,
+        Step.UNDO_ACTIVATE,
+        Step.UNDO_DESIGN,
+    ]
     crm = sorted(settings.outbox_dir.glob(f"USO.{order_number}.*.xml"))
     assert "CANCELLED" in crm[-1].read_text()
 
 
 async def test_cancel_before_start_and_after_completion(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     order = sample("broadband_only.xml", order_number)
-    handle = await start_order(client, order, settings)  # no worker yet: nothing has started
-    await cancel_order(client, order_number, None)
-    async with worker():
+    handle = await start(client, settings, order)  # no worker yet: nothing has started
+    await cancel(handle)
+    gated = GatedFulfillment()
+    async with worker(fulfillment=gated):
         result = await handle.result()
     assert result.state is OrderState.CANCELLED
+    assert [(r.number, r.outcome, r.reason) for r in result.revisions] == [
+        (1, "cancelled", "cancel requested")
+    ]
     assert not list(settings.outbox_dir.glob(f"PPO.{order_number}.*"))
+    assert gated.calls == []
 
     second = sample("broadband_only.xml", order_number + "B")
     async with worker():
-        done = await (await start_order(client, second, settings)).result()
+        done_handle = await start(client, settings, second)
+        done = await done_handle.result()
     assert done.state is OrderState.COMPLETED
-    with pytest.raises(OrderConflictError, match="completed"):
-        await cancel_order(client, second.order_number, None)
+    # A finished order has no workflow left to take a cancel.
+    with pytest.raises(RPCError, match="completed"):
+        await cancel(done_handle)
 
 
 async def test_revision_then_cancel_ends_cancelled(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("triple_play.xml", order_number), 0.3)
+    order = sample("triple_play.xml", order_number)
     r2 = revision(order, 2)
     set_spec(r2, FIXED_PLAN, "CallerIdPresentation", "Restricted")
-    async with worker():
-        handle = await start_order(client, order, settings)
-        await wait_for_state(handle, OrderState.IN_PROGRESS)
-        await revise_order(client, r2)
-        await cancel_order(client, order_number, "raced")
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await gate.wait_reached()
+        revised = await revise(handle, r2)
+        cancelled = await cancel(handle, "raced")
+        assert (await outcome(handle, revised)).outcome == "accepted"
+        gate.release()
+        answer = await outcome(handle, cancelled)
         result = await handle.result()
     assert result.state is OrderState.CANCELLED
-    assert [r.outcome for r in result.revisions] == ["accepted", "cancelled"]
+    assert [(r.number, r.outcome, r.kind) for r in result.revisions] == [
+        (2, "accepted", "revision"),
+        (2, "cancelled", "cancel"),
+    ]
+    assert result.revisions[1] == answer
     assert all(line.status is FulfillmentStatus.CANCELLED for line in result.lines)
+    assert not every_step_undone(gated.steps(PROV_FIXED))
 
 
 def hard_provisioning(settings: Settings, tmp_path: Path) -> Settings:
@@ -287,115 +370,151 @@ def hard_provisioning(settings: Settings, tmp_path: Path) -> Settings:
     catalog["fulfillment_functions"]["Provision"]["point_of_no_return_kind"] = "hard"
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(catalog))
-    return Settings(
-        task_queue=settings.task_queue,
-        outbox_dir=settings.outbox_dir,
-        catalog_path=path,
-        ui_url=settings.ui_url,
-    )
-
-
-async def wait_for_ponr(handle: WorkflowHandle, line_id: str) -> None:
-    while not {line.id: line for line in (await query(handle)).lines}[line_id].point_of_no_return:
-        await asyncio.sleep(0.1)
+    return dataclasses.replace(settings, catalog_path=path)
 
 
 @pytest.mark.parametrize("change", ["revision", "cancel"])
 async def test_hard_point_of_no_return_refuses_the_change(
     client: Client,
     settings: Settings,
-    worker: Callable,
+    worker: StartWorker,
     order_number: str,
     tmp_path: Path,
     change: str,
 ) -> None:
     hard = hard_provisioning(settings, tmp_path)
-    order = delayed(sample("broadband_only.xml", order_number), 0.5)
+    order = sample("broadband_only.xml", order_number)
     r2 = revision(order, 2)
     plan_line = next(x for x in r2.lines if x.item.product_class == "Broadband Service Plan Class")
     set_spec(r2, plan_line.id, "Speed", "2000 Mbps")
-    async with worker(hard):
-        handle = await start_order(client, order, hard)
-        await asyncio.wait_for(wait_for_ponr(handle, plan_line.id), 30)  # activated
-        if change == "revision":
-            await revise_order(client, r2)
-        else:
-            await cancel_order(client, order_number, "too late")
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.VERIFY)  # activated: past the point of no return
+    async with worker(hard, fulfillment=gated):
+        handle = await start(client, hard, order)
+        await gate.wait_reached()
+
+        async def past_ponr() -> bool:
+            lines = {line.id: line for line in (await query(handle)).lines}
+            return lines[plan_line.id].point_of_no_return
+
+        await until(past_ponr)
+        rid = await (revise(handle, r2) if change == "revision" else cancel(handle, "too late"))
+        answer = await outcome(handle, rid)
+        gate.release()
         result = await handle.result()
+    assert answer.outcome == "rejected"
+    assert answer.kind == change
+    assert "hard point of no return" in (answer.reason or "")
     assert result.state is OrderState.COMPLETED
     assert result.revision == order.revision
-    assert result.revisions[0].outcome == "rejected"
-    assert "hard point of no return" in (result.revisions[0].reason or "")
+    assert result.revisions == [answer]
     assert all(line.status is FulfillmentStatus.COMPLETE for line in result.lines)
-
-
-async def function_steps(handle: WorkflowHandle) -> list[tuple[str, str]]:
-    """(component, step) of every inline fulfillment call in the order's own history."""
-    history = await handle.fetch_history()
-    calls = []
-    for event in history.events:
-        if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            continue
-        attrs = event.activity_task_scheduled_event_attributes
-        if attrs.activity_type.name == "run_order_function":
-            call = json.loads(attrs.input.payloads[0].data)
-            calls.append((call["component_id"], call["step"]))
-    return calls
+    assert not any(step.is_undo for _, step, _ in gated.steps())
 
 
 async def test_cancel_after_billing_started_undoes_billing_first(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("triple_play.xml", order_number), 0.5)
-    init_billing = "InitiateBilling.BillingSystem.order"
-    async with worker():
-        handle = await start_order(client, order, settings)
-        while True:
-            states = {c.id: c.state for c in (await query(handle)).components}
-            if states.get(init_billing) is ComponentState.COMPLETED:
-                break
-            await asyncio.sleep(0.1)
-        await cancel_order(client, order_number, "after billing started")
+    order = sample("triple_play.xml", order_number)
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await gate.wait_reached()
+        await components_reach(handle, ComponentState.COMPLETED, INIT_BILL)
+        cancelled = await cancel(handle, "after billing started")
         # A revision queued behind the cancel is answered, not lost.
-        await revise_order(client, revision(order, 2))
+        late = await revise(handle, revision(order, 2))
+        await signalled(client, ids.provisioning_workflow_id(order_number, PROV_FIXED), "cancel")
+        gate.release()
+        assert (await outcome(handle, cancelled)).outcome == "cancelled"
+        rejected = await outcome(handle, late)
         result = await handle.result()
     assert result.state is OrderState.CANCELLED
     assert [(r.number, r.outcome) for r in result.revisions] == [(1, "cancelled"), (2, "rejected")]
-    steps = await function_steps(handle)
-    assert (init_billing, "undo-billing") in steps
-    assert ("SyncCustomer.BillingSystem.order", "undo-sync") in steps
+    assert rejected.reason == "order is cancelled"
+    calls = await fulfillment_calls(client, handle.id)
+    steps = [(c["component_id"], c["step"]) for c in calls]
+    assert (INIT_BILL, "undo-billing") in steps
+    assert (SYNC, "undo-sync") in steps
     # Billing depended on the customer sync: it is undone first.
-    assert steps.index((init_billing, "undo-billing")) < steps.index(
-        ("SyncCustomer.BillingSystem.order", "undo-sync")
-    )
+    assert steps.index((INIT_BILL, "undo-billing")) < steps.index((SYNC, "undo-sync"))
+    assert not any(component == FULFIL_BILL for component, _ in steps)
 
 
 async def test_second_revision_while_a_dropped_component_still_undoes(
-    client: Client, settings: Settings, worker: Callable, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = delayed(sample("triple_play.xml", order_number), 1.0)
+    order = sample("triple_play.xml", order_number)
     r2 = revision(order, 2)
     r2.lines = [line for line in r2.lines if line.id not in BROADBAND_LINES]
     r3 = revision(r2, 3)
     set_spec(r3, FIXED_PLAN, "CallerIdPresentation", "Restricted")
-    async with worker():
-        handle = await mid_flight(client, settings, order, after=2.5)
-        await revise_order(client, r2)
-        await revise_order(client, r3)
+    gated = GatedFulfillment()
+    verifying = gated.hold(Step.VERIFY, PROV_BB)
+    undoing = gated.hold(Step.UNDO_ACTIVATE, PROV_BB)
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await verifying.wait_reached()
+        dropped = await revise(handle, r2)
+        assert (await outcome(handle, dropped)).outcome == "accepted"
+        verifying.release()
+        await undoing.wait_reached()  # the dropped broadband child is undoing its work
+        changed = await revise(handle, r3)
+        assert (await outcome(handle, changed)).outcome == "accepted"
+        undoing.release()
         result = await handle.result()
     assert result.state is OrderState.COMPLETED
     assert [(r.number, r.outcome) for r in result.revisions] == [(2, "accepted"), (3, "accepted")]
     components = {c.id: c.state for c in result.components}
-    assert (
-        components["Provision.BroadbandProvisioningSystem.bundle-1.3"] is ComponentState.CANCELLED
+    assert components[PROV_BB] is ComponentState.CANCELLED
+    assert not every_step_undone(gated.steps(PROV_BB))
+    assert line_steps(gated.steps(PROV_BB))["1.3.1"] == [
+        *DESIGN_ACTIVATE_VERIFY,
+        Step.UNDO_VERIFY,
+        Step.UNDO_ACTIVATE,
+        Step.UNDO_DESIGN,
+    ]
+
+
+async def test_revisions_taken_before_a_rerun_all_reach_the_systems(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """Revision 2 changes a line of completed work (billing amends it in place, fixed
+    provisioning redoes it), but before those reruns start (the order is suspended) revision
+    3 changes another line of the same components: each system must end with revision 3."""
+    order = sample("triple_play.xml", order_number)
+    r2 = revision(order, 2)
+    set_spec(r2, FIXED_PLAN, "CallerIdPresentation", "Restricted")
+    r3 = revision(r2, 3)
+    set_spec(r3, "1.1.2", "Colour", "blue")
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.ACTIVATE, PROV_MOBILE)  # keeps the order running
+    async with worker(fulfillment=gated):
+        handle = await start(client, settings, order)
+        await gate.wait_reached()
+        await components_reach(handle, ComponentState.COMPLETED, SYNC, INIT_BILL, PROV_FIXED)
+        await act(handle, SUSPEND_UPDATE)
+        for r in (r2, r3):
+            assert (await outcome(handle, await revise(handle, r))).outcome == "accepted"
+        await act(handle, RESUME_UPDATE)
+        gate.release()
+        result = await handle.result()
+    assert result.state is OrderState.COMPLETED
+    assert result.revision == 3
+    wanted = {line.id: line for line in r3.lines}
+    stale = []
+    for component in (SYNC, INIT_BILL, PROV_FIXED):
+        # What the system holds for each line: the content of the last call that sent it.
+        last: dict[str, tuple[Step, SalesOrderLine]] = {}
+        for call in gated.calls:
+            if call.component_id == component:
+                for line in call.lines:
+                    last[line.id] = (call.step, line)
+        for line_id in (FIXED_PLAN, "1.1.2"):
+            step, line = last[line_id]
+            if step.is_undo or line != wanted[line_id]:
+                stale.append((component, line_id, step.value, gated.steps(component)[1:]))
+    assert not stale, "systems left with an earlier revision's content:\n" + "\n".join(
+        map(str, stale)
     )
-    calls = await step_calls(
-        client,
-        ids.provisioning_workflow_id(
-            order_number, "Provision.BroadbandProvisioningSystem.bundle-1.3"
-        ),
-    )
-    done = {(c["line"]["id"], c["step"]) for c in calls}
-    for line_id, step in list(done):
-        if not str(step).startswith("undo-"):
-            assert (line_id, f"undo-{step}") in done, (line_id, step)

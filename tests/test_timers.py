@@ -3,7 +3,6 @@ future-dated orders wait for their computed start; late components raise jeopard
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import uuid
@@ -12,20 +11,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from o2a.catalog import load_catalog
 from o2a.client import DATA_CONVERTER, interceptors
 from o2a.config import Settings
-from o2a.models import ComponentState, OrderState
+from o2a.models import ComponentState, OrderState, Step
 from o2a.visibility import indexed_value_types
-from starters.operator import revise_order
-from starters.submit import start_order
-from tests.test_order_workflow import sample
-from tests.test_revision_workflow import delayed, query, revision
+from tests.support import GatedFulfillment, outcome, query, revise, revision, sample, start, until
 from workers.worker import build_worker
-from workflows.customer_order import JEOPARDY_LEVELS
+from workflows.order_reporting import JEOPARDY_LEVELS
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
@@ -38,7 +35,13 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=str(TEST_SERVER),
     )
     await environment.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(namespace="default", search_attributes=indexed_value_types())
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={
+                name: IndexedValueType.ValueType(value)
+                for name, value in indexed_value_types().items()
+            },
+        )
     )
     yield environment
     await environment.shutdown()
@@ -68,14 +71,16 @@ async def test_future_dated_order_waits_then_a_revision_moves_the_date(
     )
     async with build_worker(env.client, settings):
         with env.auto_time_skipping_disabled():
-            handle = await start_order(env.client, order, settings)
-            while (await query(handle)).state is not OrderState.WAITING:
-                await asyncio.sleep(0.05)
+            handle = await start(env.client, settings, order)
+
+            async def waiting() -> bool:
+                return (await query(handle)).state is OrderState.WAITING
+
+            await until(waiting)
             status = await query(handle)
             assert any(c.state is ComponentState.WAITING for c in status.components)
-            await revise_order(env.client, later)
-            while not (await query(handle)).revisions:
-                await asyncio.sleep(0.05)
+            answer = await outcome(handle, await revise(handle, later))
+            assert (answer.number, answer.outcome) == (later.revision, "accepted")
             assert (await query(handle)).state is OrderState.WAITING
         result = await handle.result()
     assert result.state is OrderState.COMPLETED
@@ -92,13 +97,23 @@ async def test_late_component_raises_jeopardy_by_severity(
     env: WorkflowEnvironment, tmp_path: Path, order_number: str
 ) -> None:
     catalog = json.loads(load_catalog().model_dump_json())
-    catalog["fulfillment_functions"]["Provision"]["expected_duration_seconds"] = 1.0
+    catalog["fulfillment_functions"]["Provision"]["expected_duration_seconds"] = 0.1
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(catalog))
     settings = local_settings(tmp_path, path)
-    order = delayed(sample("broadband_only.xml", order_number), 1.2)  # 3 steps: 3.6 s
-    async with build_worker(env.client, settings):
-        result = await (await start_order(env.client, order, settings)).result()
+    order = sample("broadband_only.xml", order_number)
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.DESIGN)  # provisioning runs late: held until every level is raised
+    async with build_worker(env.client, settings, fulfillment=gated):
+        handle = await start(env.client, settings, order)
+        await gate.wait_reached()
+
+        async def all_raised() -> bool:
+            return len((await query(handle)).jeopardies) == len(JEOPARDY_LEVELS)
+
+        await until(all_raised)
+        gate.release()
+        result = await handle.result()
     assert result.state is OrderState.COMPLETED
     provision = next(c for c in result.components if c.function == "Provision")
     raised = [j.severity for j in result.jeopardies if j.component == provision.id]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +19,17 @@ from o2a.models import (
     ServiceActionCode,
 )
 from o2a.tracking import FulfillmentTracker, aggregate_order_status, line_status
-from tests.conftest import FULFIL_BILL, INIT_BILL, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP, SYNC
+from tests.support import (
+    FULFIL_BILL,
+    INIT_BILL,
+    PROV_BB,
+    PROV_FIXED,
+    PROV_MOBILE,
+    SAMPLES,
+    SHIP,
+    SYNC,
+)
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
 S = FulfillmentStatus
@@ -50,6 +57,9 @@ INDEPENDENT = [SYNC, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP]
         ([S.PENDING, S.PENDING], S.OPEN),
         ([S.OPEN, S.PENDING], S.OPEN),
         ([S.OPEN], S.OPEN),
+        ([S.COMPLETE, S.ABORTED], S.ABORTED),
+        ([S.CANCELLED, S.ABORTED], S.ABORTED),
+        ([S.FAILED, S.ABORTED], S.FAILED),
     ],
 )
 def test_aggregate_order_status(
@@ -366,3 +376,51 @@ def test_order_with_context_lines_is_open_before_work_starts(order: CustomerOrde
     order.lines[-1].action = ServiceActionCode.NO_CHANGE  # the discount is context only
     tracker = FulfillmentTracker(order, decompose(order, load_catalog()))
     assert tracker.order_status() is S.OPEN
+
+
+def test_abort_ends_unfinished_work_aborted(tracker: FulfillmentTracker) -> None:
+    """Aborted orders end with a final status: what finished stays, the rest is ABORTED."""
+    run(tracker, SYNC)
+    run(tracker, PROV_MOBILE)
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, "PROVISION_START"), T0)
+    tracker.apply(update(PROV_BB, C.FAILED, fault_code="NO_STATIC_IP"), T0)
+    tracker.abort()
+    states = {c.id: c.state for c in tracker.components.values()}
+    assert states[SYNC] is C.COMPLETED
+    assert states[PROV_MOBILE] is C.COMPLETED
+    for cid in (PROV_FIXED, PROV_BB, SHIP, INIT_BILL, FULFIL_BILL):
+        assert states[cid] is C.ABORTED, cid
+    assert set(statuses(tracker).values()) == {S.ABORTED}  # every line waits on billing
+    assert tracker.order_status() is S.ABORTED
+    assert [f.state for f in tracker.fallouts] == ["closed"]
+    status = tracker.snapshot(OrderState.ABORTED, crm_updates_sent=0)
+    assert status.state is OrderState.ABORTED
+    assert status.status is S.ABORTED
+
+
+def test_suspended_order_shows_running_components_suspended(
+    tracker: FulfillmentTracker,
+) -> None:
+    """Shown, not stored: the snapshot of a suspended order says so for started work."""
+    run(tracker, SYNC)
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, "PROVISION_START"), T0)
+    tracker.wait(SHIP, T0)
+    shown = {c.id: c.state for c in tracker.snapshot(OrderState.SUSPENDED, 0).components}
+    assert shown[PROV_FIXED] is C.SUSPENDED
+    assert shown[SHIP] is C.SUSPENDED
+    assert shown[SYNC] is C.COMPLETED
+    assert shown[PROV_MOBILE] is C.PENDING
+    assert tracker.components[PROV_FIXED].state is C.IN_PROGRESS
+    resumed = {c.id: c.state for c in tracker.snapshot(OrderState.IN_PROGRESS, 0).components}
+    assert resumed[PROV_FIXED] is C.IN_PROGRESS
+
+
+def test_reopen_after_a_failed_undo(tracker: FulfillmentTracker) -> None:
+    """A failed undo is fallout; resolving it puts the component back as it was before."""
+    run(tracker, SYNC)
+    tracker.apply(update(SYNC, C.FAILED, step="undo-sync", fault_code="LOCKED"), T0)
+    assert [(f.step, f.state) for f in tracker.fallouts] == [("undo-sync", "open")]
+    tracker.reopen(SYNC, C.COMPLETED)
+    assert tracker.components[SYNC].state is C.COMPLETED
+    assert [f.state for f in tracker.fallouts] == ["resolved"]
+    assert not tracker.has_failed()

@@ -21,9 +21,7 @@ from o2a import ids
 from o2a.config import Settings
 from o2a.inbound import CC_NS, read_order_file
 from o2a.models import CustomerOrder, OrderState, OrderStatus, Specification
-from starters.submit import start_order
-from tests.conftest import SAMPLES
-from tests.test_cli import Background, cli_env, wait_until
+from tests.support import SAMPLES, Background, cli_env, start, wait_until
 
 ORDERS = 20
 DELAY = "0.5"
@@ -82,7 +80,7 @@ async def diagnose(client: Client, task_queue: str) -> str:
 
 async def test_sigkilled_worker_restarted_completes_all_orders_without_duplicates(
     client: Client, temporal_address: str, settings: Settings, tmp_path: Path
-):
+) -> None:
     env = cli_env(temporal_address, settings)
     outbox = settings.outbox_dir
     prefix = f"K{uuid.uuid4().hex[:8].upper()}"
@@ -94,9 +92,7 @@ async def test_sigkilled_worker_restarted_completes_all_orders_without_duplicate
     second: Background | None = None
     try:
         await first.wait_for_output("polling task queue", timeout=60)
-        handles = list(
-            await asyncio.gather(*(start_order(client, order, settings) for order in orders))
-        )
+        handles = list(await asyncio.gather(*(start(client, settings, order) for order in orders)))
 
         # Mid-flight: provisioning has begun for a good part of the orders.
         await wait_until(
