@@ -85,6 +85,11 @@ def _line_key(line: SalesOrderLine) -> tuple[object, ...]:
     )
 
 
+def line_changed(old: SalesOrderLine, new: SalesOrderLine) -> bool:
+    """The line's fulfilled work no longer matches what the new version asks for."""
+    return _line_key(old) != _line_key(new)
+
+
 def line_delta(old: CustomerOrder, new: CustomerOrder) -> dict[str, LineChange]:
     old_lines = {line.id: line for line in old.lines}
     new_lines = {line.id: line for line in new.lines}

@@ -26,12 +26,14 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         ProvisioningRevision,
         RevisionView,
+        SalesOrderLine,
     )
     from o2a.revision import (
         Compensation,
         RevisionPlan,
         cancellation_plan,
         hard_ponr_violations,
+        line_changed,
         plan_revision,
     )
     from workflows.contracts.customer_order import CancelRequest, RevisionRequest
@@ -39,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order_reporting import OrderReporter
     from workflows.order_runner import ComponentRunner
     from workflows.order_work import (
-        Amendment,
         ComponentWork,
         decompose,
         failed_update,
@@ -128,38 +129,61 @@ class ChangeCoordinator:
             if await self._signal_children(revision, order, plan):
                 break
         undo = {
-            c.component_id: c.undo_lines
+            c.component_id: self._work.lines_of(c.undo_lines, current)
             for c in revision.compensations
             if c.undo_lines and c.kind is not Compensation.AMEND
         }
-        if not await self._undo_waves(undo, old_plan, current):
+        undo |= self._stale_standing_work(order, plan)
+        if not await self._undo_waves(undo, old_plan):
             return  # aborted meanwhile
         children = runner.children()
         ctx.tracker = tracker.revised(order, plan, revision, running=list(children))
         for comp in revision.compensations:
-            if comp.component_id in children or comp.component_id not in ctx.tracker.plan_ids:
+            cid = comp.component_id
+            if cid in children or cid not in ctx.tracker.plan_ids:
                 continue
-            if comp.kind is Compensation.AMEND:
-                self._work.amend(
-                    comp.component_id,
-                    Amendment(
-                        removed=self._work.lines_of(
-                            [lid for lid in comp.undo_lines if lid not in comp.do_lines],
-                            current,
-                        ),
-                        changed=[lid for lid in comp.do_lines if lid in comp.undo_lines],
-                        added=[lid for lid in comp.do_lines if lid not in comp.undo_lines],
-                    ),
+            if comp.kind is Compensation.AMEND:  # billing, sync: the difference at the rerun
+                self._work.hold_fulfilled(
+                    cid, self._work.lines_of(old_plan.component(cid).lines, current)
                 )
             elif (
                 comp.kind is Compensation.REDO
-                and plan.component(comp.component_id).kind is ComponentKind.PROVISION
+                and plan.component(cid).kind is ComponentKind.PROVISION
             ):
-                self._work.keep(comp.component_id, comp.keep_lines)
+                self._work.hold_fulfilled(cid, self._work.lines_of(comp.keep_lines, current))
         self._reporter.record_outcome(
             RevisionView(number=order.revision, outcome="accepted", request_id=request.request_id)
         )
         workflow.upsert_search_attributes([visibility.ORDER_REVISION.value_set(order.revision)])
+
+    def _stale_standing_work(
+        self, order: CustomerOrder, plan: OrderPlan
+    ) -> dict[str, list[SalesOrderLine]]:
+        """Components still waiting for the rerun an earlier revision gave them: the work
+        that stands and this revision no longer wants is undone now (provisioning; all of
+        it for a component the revision drops); billing and sync take theirs at the rerun."""
+        plan_ids = {c.id for c in plan.components}
+        undo: dict[str, list[SalesOrderLine]] = {}
+        for cid, standing in self._work.fulfilled().items():
+            wanted = (
+                {line.id: line for line in self._work.lines_of(plan.component(cid).lines, order)}
+                if cid in plan_ids
+                else {}
+            )
+            stale = [
+                line
+                for line in standing
+                if line.id not in wanted or line_changed(line, wanted[line.id])
+            ]
+            if cid not in plan_ids:
+                self._work.forget(cid)
+            elif plan.component(cid).kind is ComponentKind.PROVISION:
+                self._work.take_back(cid, [line.id for line in stale])
+            else:
+                continue
+            if stale:
+                undo[cid] = stale
+        return undo
 
     # --- cancels -------------------------------------------------------------------------------
 
@@ -186,15 +210,22 @@ class ChangeCoordinator:
                 await self._reporter.publish()
             if await self._signal_children(revision, None, None):
                 break
-        undo = {c.component_id: c.undo_lines for c in revision.compensations if c.undo_lines}
-        if not await self._undo_waves(undo, plan, order):
+        undo = {
+            c.component_id: self._work.lines_of(c.undo_lines, order)
+            for c in revision.compensations
+            if c.undo_lines
+        }
+        for cid, standing in self._work.fulfilled().items():  # waiting for a rerun
+            self._work.forget(cid)
+            if standing:
+                undo[cid] = standing
+        if not await self._undo_waves(undo, plan):
             return False
         await runner.no_children()
         # A child whose own undo failed is fallout too: once resolved, its undo runs again.
         failed = [cid for cid in tracker.failed_components() if tracker.undo_failed(cid)]
-        if not await self._undo_waves(
-            {cid: plan.component(cid).lines for cid in failed}, plan, order
-        ):
+        again = {cid: self._work.lines_of(plan.component(cid).lines, order) for cid in failed}
+        if not await self._undo_waves(again, plan):
             return False
         tracker.cancel_all()
         ctx.state = OrderState.CANCELLED
@@ -239,9 +270,7 @@ class ChangeCoordinator:
                 return False
         return True
 
-    async def _undo_waves(
-        self, undo: dict[str, list[str]], plan: OrderPlan, order: CustomerOrder
-    ) -> bool:
+    async def _undo_waves(self, undo: dict[str, list[SalesOrderLine]], plan: OrderPlan) -> bool:
         """Finished work is undone here, a component only after every component that
         depended on it (billing before the provisioning it followed). False when the order
         was aborted while waiting for an operator."""
@@ -259,21 +288,17 @@ class ChangeCoordinator:
             stuck = [cid for cid in wave if self._ctx.tracker.undo_failed(cid)]
             if stuck and not await self._await_resolve(stuck):
                 return False
-            results = await asyncio.gather(
-                *(self._undo(known[cid], pending[cid], order) for cid in wave)
-            )
+            results = await asyncio.gather(*(self._undo(known[cid], pending[cid]) for cid in wave))
             for cid, done in zip(wave, results, strict=True):
                 if done:
                     del pending[cid]
         return True
 
-    async def _undo(
-        self, component: OrderComponent, line_ids: list[str], order: CustomerOrder
-    ) -> bool:
+    async def _undo(self, component: OrderComponent, lines: list[SalesOrderLine]) -> bool:
         tracker = self._ctx.tracker
         before = tracker.components[component.id].state
         try:
-            await self._work.undo(component, self._work.lines_of(line_ids, order))
+            await self._work.undo(component, lines)
         except FailureError as err:
             self._before_undo[component.id] = before
             tracker.apply(failed_update(component.id, err), workflow.now())

@@ -5,8 +5,6 @@ is read here too, so fallout is built the same way wherever a call fails.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
@@ -31,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         Step,
     )
     from o2a.ports import FulfillmentRequest
+    from o2a.revision import line_changed
     from workflows.contracts.provisioning_order import ProvisioningOrder, ProvisioningResult
     from workflows.order_context import OrderContext
     from workflows.policies import (
@@ -44,16 +43,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.provisioning_order import ProvisioningOrderWorkflow
 
 ChildHandle = ChildWorkflowHandle[ProvisioningOrderWorkflow, ProvisioningResult]
-
-
-@dataclass
-class Amendment:
-    """A completed billing or customer-sync component takes a revision in place."""
-
-    removed: list[SalesOrderLine] = field(default_factory=list)
-    """Lines as they were, to take back with the undo step."""
-    changed: list[str] = field(default_factory=list)
-    added: list[str] = field(default_factory=list)
 
 
 async def decompose(order: CustomerOrder) -> OrderPlan:
@@ -99,15 +88,27 @@ def failed_update(component_id: str, err: BaseException) -> ComponentUpdate:
 class ComponentWork:
     def __init__(self, ctx: OrderContext) -> None:
         self._ctx = ctx
-        self._keep: dict[str, list[str]] = {}
-        self._amendments: dict[str, Amendment] = {}
+        self._fulfilled: dict[str, list[SalesOrderLine]] = {}
 
-    def keep(self, component_id: str, lines: list[str]) -> None:
-        """A SOM rerun after a revision skips the lines whose work stands."""
-        self._keep[component_id] = lines
+    # --- what a revision leaves standing ---------------------------------------------------------
 
-    def amend(self, component_id: str, amendment: Amendment) -> None:
-        self._amendments[component_id] = amendment
+    def hold_fulfilled(self, component_id: str, lines: list[SalesOrderLine]) -> None:
+        """A completed component a revision changes runs again later; until then these lines'
+        work (as they were fulfilled) stands in the system, and its rerun is the difference
+        between them and the order in force then, however many revisions came between."""
+        self._fulfilled[component_id] = lines
+
+    def fulfilled(self) -> dict[str, list[SalesOrderLine]]:
+        """Components waiting for their rerun, with the lines whose work stands."""
+        return dict(self._fulfilled)
+
+    def take_back(self, component_id: str, line_ids: list[str]) -> None:
+        """These lines' work is being undone now: it no longer stands."""
+        standing = self._fulfilled[component_id]
+        self._fulfilled[component_id] = [line for line in standing if line.id not in line_ids]
+
+    def forget(self, component_id: str) -> None:
+        self._fulfilled.pop(component_id, None)
 
     def lines_of(
         self, line_ids: list[str], order: CustomerOrder | None = None
@@ -142,21 +143,26 @@ class ComponentWork:
         )
 
     async def call_function(self, component: OrderComponent) -> list[LineUpdate]:
-        """The do step for every line, or for an amended component only what changed."""
+        """The do step for every line; for a component that already fulfilled an earlier
+        revision, only the difference: the undo step for lines gone, the amend step for lines
+        changed, the do step for lines added, no call for the rest."""
         step = KIND_STEPS[component.kind][0]
-        amendment = self._amendments.get(component.id)
-        if amendment is None:
-            return await self._fulfill(component, step, self.lines_of(component.lines))
+        fulfilled = self._fulfilled.get(component.id)
+        wanted = self.lines_of(component.lines)
+        if fulfilled is None:
+            return await self._fulfill(component, step, wanted)
+        had = {line.id: line for line in fulfilled}
+        gone = [line for line in fulfilled if line.id not in component.lines]
+        changed = [line for line in wanted if line.id in had and line_changed(had[line.id], line)]
+        added = [line for line in wanted if line.id not in had]
         updates: list[LineUpdate] = []
-        if amendment.removed:
-            await self._fulfill(component, step.undo(), amendment.removed)
-        if amendment.changed:
-            updates += await self._fulfill(
-                component, step.amend(), self.lines_of(amendment.changed)
-            )
-        if amendment.added:
-            updates += await self._fulfill(component, step, self.lines_of(amendment.added))
-        del self._amendments[component.id]
+        if gone:
+            await self._fulfill(component, step.undo(), gone)
+        if changed:
+            updates += await self._fulfill(component, step.amend(), changed)
+        if added:
+            updates += await self._fulfill(component, step, added)
+        del self._fulfilled[component.id]
         return updates
 
     async def undo(self, component: OrderComponent, lines: list[SalesOrderLine]) -> None:
@@ -187,7 +193,9 @@ class ComponentWork:
             customer_account=order.customer_account,
             run=run,
             lines=[] if undo_lines else self.lines_of(component.lines),
-            done_lines=[] if undo_lines else self._keep.pop(component.id, []),
+            done_lines=[]
+            if undo_lines
+            else [line.id for line in self._fulfilled.pop(component.id, [])],
             undo_lines=undo_lines or [],
         )
         await workflow.execute_activity_method(
