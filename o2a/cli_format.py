@@ -6,7 +6,6 @@ parses arguments and picks what to print.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -16,11 +15,6 @@ from o2a.service import OrderSummary, RequestReceipt, RevisionPreview, Submitted
 
 SHOWN_LINES = 6
 """Line IDs a table cell lists before it only counts the rest."""
-
-
-def natural_key(text: str) -> tuple[str | int, ...]:
-    """Runs of digits compare as numbers, so bundle-3 sorts before bundle-10."""
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", text)))
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -100,10 +94,7 @@ def format_status(status: OrderStatus) -> str:
         "",
         *table(
             ["COMPONENT", "STATE", "LINES"],
-            [
-                [c.id, c.state.value, str(len(c.lines))]
-                for c in sorted(status.components, key=lambda c: natural_key(c.id))
-            ],
+            [[c.id, c.state.value, str(len(c.lines))] for c in status.components],
         ),
     ]
     out += _section(
@@ -167,11 +158,9 @@ def format_orders(orders: Sequence[OrderSummary]) -> str:
 
 
 def format_plan(plan: OrderPlan) -> str:
-    """Components in the order they run (by function), numbered so dependencies stay short."""
-    functions = list(dict.fromkeys(c.function for c in plan.components))
-    components = sorted(
-        plan.components, key=lambda c: (functions.index(c.function), natural_key(c.id))
-    )
+    """Components in the order they run (the plan's: by function, then naturally by
+    group), numbered so dependencies stay short."""
+    components = plan.components
     number = {c.id: i for i, c in enumerate(components, 1)}
     rows = [
         [

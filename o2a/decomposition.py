@@ -71,7 +71,7 @@ def decompose(order: CustomerOrder, catalog: Catalog) -> OrderPlan:
     components: list[OrderComponent] = []
     for function in catalog.function_order():
         spec = catalog.fulfillment_functions[function]
-        for (fn, target, group), lines in sorted(groups.items()):
+        for (fn, target, group), lines in sorted(groups.items(), key=_natural_order):
             if fn != function:
                 continue
             components.append(
@@ -97,6 +97,15 @@ def decompose(order: CustomerOrder, catalog: Catalog) -> OrderPlan:
         components=components,
         line_patterns=patterns,
     )
+
+
+def natural_key(text: str) -> tuple[str | int, ...]:
+    """Runs of digits compare as numbers, so bundle-3 sorts before bundle-10."""
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", text)))
+
+
+def _natural_order(group: tuple[tuple[str, str, str], list[str]]) -> tuple[object, ...]:
+    return tuple(natural_key(part) for part in group[0])
 
 
 def _group(line: SalesOrderLine, granularity: Granularity, by_id: dict[str, SalesOrderLine]) -> str:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from o2a.catalog import Catalog
-from o2a.decomposition import component_id, decompose, line_pattern, validate_order
+from o2a.decomposition import component_id, decompose, line_pattern, natural_key, validate_order
 from o2a.errors import InputError
 from o2a.inbound import parse_order, read_order_file
 from o2a.models import (
@@ -369,3 +369,12 @@ def test_business_200_decomposes(catalog: Catalog) -> None:
     assert len({c.id for c in plan.components}) == len(plan.components)
     fulfil = plan.component(FULFIL_BILL)
     assert set(fulfil.depends_on) == {INIT_BILL, SHIP, *(c.id for c in prov)}
+
+
+def test_components_of_a_function_run_in_natural_bundle_order(catalog: Catalog) -> None:
+    """bundle-3 before bundle-10: the plan's order is the order status and plan show."""
+    plan = decompose(read_order_file(SAMPLES / "business_200.xml"), catalog)
+    provisioning = [c.id for c in plan.components if c.id.startswith("Provision.Broadband")]
+    assert len(provisioning) > 10
+    assert provisioning == sorted(provisioning, key=natural_key)
+    assert provisioning != sorted(provisioning)

@@ -24,11 +24,10 @@ from o2a.cli_format import (
     format_request,
     format_status,
     line_list,
-    natural_key,
     number_ranges,
 )
 from o2a.config import Settings
-from o2a.decomposition import decompose
+from o2a.decomposition import decompose, natural_key
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
 from o2a.models import (
     ComponentState,
@@ -319,7 +318,7 @@ def _section(text: str, title: str) -> list[str]:
     return rows[start:end]
 
 
-def test_status_sorts_components_naturally_and_heads_every_section():
+def test_status_keeps_the_plan_order_and_heads_every_section():
     status = _status(
         fallouts=[
             FalloutView(
@@ -346,7 +345,7 @@ def test_status_sorts_components_naturally_and_heads_every_section():
     text = format_status(status)
     assert text.splitlines()[0] == "Order N-1  revision 2  state failed  status FAILED"
     order = [row.split()[0] for row in text.splitlines() if row.startswith("Provision.X.bundle")]
-    assert order == ["Provision.X.bundle-1", "Provision.X.bundle-3", "Provision.X.bundle-10"]
+    assert order == [c.id for c in status.components]  # the plan's order, natural by bundle
 
     header, row = _section(text, "FALLOUT")
     assert header.split() == [
