@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from lxml import etree
 from temporalio.api.enums.v1 import EventType
@@ -33,6 +34,7 @@ from o2a.adapters.simulator import SimulatedFulfillment
 from o2a.config import Settings
 from o2a.inbound import read_order_file
 from o2a.models import (
+    ComponentState,
     CustomerOrder,
     LineUpdate,
     OperatorActionView,
@@ -74,6 +76,17 @@ FULFIL_BILL = "FulfillBilling.BillingSystem.order"
 def sample(name: str, order_number: str) -> CustomerOrder:
     order = read_order_file(SAMPLES / name)
     return order.model_copy(update={"order_number": order_number})
+
+
+def quick_triple_play(order_number: str) -> CustomerOrder:
+    """The triple play without its SimulatedDelay: steps as quick as the simulator is, so
+    only gates, not wall-clock time, hold them."""
+    order = sample("triple_play.xml", order_number)
+    for line in order.lines:
+        line.item.specifications = [
+            s for s in line.item.specifications if s.name != "SimulatedDelay"
+        ]
+    return order
 
 
 def revision(order: CustomerOrder, number: int) -> CustomerOrder:
@@ -178,6 +191,21 @@ async def wait_for_state(
 
     await until(reached, timeout)
     return await query(handle)
+
+
+async def components_reach(handle: OrderHandle, state: ComponentState, *component_ids: str) -> None:
+    """Wait until every one of the order's components named is in ``state``."""
+
+    async def reached() -> bool:
+        states = {c.id: c.state for c in (await query(handle)).components}
+        return all(states.get(cid) is state for cid in component_ids)
+
+    await until(reached)
+
+
+async def finished(handle: OrderHandle) -> OrderStatus:
+    """The order's end result; a test fails rather than hangs on an order that never ends."""
+    return await asyncio.wait_for(handle.result(), WAIT)
 
 
 # --- what happened --------------------------------------------------------------------------
@@ -465,7 +493,8 @@ async def held_mid_flight(
 ) -> AsyncIterator[Gate]:
     """``async with held_mid_flight(worker) as gate:`` runs a worker on the test's queue whose
     ``step`` of ``component`` waits until ``gate.release()`` (at the latest when the block
-    ends): an order submitted inside stays mid-flight for as long as the test needs."""
+    ends): an order submitted inside stays mid-flight for as long as the test needs. For an
+    order the test starts itself (``start``), ``held`` does the same and starts it."""
     gated = GatedFulfillment()
     gate = gated.hold(step, component)
     async with worker(fulfillment=gated):
@@ -473,3 +502,51 @@ async def held_mid_flight(
             yield gate
         finally:
             gate.release()
+
+
+@contextlib.asynccontextmanager
+async def running(
+    client: Client,
+    settings: Settings,
+    worker: StartWorker,
+    order: CustomerOrder,
+    gated: GatedFulfillment | None = None,
+) -> AsyncIterator[OrderHandle]:
+    """``async with running(client, settings, worker, order, gated) as handle:`` the order,
+    started on a worker of ``settings`` whose simulator is ``gated`` (its holds apply from
+    the first step on); every gate is released on the way out, so no held step outlives the
+    test."""
+    gated = gated or GatedFulfillment()
+    async with worker(settings, fulfillment=gated):
+        handle = await start(client, settings, order)
+        try:
+            yield handle
+        finally:
+            gated.release_all()
+
+
+class Held(NamedTuple):
+    """What ``held`` yields: the order, its worker's simulator, and the gate holding it."""
+
+    handle: OrderHandle
+    gated: GatedFulfillment
+    gate: Gate
+
+
+@contextlib.asynccontextmanager
+async def held(
+    client: Client,
+    settings: Settings,
+    worker: StartWorker,
+    order: CustomerOrder,
+    step: Step,
+    component: str | None = None,
+) -> AsyncIterator[Held]:
+    """``async with held(client, settings, worker, order, step) as (handle, gated, gate):``
+    the order, started (``running``) with ``step`` of ``component`` (or of whichever comes
+    first) reached and held until ``gate.release()``, at the latest when the block ends."""
+    gated = GatedFulfillment()
+    gate = gated.hold(step, component)
+    async with running(client, settings, worker, order, gated) as handle:
+        await gate.wait_reached()
+        yield Held(handle, gated, gate)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from o2a import ids
@@ -45,13 +45,19 @@ from tests.support import (
     SYNC,
     WAIT,
     GatedFulfillment,
+    OrderHandle,
+    StartWorker,
     cancel,
+    components_reach,
+    finished,
+    held,
     line_steps,
     outcome,
     query,
+    quick_triple_play,
     revise,
     revision,
-    sample,
+    running,
     set_spec,
     signalled,
     start,
@@ -66,22 +72,9 @@ from workflows.contracts.customer_order import (
 from workflows.customer_order import CustomerOrderWorkflow
 from workflows.provisioning_order import ProvisioningOrderWorkflow
 
-OrderHandle = WorkflowHandle[CustomerOrderWorkflow, OrderStatus]
-RunWorker = Callable[..., AbstractAsyncContextManager[Worker]]
-
 BB_LINES = ["1.3.1", "1.3.2"]
 UNDO_ALL = [Step.UNDO_VERIFY, Step.UNDO_ACTIVATE, Step.UNDO_DESIGN]
 DO_ALL = [Step.DESIGN, Step.ACTIVATE, Step.VERIFY]
-
-
-def order_of(order_number: str) -> CustomerOrder:
-    """The triple play, steps as quick as the simulator is: only gates hold them."""
-    order = sample("triple_play.xml", order_number)
-    for line in order.lines:
-        line.item.specifications = [
-            s for s in line.item.specifications if s.name != "SimulatedDelay"
-        ]
-    return order
 
 
 async def attention(client: Client, settings: Settings, order_number: str) -> OrderStatus:
@@ -89,11 +82,6 @@ async def attention(client: Client, settings: Settings, order_number: str) -> Or
     return await asyncio.wait_for(
         OrderService(client, settings).wait_for_attention(order_number), WAIT
     )
-
-
-async def finished(handle: OrderHandle) -> OrderStatus:
-    """The order's end result; a test fails rather than hangs on an order that never ends."""
-    return await asyncio.wait_for(handle.result(), WAIT)
 
 
 async def resolved_cancel(
@@ -112,32 +100,6 @@ async def resolved_cancel(
     assert result.state is OrderState.CANCELLED, result
     assert {line.status for line in result.lines} == {FulfillmentStatus.CANCELLED}
     return result
-
-
-async def components_done(handle: OrderHandle, *component_ids: str) -> None:
-    async def done() -> bool:
-        states = {c.id: c.state for c in (await query(handle)).components}
-        return all(states[c] is ComponentState.COMPLETED for c in component_ids)
-
-    await until(done)
-
-
-@asynccontextmanager
-async def started(
-    client: Client,
-    settings: Settings,
-    worker: RunWorker,
-    order: CustomerOrder,
-    gated: GatedFulfillment,
-) -> AsyncIterator[OrderHandle]:
-    """The order, started on a worker whose simulator is ``gated``; every gate is released on
-    the way out, so no held step outlives the test."""
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        try:
-            yield handle
-        finally:
-            gated.release_all()
 
 
 def broadband_since(gated: GatedFulfillment, since: int) -> list[tuple[str, Step, list[str]]]:
@@ -161,7 +123,7 @@ def incidents(status: OrderStatus) -> list[tuple[str, str | None, str, str]]:
 
 @pytest.mark.parametrize("others", ["held", "finishing"])
 async def test_cancel_whose_som_undo_fails_waits_failed_until_resolve_retries_it(
-    client: Client, settings: Settings, worker: RunWorker, order_number: str, others: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str, others: str
 ) -> None:
     """Broadband's SOM child is running when the cancel comes, and its own undo fails.
 
@@ -170,15 +132,15 @@ async def test_cancel_whose_som_undo_fails_waits_failed_until_resolve_retries_it
     free, so they may finish just as COM signals them the cancel.
     """
     order = set_spec(
-        order_of(order_number), "1.3.1", "SimulatedFault", "undo-activate:UNDO_FAILED:1"
+        quick_triple_play(order_number), "1.3.1", "SimulatedFault", "undo-activate:UNDO_FAILED:1"
     )
     gated = GatedFulfillment()
-    held = [PROV_BB, PROV_FIXED, PROV_MOBILE] if others == "held" else [PROV_BB]
+    held_components = [PROV_BB, PROV_FIXED, PROV_MOBILE] if others == "held" else [PROV_BB]
     verify = gated.hold(Step.VERIFY, None if others == "held" else PROV_BB)
-    async with started(client, settings, worker, order, gated) as handle:
-        await until(async_true(lambda: len(verify.held) == len(held)))
+    async with running(client, settings, worker, order, gated) as handle:
+        await until(async_true(lambda: len(verify.held) == len(held_components)))
         rid = await cancel(handle, reason="customer moved")
-        for component in held:  # it reached the running children
+        for component in held_components:  # it reached the running children
             await signalled(client, ids.provisioning_workflow_id(order_number, component), "cancel")
         verify.release()
         failed = await attention(client, settings, order_number)
@@ -198,7 +160,7 @@ async def test_cancel_whose_som_undo_fails_waits_failed_until_resolve_retries_it
 
 
 async def test_cancel_whose_inline_undo_fails_runs_no_later_wave_until_resolved(
-    client: Client, settings: Settings, worker: RunWorker, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     """InitiateBilling's undo fails: SyncCustomer (it depended on) is not undone before the
     operator resolves; resolve undoes billing again, then customer sync.
@@ -206,12 +168,12 @@ async def test_cancel_whose_inline_undo_fails_runs_no_later_wave_until_resolved(
     The simulator's COUNT counts the component's runs, and undoing finished work is the
     component's second run: ``undo-billing:UNDO_FAILED:2`` makes that undo fail and the retry
     after resolve (run 3) succeed (docs/architecture.md §3, "The simulator")."""
-    order = set_spec(order_of(order_number), "1.4", "SimulatedFault", "undo-billing:UNDO_FAILED:2")
-    gated = GatedFulfillment()
-    design = gated.hold(Step.DESIGN)  # every provisioning component stays in its SOM child
-    async with started(client, settings, worker, order, gated) as handle:
-        await design.wait_reached()
-        await components_done(handle, SYNC, INIT_BILL, SHIP)
+    order = set_spec(
+        quick_triple_play(order_number), "1.4", "SimulatedFault", "undo-billing:UNDO_FAILED:2"
+    )
+    # Every provisioning component stays in its SOM child, held at design.
+    async with held(client, settings, worker, order, Step.DESIGN) as (handle, gated, design):
+        await components_reach(handle, ComponentState.COMPLETED, SYNC, INIT_BILL, SHIP)
         rid = await cancel(handle, reason="customer changed their mind")
 
         async def failed_or_went_on() -> bool:
@@ -277,7 +239,7 @@ async def test_bug_in_a_spawned_task_fails_the_workflow_task_and_a_fix_carries_o
     client: Client,
     temporal_address: str,
     settings: Settings,
-    worker: RunWorker,
+    worker: StartWorker,
     order_number: str,
 ) -> None:
     # The worker the settings make, with the buggy order workflow instead. It is built on a
@@ -291,7 +253,7 @@ async def test_bug_in_a_spawned_task_fails_the_workflow_task_and_a_fix_carries_o
     config["workflows"] = [BuggyCustomerOrderWorkflow, ProvisioningOrderWorkflow]
     failures: list[str] = []
     async with Worker(**config):
-        handle = await start(client, settings, order_of(order_number))
+        handle = await start(client, settings, quick_triple_play(order_number))
 
         async def task_failed() -> bool:
             failures[:] = task_failures(list((await handle.fetch_history()).events))
@@ -319,20 +281,21 @@ async def test_bug_in_a_spawned_task_fails_the_workflow_task_and_a_fix_carries_o
 
 
 async def test_amend_sends_billing_only_the_changed_and_removed_lines(
-    client: Client, settings: Settings, worker: RunWorker, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = order_of(order_number)
+    order = quick_triple_play(order_number)
     discount = next(line for line in order.lines if line.id == "1.4")
     order.lines.append(
         discount.model_copy(deep=True, update={"id": "1.5", "business_component_id": "1-X-150"})
     )
     second = set_spec(revision(order, 2), "1.4", "DiscountAmount", "-15.00")
     second.lines = [line for line in second.lines if line.id != "1.5"]
-    gated = GatedFulfillment()
-    verify = gated.hold(Step.VERIFY, PROV_BB)
-    async with started(client, settings, worker, order, gated) as handle:
-        await verify.wait_reached()
-        await components_done(handle, INIT_BILL)
+    async with held(client, settings, worker, order, Step.VERIFY, PROV_BB) as (
+        handle,
+        gated,
+        verify,
+    ):
+        await components_reach(handle, ComponentState.COMPLETED, INIT_BILL)
         view = await outcome(handle, await revise(handle, second))
         assert view.outcome == "accepted", view
         verify.release()
@@ -404,7 +367,7 @@ async def broadband_finishing(
 async def test_revise_reaching_a_som_child_as_it_finishes(
     client: Client, settings: Settings, order_number: str, hold: str
 ) -> None:
-    order = order_of(order_number)
+    order = quick_triple_play(order_number)
     second = set_spec(revision(order, 2), "1.3.2", "IPv4Prefix", "/29")
     async with broadband_finishing(client, settings, order, hold) as (handle, gated, go_on):
         rid = await revise(handle, second)
@@ -432,7 +395,7 @@ async def test_revise_reaching_a_som_child_as_it_finishes(
 async def test_cancel_reaching_a_som_child_as_it_finishes(
     client: Client, settings: Settings, order_number: str, hold: str
 ) -> None:
-    order = order_of(order_number)
+    order = quick_triple_play(order_number)
     async with broadband_finishing(client, settings, order, hold) as (handle, gated, go_on):
         rid = await cancel(handle, reason="moved abroad")
         await signalled(client, ids.provisioning_workflow_id(order_number, PROV_BB), "cancel")
@@ -454,15 +417,16 @@ async def test_cancel_reaching_a_som_child_as_it_finishes(
 
 
 async def test_revised_som_child_calls_and_reports_with_the_new_revision(
-    client: Client, settings: Settings, worker: RunWorker, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = order_of(order_number)
+    order = quick_triple_play(order_number)
     second = set_spec(revision(order, 2), "1.3.2", "IPv4Prefix", "/29")
     child_id = ids.provisioning_workflow_id(order_number, PROV_BB)
-    gated = GatedFulfillment()
-    design = gated.hold(Step.DESIGN, PROV_BB)
-    async with started(client, settings, worker, order, gated) as handle:
-        await design.wait_reached()
+    async with held(client, settings, worker, order, Step.DESIGN, PROV_BB) as (
+        handle,
+        gated,
+        design,
+    ):
         rid = await revise(handle, second)
         await signalled(client, child_id, "revise")
         since = len(gated.calls)

@@ -23,6 +23,8 @@ from tests.support import (
     StartWorker,
     act,
     cancel,
+    components_reach,
+    held,
     line_steps,
     outcome,
     query,
@@ -100,11 +102,7 @@ async def test_resolve_with_nothing_failed_is_refused(
     client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     order = sample("broadband_only.xml", order_number)
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.DESIGN)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    async with held(client, settings, worker, order, Step.DESIGN) as (handle, _, gate):
         reason = await refusal(act(handle, RESOLVE_UPDATE))
         assert reason == (
             f"order {order_number} is in_progress: nothing has failed, "
@@ -152,12 +150,7 @@ async def test_permanent_fault_then_cancel_compensates(
     async with worker(fulfillment=gated):
         handle = await start(client, settings, order)
         await wait_for_state(handle, OrderState.FAILED)
-
-        async def mobile_done() -> bool:
-            components = {c.id: c.state for c in (await query(handle)).components}
-            return components[PROV_MOBILE] is ComponentState.COMPLETED
-
-        await until(mobile_done)
+        await components_reach(handle, ComponentState.COMPLETED, PROV_MOBILE)
         if how == "cancel":
             rid = await cancel(handle, "cannot be fulfilled", operator="crm")
         else:
@@ -197,12 +190,12 @@ async def test_suspend_holds_new_steps_until_resume(
     client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     order = sample("triple_play.xml", order_number)
-    gated = GatedFulfillment()
-    activate = gated.hold(Step.ACTIVATE, PROV_MOBILE)
     child_id = ids.provisioning_workflow_id(order_number, PROV_MOBILE)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await activate.wait_reached()
+    async with held(client, settings, worker, order, Step.ACTIVATE, PROV_MOBILE) as (
+        handle,
+        gated,
+        activate,
+    ):
         action = await act(handle, SUSPEND_UPDATE, operator="ops", reason="site survey")
         assert (action.action, action.reason) == ("suspend", "site survey")
         status = await wait_for_state(handle, OrderState.SUSPENDED)
@@ -261,11 +254,11 @@ async def test_abort_ends_at_once_without_compensation(
     client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     order = sample("triple_play.xml", order_number)
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    async with held(client, settings, worker, order, Step.ACTIVATE, PROV_FIXED) as (
+        handle,
+        gated,
+        gate,
+    ):
         await act(handle, ABORT_UPDATE, operator="ops", reason="duplicate order")
         result = await handle.result()
         gate.release()
@@ -319,10 +312,7 @@ async def test_priority_maps_to_temporal_priority(
     client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     order = sample("broadband_only.xml", order_number).model_copy(update={"priority": 9})
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.DESIGN)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
+    async with held(client, settings, worker, order, Step.DESIGN) as (handle, _, gate):
         description = await handle.describe()
         assert description.raw_description.workflow_execution_info.priority.priority_key == 1
         request = await gate.wait_reached()

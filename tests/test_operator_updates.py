@@ -7,28 +7,24 @@ sleeps: a held step keeps the order running for as long as the test needs it.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
-    WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateStage,
 )
 from temporalio.service import RPCError
-from temporalio.worker import Worker
 
 from o2a import ids
 from o2a.config import Settings
 from o2a.models import (
     ComponentState,
-    CustomerOrder,
     FulfillmentMode,
     FulfillmentStatus,
     OperatorActionView,
@@ -45,19 +41,23 @@ from tests.support import (
     PROV_FIXED,
     PROV_MOBILE,
     SYNC,
-    WAIT,
-    Gate,
     GatedFulfillment,
+    Held,
+    OrderHandle,
+    StartWorker,
+    components_reach,
+    finished,
     fulfillment_calls,
+    held,
     outcome,
     query,
+    quick_triple_play,
     refusal,
     request_id,
     revise,
     revision,
-    sample,
+    running,
     set_spec,
-    start,
     until,
     wait_for_state,
 )
@@ -74,9 +74,6 @@ from workflows.contracts.customer_order import (
 )
 from workflows.customer_order import CustomerOrderWorkflow
 
-OrderHandle = WorkflowHandle[CustomerOrderWorkflow, OrderStatus]
-RunWorker = Callable[..., AbstractAsyncContextManager[Worker]]
-
 UPDATE_EVENTS = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED: lambda e: (
         e.workflow_execution_update_admitted_event_attributes.request.meta.update_id
@@ -91,16 +88,6 @@ UPDATE_EVENTS = {
         e.workflow_execution_update_completed_event_attributes.meta.update_id
     ),
 }
-
-
-def triple_play(order_number: str) -> CustomerOrder:
-    """The sample without its SimulatedDelay: gates, not wall-clock time, hold steps."""
-    order = sample("triple_play.xml", order_number)
-    for line in order.lines:
-        line.item.specifications = [
-            s for s in line.item.specifications if s.name != "SimulatedDelay"
-        ]
-    return order
 
 
 def operator(action: str, component: str | None = None) -> OperatorRequest:
@@ -128,62 +115,33 @@ async def attention(handle: OrderHandle) -> OrderStatus:
     return status
 
 
-async def finished(handle: OrderHandle) -> OrderStatus:
-    """The order's end result, or a failed test (not a hang) if it never ends."""
-    return await asyncio.wait_for(handle.result(), WAIT)
-
-
 async def updates_in_history(handle: OrderHandle) -> set[str]:
     """The IDs of every update the order's history mentions, in any update event."""
     history = await handle.fetch_history()
     return {UPDATE_EVENTS[e.event_type](e) for e in history.events if e.event_type in UPDATE_EVENTS}
 
 
-@asynccontextmanager
-async def running_order(
-    client: Client, settings: Settings, worker: RunWorker, order: CustomerOrder
-) -> AsyncIterator[tuple[OrderHandle, GatedFulfillment]]:
-    """A worker with a gated simulator and the order started on it; every gate is released
-    on the way out, so no held step outlives the test."""
-    gated = GatedFulfillment()
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        try:
-            yield handle, gated
-        finally:
-            gated.release_all()
-
-
-Held = Callable[
-    [Step, str], AbstractAsyncContextManager[tuple[OrderHandle, GatedFulfillment, Gate]]
-]
+Holding = Callable[[Step, str], AbstractAsyncContextManager[Held]]
 
 
 @pytest.fixture
-def held(client: Client, settings: Settings, worker: RunWorker, order_number: str) -> Held:
-    """``async with held(step, component) as (handle, gated, gate):`` the triple play,
-    running, with that step reached and held until ``gate.release()`` or the block ends."""
+def holding(client: Client, settings: Settings, worker: StartWorker, order_number: str) -> Holding:
+    """``async with holding(step, component) as (handle, gated, gate):`` the quick triple
+    play, ``held`` at that step until ``gate.release()`` or the block ends."""
 
-    @asynccontextmanager
-    async def holding(
-        step: Step, component: str
-    ) -> AsyncIterator[tuple[OrderHandle, GatedFulfillment, Gate]]:
-        order = triple_play(order_number)
-        async with running_order(client, settings, worker, order) as (handle, gated):
-            gate = gated.hold(step, component)
-            await gate.wait_reached()
-            yield handle, gated, gate
+    def hold(step: Step, component: str) -> AbstractAsyncContextManager[Held]:
+        return held(client, settings, worker, quick_triple_play(order_number), step, component)
 
-    return holding
+    return hold
 
 
 # --- validators -------------------------------------------------------------------------------
 
 
 async def test_validators_refuse_what_a_running_order_does_not_allow_and_write_nothing(
-    held: Held,
+    holding: Holding,
 ) -> None:
-    async with held(Step.DESIGN, PROV_BB) as (handle, _, _):
+    async with holding(Step.DESIGN, PROV_BB) as (handle, _, _):
         await wait_for_state(handle, OrderState.IN_PROGRESS)
         refused: dict[str, str] = {}
 
@@ -218,10 +176,10 @@ async def test_validators_refuse_what_a_running_order_does_not_allow_and_write_n
 
 
 async def test_failed_order_refuses_resolving_a_healthy_component_and_allows_suspend(
-    client: Client, settings: Settings, worker: RunWorker, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = set_spec(triple_play(order_number), "1.3.1", "SimulatedFault", "design:NO_FIBRE")
-    async with running_order(client, settings, worker, order) as (handle, _):
+    order = set_spec(quick_triple_play(order_number), "1.3.1", "SimulatedFault", "design:NO_FIBRE")
+    async with running(client, settings, worker, order) as handle:
         failed = await attention(handle)
         assert failed.state is OrderState.FAILED, failed
         refused: list[str] = []
@@ -273,18 +231,11 @@ async def test_failed_order_refuses_resolving_a_healthy_component_and_allows_sus
 
 
 async def test_abort_ends_the_order_without_compensation(
-    client: Client, held: Held, order_number: str
+    client: Client, holding: Holding, order_number: str
 ) -> None:
-    async with held(Step.ACTIVATE, PROV_BB) as (handle, gated, _):
-
-        async def others_done() -> bool:
-            components = {c.id: c.state for c in (await query(handle)).components}
-            return all(
-                components[c] is ComponentState.COMPLETED
-                for c in (SYNC, INIT_BILL, PROV_FIXED, PROV_MOBILE)
-            )
-
-        await until(others_done)
+    async with holding(Step.ACTIVATE, PROV_BB) as (handle, gated, _):
+        others = (SYNC, INIT_BILL, PROV_FIXED, PROV_MOBILE)
+        await components_reach(handle, ComponentState.COMPLETED, *others)
         action = await act(handle, ABORT_UPDATE, OperatorRequest(operator="jane", reason="fraud"))
         assert (action.action, action.operator, action.reason) == ("abort", "jane", "fraud")
         result = await finished(handle)
@@ -311,14 +262,12 @@ async def test_abort_ends_the_order_without_compensation(
 
 
 async def test_suspended_order_starts_no_new_step_until_resumed(
-    client: Client, settings: Settings, worker: RunWorker, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    async with running_order(client, settings, worker, triple_play(order_number)) as (
-        handle,
-        gated,
-    ):
-        design = gated.hold(Step.DESIGN, PROV_BB)
-        sync = gated.hold(Step.SYNC, SYNC)
+    gated = GatedFulfillment()
+    design = gated.hold(Step.DESIGN, PROV_BB)
+    sync = gated.hold(Step.SYNC, SYNC)
+    async with running(client, settings, worker, quick_triple_play(order_number), gated) as handle:
         await design.wait_reached()
         await sync.wait_reached()
         await act(handle, SUSPEND_UPDATE, operator("suspend"))
@@ -390,10 +339,10 @@ async def child_settled_after_design(client: Client, workflow_id: str) -> bool:
 
 
 async def test_await_attention_returns_failed_on_a_permanent_fault(
-    client: Client, settings: Settings, worker: RunWorker, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    order = set_spec(triple_play(order_number), "1.2.1", "SimulatedFault", "activate:NO_SIM")
-    async with running_order(client, settings, worker, order) as (handle, _):
+    order = set_spec(quick_triple_play(order_number), "1.2.1", "SimulatedFault", "activate:NO_SIM")
+    async with running(client, settings, worker, order) as handle:
         status = await attention(handle)
         await handle.terminate("test over")
     assert status.state is OrderState.FAILED
@@ -402,8 +351,8 @@ async def test_await_attention_returns_failed_on_a_permanent_fault(
     ]
 
 
-async def test_await_attention_returns_completed_otherwise(held: Held) -> None:
-    async with held(Step.DESIGN, PROV_BB) as (handle, _, design):
+async def test_await_attention_returns_completed_otherwise(holding: Holding) -> None:
+    async with holding(Step.DESIGN, PROV_BB) as (handle, _, design):
         waiting = await handle.start_update(
             AWAIT_ATTENTION_UPDATE,
             wait_for_stage=WorkflowUpdateStage.ACCEPTED,
@@ -419,10 +368,10 @@ async def test_await_attention_returns_completed_otherwise(held: Held) -> None:
 
 
 async def test_request_outcome_answers_accepted_stale_and_unknown_requests(
-    held: Held, order_number: str
+    holding: Holding, order_number: str
 ) -> None:
-    second = set_spec(revision(triple_play(order_number), 2), "1.3.2", "IPv4Prefix", "/29")
-    async with held(Step.DESIGN, PROV_BB) as (handle, _, design):
+    second = set_spec(revision(quick_triple_play(order_number), 2), "1.3.2", "IPv4Prefix", "/29")
+    async with holding(Step.DESIGN, PROV_BB) as (handle, _, design):
         accepted_id = await revise(handle, second)
         accepted = await outcome(handle, accepted_id)
         assert (accepted.number, accepted.outcome, accepted.request_id, accepted.kind) == (
@@ -456,12 +405,12 @@ async def test_request_outcome_answers_accepted_stale_and_unknown_requests(
 
 
 async def test_cancel_mode_revision_is_numbered_as_the_request(
-    held: Held, order_number: str
+    holding: Holding, order_number: str
 ) -> None:
-    cancel = revision(triple_play(order_number), 2).model_copy(
+    cancel = revision(quick_triple_play(order_number), 2).model_copy(
         update={"fulfillment_mode": FulfillmentMode.CANCEL}
     )
-    async with held(Step.DESIGN, PROV_BB) as (handle, _, design):
+    async with holding(Step.DESIGN, PROV_BB) as (handle, _, design):
         rid = request_id()
         await handle.signal(
             CustomerOrderWorkflow.revise, RevisionRequest(order=cancel, request_id=rid)
@@ -490,12 +439,12 @@ async def test_cancel_mode_revision_is_numbered_as_the_request(
 
 
 async def test_order_number_finds_the_order_and_every_som_child(
-    client: Client, settings: Settings, worker: RunWorker, order_number: str
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     """Submitted through the service, as every door does; the children inherit nothing by
     themselves, so COM must give them the order's search attributes."""
     async with worker():
-        submitted = await OrderService(client, settings).submit(triple_play(order_number))
+        submitted = await OrderService(client, settings).submit(quick_triple_play(order_number))
         result = await finished(
             client.get_workflow_handle_for(CustomerOrderWorkflow.run, submitted.workflow_id)
         )

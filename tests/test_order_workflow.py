@@ -14,6 +14,7 @@ from tests.support import (
     PROV_FIXED,
     GatedFulfillment,
     StartWorker,
+    held,
     messages,
     query,
     sample,
@@ -103,11 +104,7 @@ async def test_second_start_of_an_order_is_refused(
 ) -> None:
     """The order's workflow ID is its business key: one order, one workflow, ever."""
     order = sample("broadband_only.xml", order_number)
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.DESIGN)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    async with held(client, settings, worker, order, Step.DESIGN) as (handle, _, gate):
         with pytest.raises(WorkflowAlreadyStartedError):
             await start(client, settings, order)
         gate.release()

@@ -35,16 +35,18 @@ from tests.support import (
     SHIP,
     SYNC,
     GatedFulfillment,
-    OrderHandle,
     StartWorker,
     act,
     cancel,
+    components_reach,
     fulfillment_calls,
+    held,
     line_steps,
     outcome,
     query,
     revise,
     revision,
+    running,
     sample,
     set_spec,
     signalled,
@@ -56,14 +58,6 @@ from workflows.contracts.customer_order import RESUME_UPDATE, SUSPEND_UPDATE
 FIXED_PLAN, MOBILE_PLAN = "1.1.1", "1.2.1"
 BROADBAND_LINES = ["1.3", "1.3.1", "1.3.2", "1.3.3"]
 DESIGN_ACTIVATE_VERIFY = [Step.DESIGN, Step.ACTIVATE, Step.VERIFY]
-
-
-async def components_reach(handle: OrderHandle, state: ComponentState, *component_ids: str) -> None:
-    async def reached() -> bool:
-        states = {c.id: c.state for c in (await query(handle)).components}
-        return all(states.get(cid) is state for cid in component_ids)
-
-    await until(reached)
 
 
 def every_step_undone(calls: list[tuple[str, Step, list[str]]]) -> list[tuple[str, Step]]:
@@ -105,8 +99,7 @@ async def test_revision_drops_changes_and_adds_mid_flight(
         gated.hold(Step.VERIFY, PROV_MOBILE),  # designed and activated; verifying
         gated.hold(Step.VERIFY, PROV_BB),
     ]
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
+    async with running(client, settings, worker, order, gated) as handle:
         for gate in gates:
             await gate.wait_reached()
         # Customer sync, initial billing and shipping are done: billing takes the change in
@@ -184,11 +177,7 @@ async def test_stale_revision_is_rejected_and_the_order_carries_on(
     order = sample("broadband_only.xml", order_number)
     stale = revision(order, order.revision)
     set_spec(stale, stale.lines[-1].id, "Colour", "red")
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.DESIGN)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    async with held(client, settings, worker, order, Step.DESIGN) as (handle, _, gate):
         rid = await revise(handle, stale)
         answer = await outcome(handle, rid)
         gate.release()
@@ -221,11 +210,11 @@ async def test_five_revisions_back_to_back_apply_in_order(
         r = revision(order, number)
         set_spec(r, FIXED_PLAN, "CallerIdPresentation", f"v{number}")
         revisions.append(r)
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    async with held(client, settings, worker, order, Step.ACTIVATE, PROV_FIXED) as (
+        handle,
+        gated,
+        gate,
+    ):
         rids = [await revise(handle, r) for r in revisions]
         answers = [await outcome(handle, rid) for rid in rids]
         gate.release()
@@ -259,11 +248,7 @@ async def test_unchanged_revision_plans_nothing(
     client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     order = sample("broadband_only.xml", order_number)
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.ACTIVATE)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    async with held(client, settings, worker, order, Step.ACTIVATE) as (handle, gated, gate):
         rid = await revise(handle, revision(order, order.revision + 1))
         assert (await outcome(handle, rid)).outcome == "accepted"
         gate.release()
@@ -281,11 +266,11 @@ async def test_cancel_mid_flight_undoes_everything(
     client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     order = sample("triple_play.xml", order_number)
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    async with held(client, settings, worker, order, Step.ACTIVATE, PROV_FIXED) as (
+        handle,
+        gated,
+        gate,
+    ):
         rid = await cancel(handle, "customer changed their mind")
         # The running child is told to undo itself while its step is still under way.
         await signalled(client, ids.provisioning_workflow_id(order_number, PROV_FIXED), "cancel")
@@ -343,11 +328,11 @@ async def test_revision_then_cancel_ends_cancelled(
     order = sample("triple_play.xml", order_number)
     r2 = revision(order, 2)
     set_spec(r2, FIXED_PLAN, "CallerIdPresentation", "Restricted")
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    async with held(client, settings, worker, order, Step.ACTIVATE, PROV_FIXED) as (
+        handle,
+        gated,
+        gate,
+    ):
         revised = await revise(handle, r2)
         cancelled = await cancel(handle, "raced")
         assert (await outcome(handle, revised)).outcome == "accepted"
@@ -387,11 +372,8 @@ async def test_hard_point_of_no_return_refuses_the_change(
     r2 = revision(order, 2)
     plan_line = next(x for x in r2.lines if x.item.product_class == "Broadband Service Plan Class")
     set_spec(r2, plan_line.id, "Speed", "2000 Mbps")
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.VERIFY)  # activated: past the point of no return
-    async with worker(hard, fulfillment=gated):
-        handle = await start(client, hard, order)
-        await gate.wait_reached()
+    # Held once activated: past the point of no return.
+    async with held(client, hard, worker, order, Step.VERIFY) as (handle, gated, gate):
 
         async def past_ponr() -> bool:
             lines = {line.id: line for line in (await query(handle)).lines}
@@ -416,11 +398,11 @@ async def test_cancel_after_billing_started_undoes_billing_first(
     client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     order = sample("triple_play.xml", order_number)
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    async with held(client, settings, worker, order, Step.ACTIVATE, PROV_FIXED) as (
+        handle,
+        _,
+        gate,
+    ):
         await components_reach(handle, ComponentState.COMPLETED, INIT_BILL)
         cancelled = await cancel(handle, "after billing started")
         # A revision queued behind the cancel is answered, not lost.
@@ -453,8 +435,7 @@ async def test_second_revision_while_a_dropped_component_still_undoes(
     gated = GatedFulfillment()
     verifying = gated.hold(Step.VERIFY, PROV_BB)
     undoing = gated.hold(Step.UNDO_ACTIVATE, PROV_BB)
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
+    async with running(client, settings, worker, order, gated) as handle:
         await verifying.wait_reached()
         dropped = await revise(handle, r2)
         assert (await outcome(handle, dropped)).outcome == "accepted"
@@ -488,11 +469,12 @@ async def test_revisions_taken_before_a_rerun_all_reach_the_systems(
     set_spec(r2, FIXED_PLAN, "CallerIdPresentation", "Restricted")
     r3 = revision(r2, 3)
     set_spec(r3, "1.1.2", "Colour", "blue")
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.ACTIVATE, PROV_MOBILE)  # keeps the order running
-    async with worker(fulfillment=gated):
-        handle = await start(client, settings, order)
-        await gate.wait_reached()
+    # Mobile activation, held, keeps the order running.
+    async with held(client, settings, worker, order, Step.ACTIVATE, PROV_MOBILE) as (
+        handle,
+        gated,
+        gate,
+    ):
         await components_reach(handle, ComponentState.COMPLETED, SYNC, INIT_BILL, PROV_FIXED)
         await act(handle, SUSPEND_UPDATE)
         for r in (r2, r3):

@@ -3,6 +3,7 @@ future-dated orders wait for their computed start; late components raise jeopard
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import uuid
@@ -20,7 +21,7 @@ from o2a.client import DATA_CONVERTER, interceptors
 from o2a.config import Settings
 from o2a.models import ComponentState, OrderState, Step
 from o2a.visibility import indexed_value_types
-from tests.support import GatedFulfillment, outcome, query, revise, revision, sample, start, until
+from tests.support import held, outcome, query, revise, revision, sample, start, until
 from workers.worker import build_worker
 from workflows.order_reporting import JEOPARDY_LEVELS
 
@@ -102,11 +103,9 @@ async def test_late_component_raises_jeopardy_by_severity(
     path.write_text(json.dumps(catalog))
     settings = local_settings(tmp_path, path)
     order = sample("broadband_only.xml", order_number)
-    gated = GatedFulfillment()
-    gate = gated.hold(Step.DESIGN)  # provisioning runs late: held until every level is raised
-    async with build_worker(env.client, settings, fulfillment=gated):
-        handle = await start(env.client, settings, order)
-        await gate.wait_reached()
+    worker = functools.partial(build_worker, env.client)
+    # Provisioning runs late: held at design until every level is raised.
+    async with held(env.client, settings, worker, order, Step.DESIGN) as (handle, _, gate):
 
         async def all_raised() -> bool:
             return len((await query(handle)).jeopardies) == len(JEOPARDY_LEVELS)
