@@ -12,7 +12,6 @@ from datetime import datetime
 
 from o2a import ids
 from o2a.models import (
-    UNDO_PREFIX,
     ComponentState,
     ComponentUpdate,
     ComponentView,
@@ -211,15 +210,6 @@ class FulfillmentTracker:
 
     def record_action(self, action: OperatorActionView) -> None:
         self.operator_actions.append(action)
-
-    def undo_failed(self, component_id: str) -> bool:
-        """The component fell out while its work was being undone (an undo- step failed)."""
-        return self.components[component_id].state is ComponentState.FAILED and any(
-            f.component == component_id
-            and f.state == "open"
-            and (f.step or "").startswith(UNDO_PREFIX)
-            for f in self.fallouts
-        )
 
     def failed_components(self) -> list[str]:
         return [c.id for c in self.components.values() if c.state is ComponentState.FAILED]

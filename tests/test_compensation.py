@@ -451,3 +451,27 @@ async def test_revised_som_child_calls_and_reports_with_the_new_revision(
     assert set(revisions[first_r2:]) == {"r2"}, reports
     # design, activate and the final report all come after the revise took effect
     assert len(revisions[first_r2:]) >= 3, reports
+
+
+async def test_abort_during_a_cancel_ends_the_order_aborted_without_more_undo(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """An abort stops a cancel under way at once: the order ends aborted (not cancelled),
+    and no later undo wave starts (customer sync, which billing depended on, is not undone)."""
+    gated = GatedFulfillment()
+    design = gated.hold(Step.DESIGN, PROV_BB)
+    undo_billing = gated.hold(Step.UNDO_BILLING, INIT_BILL)
+    async with running(client, settings, worker, quick_triple_play(order_number), gated) as handle:
+        await design.wait_reached()
+        await components_reach(handle, ComponentState.COMPLETED, SYNC, INIT_BILL)
+        await cancel(handle, reason="customer changed their mind")
+        await undo_billing.wait_reached()
+        await handle.execute_update(
+            CustomerOrderWorkflow.abort, OperatorRequest(operator="ops", reason="stop it")
+        )
+        result = await finished(handle)
+        undo_billing.release()
+        assert result.state is OrderState.ABORTED
+        assert result.status is FulfillmentStatus.ABORTED
+        assert [r.outcome for r in result.revisions] == ["rejected"]  # the cancel, cut short
+        assert Step.UNDO_SYNC not in [c.step for c in gated.calls]

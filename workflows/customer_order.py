@@ -117,12 +117,16 @@ class CustomerOrderWorkflow:
                 break
             await ctx.wait(self._has_news)
             ctx.drain_inbox()
-        # Changes queued behind the end are answered too: the order they meant is gone.
-        for change in ctx.changes:
-            await self._changes.reject(change, f"order is {ctx.state.value}")
-        ctx.changes.clear()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return ctx.tracker.snapshot(ctx.state, self._reporter.crm_updates)
+        # Changes queued behind the end, or arriving while the last handlers finish, are
+        # answered too: the order they meant is gone, and whoever waits for them returns.
+        while True:
+            while ctx.changes:
+                await self._changes.reject(ctx.changes.pop(0), f"order is {ctx.state.value}")
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() or bool(ctx.changes)
+            )
+            if not ctx.changes:
+                return ctx.tracker.snapshot(ctx.state, self._reporter.crm_updates)
 
     def _has_news(self) -> bool:
         ctx = self._ctx
@@ -211,6 +215,11 @@ class CustomerOrderWorkflow:
         del request
         if self._ctx.suspended:
             raise ValueError(f"order {self._number} is already suspended")
+        if self._ctx.changing:
+            raise ValueError(
+                f"order {self._number} is {self._ctx.state.value} while it takes a revision "
+                "or cancel: suspend it once that is done"
+            )
         if self._ctx.state not in SUSPENDABLE:
             raise ValueError(
                 f"order {self._number} is {self._ctx.state.value}: "
@@ -267,9 +276,7 @@ class CustomerOrderWorkflow:
 
     def _unresolved_failures(self) -> list[str]:
         ctx = self._ctx
-        if not ctx.decomposed or None in ctx.resolve:
-            return []
-        return [cid for cid in ctx.tracker.failed_components() if cid not in ctx.resolve]
+        return ctx.tracker.failed_components() if ctx.decomposed else []
 
     @property
     def _number(self) -> str:

@@ -49,6 +49,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.provisioning_order import ProvisioningOrderWorkflow
 
 
+def _settled(task: asyncio.Task[bool | None]) -> None:
+    """A change cut short by an abort: how its cancelled calls ended no longer matters."""
+    if not task.cancelled():
+        task.exception()
+
+
 def outcome_number(change: Change, current_revision: int) -> int:
     """An outcome is numbered as the request that caused it."""
     if isinstance(change, RevisionRequest):
@@ -69,15 +75,28 @@ class ChangeCoordinator:
         self._work = work
         self._reporter = reporter
         self._before_undo: dict[str, ComponentState] = {}
+        self._undo_failed: list[str] = []
+        """Components whose undo fell out: they wait for a resolve before it runs again."""
 
     async def take(self, change: Change) -> bool:
         """True when the order has ended (cancelled). Every change gets an outcome, also
         one an abort cut short, so a caller waiting for it is answered."""
+        ctx = self._ctx
         ended = False
-        if isinstance(change, CancelRequest):
-            ended = await self._cancel(change)
+        ctx.changing = True
+        work = asyncio.create_task(
+            self._cancel(change) if isinstance(change, CancelRequest) else self._revise(change)
+        )
+        try:
+            # An abort ends the order at once, also in the middle of compensation.
+            await workflow.wait_condition(lambda: work.done() or ctx.abort is not None)
+        finally:
+            ctx.changing = False
+        if work.done():
+            ended = bool(work.result())
         else:
-            await self._revise(change)
+            work.cancel()
+            work.add_done_callback(_settled)
         answered = any(r.request_id == change.request_id for r in self._ctx.tracker.revisions)
         if not answered:
             await self.reject(change, "the order was aborted before the change was done")
@@ -118,6 +137,9 @@ class ChangeCoordinator:
             ctx.state = previous_state
             return await self.reject(request, fault_of(err).message)
         await runner.settle()
+        if ctx.abort is not None:
+            return
+        signalled: list[str] = []
         while True:
             revision = plan_revision(current, old_plan, order, plan, tracker.progress())
             violations = hard_ponr_violations(revision, old_plan, tracker.ponr_passed)
@@ -126,7 +148,7 @@ class ChangeCoordinator:
                 return await self.reject(
                     request, f"past the hard point of no return: {', '.join(violations)}"
                 )
-            if await self._signal_children(revision, order, plan):
+            if await self._signal_children(revision, order, plan, signalled):
                 break
         undo = {
             c.component_id: self._work.lines_of(c.undo_lines, current)
@@ -192,10 +214,13 @@ class ChangeCoordinator:
         tracker, plan, order = ctx.tracker, ctx.tracker.plan, ctx.order
         runner.recall_waiting()
         await runner.settle()
+        if ctx.abort is not None:
+            return False
         reason = request.reason or "cancel requested"
         if tracker.is_finished():
             await self.reject(request, f"cancel refused: the order is complete ({reason})")
             return False
+        signalled: list[str] = []
         while True:
             revision = cancellation_plan(order, plan, tracker.progress())
             violations = hard_ponr_violations(revision, plan, tracker.ponr_passed)
@@ -208,7 +233,7 @@ class ChangeCoordinator:
             if ctx.state is not OrderState.CANCELING:
                 ctx.state = OrderState.CANCELING
                 await self._reporter.publish()
-            if await self._signal_children(revision, None, None):
+            if await self._signal_children(revision, None, None, signalled):
                 break
         undo = {
             c.component_id: self._work.lines_of(c.undo_lines, order)
@@ -222,8 +247,13 @@ class ChangeCoordinator:
         if not await self._undo_waves(undo, plan):
             return False
         await runner.no_children()
+        if ctx.abort is not None:
+            return False
         # A child whose own undo failed is fallout too: once resolved, its undo runs again.
-        failed = [cid for cid in tracker.failed_components() if tracker.undo_failed(cid)]
+        failed = [
+            cid for cid in signalled if tracker.components[cid].state is ComponentState.FAILED
+        ]
+        self._undo_failed.extend(cid for cid in failed if cid not in self._undo_failed)
         again = {cid: self._work.lines_of(plan.component(cid).lines, order) for cid in failed}
         if not await self._undo_waves(again, plan):
             return False
@@ -244,14 +274,19 @@ class ChangeCoordinator:
     # --- compensation --------------------------------------------------------------------------
 
     async def _signal_children(
-        self, revision: RevisionPlan, order: CustomerOrder | None, plan: OrderPlan | None
+        self,
+        revision: RevisionPlan,
+        order: CustomerOrder | None,
+        plan: OrderPlan | None,
+        signalled: list[str],
     ) -> bool:
-        """Running SOM children compensate themselves. False when one finished before the
-        signal reached it: the caller plans again with that component's final state."""
+        """Running SOM children compensate themselves; each is told once (``signalled``
+        carries over when planning again). False when one finished before the signal reached
+        it: the caller plans again with that component's final state."""
         children = self._runner.children()
         for comp in revision.compensations:
             child = children.get(comp.component_id)
-            if child is None or comp.kind is Compensation.NONE:
+            if child is None or comp.kind is Compensation.NONE or comp.component_id in signalled:
                 continue
             try:
                 if comp.kind is Compensation.UNDO:
@@ -268,6 +303,7 @@ class ChangeCoordinator:
             except FailureError:
                 await self._runner.gone(comp.component_id)
                 return False
+            signalled.append(comp.component_id)
         return True
 
     async def _undo_waves(self, undo: dict[str, list[SalesOrderLine]], plan: OrderPlan) -> bool:
@@ -283,9 +319,11 @@ class ChangeCoordinator:
             c.id: {d.id for d in plan.components if c.id in d.depends_on} for c in plan.components
         }
         while pending:
+            if self._ctx.abort is not None:
+                return False
             wave = [cid for cid in pending if not dependents[cid] & set(pending)]
             # An undo that fell out waits for the operator's resolve, and so do later waves.
-            stuck = [cid for cid in wave if self._ctx.tracker.undo_failed(cid)]
+            stuck = [cid for cid in wave if cid in self._undo_failed]
             if stuck and not await self._await_resolve(stuck):
                 return False
             results = await asyncio.gather(*(self._undo(known[cid], pending[cid]) for cid in wave))
@@ -301,6 +339,7 @@ class ChangeCoordinator:
             await self._work.undo(component, lines)
         except FailureError as err:
             self._before_undo[component.id] = before
+            self._undo_failed.append(component.id)
             tracker.apply(failed_update(component.id, err), workflow.now())
             return False
         return True
@@ -316,6 +355,7 @@ class ChangeCoordinator:
             return False
         ctx.resolve = [r for r in ctx.resolve if r is not None and r not in failed]
         for cid in failed:
+            self._undo_failed.remove(cid)
             state = self._before_undo.pop(cid, ComponentState.IN_PROGRESS)
             ctx.tracker.reopen(cid, state)
         ctx.state = working

@@ -47,6 +47,8 @@ class OrderContext:
         self.abort: OperatorRequest | None = None
         self.changes: list[Change] = []
         """Revisions and cancels, in arrival order, not yet taken."""
+        self.changing = False
+        """A revision or cancel is being taken (planned, compensated)."""
         self.received: list[str] = []
         """Request IDs of every revise and cancel received, taken or not."""
         self.runs: dict[str, int] = {}

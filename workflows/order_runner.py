@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import FailureError
+from temporalio.exceptions import FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from o2a.models import (
@@ -144,7 +144,8 @@ class ComponentRunner:
         if task.cancelled():
             return
         error = task.exception()
-        if error is not None:
+        # A cancelled watcher can end in the ActivityError of the message it was sending.
+        if error is not None and not is_cancelled_exception(error):
             self._ctx.crash(error)
 
     def _start_time(self, component: OrderComponent) -> datetime | None:
