@@ -175,7 +175,7 @@ async def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _submit(args: argparse.Namespace, settings: Settings) -> int:
-    order = OrderIntake(settings).load_order(args.file)  # refused before connecting
+    order = OrderIntake(settings).load_new_order(args.file)  # refused before connecting
     service = await _service(settings)
     print(cli_format.format_submitted(await service.submit(order)))
     if not args.wait:

@@ -161,6 +161,12 @@ class OrderIntake:
     def plan(self, order: CustomerOrder) -> OrderPlan:
         return decompose(order, self.catalog)
 
+    def load_new_order(self, path: str | Path) -> CustomerOrder:
+        """An order to submit: valid, and a delivery (a CANCEL is sent to a running order)."""
+        order = self.load_order(path)
+        _check_submittable(order)
+        return order
+
     def preview_revision(self, basis: RevisionBasis, order: CustomerOrder) -> RevisionPreview:
         """The revision planned against ``basis`` exactly as the workflow plans it."""
         cancel = order.fulfillment_mode is FulfillmentMode.CANCEL
@@ -212,11 +218,7 @@ class OrderService(OrderIntake):
 
     async def submit(self, order: CustomerOrder) -> Submitted:
         """Start the order's workflow; an order number is never started twice."""
-        if order.fulfillment_mode is FulfillmentMode.CANCEL:
-            raise InputError(
-                f"order {order.order_number} has FulfillmentModeCode CANCEL: "
-                "a cancel is sent to a running order, not submitted"
-            )
+        _check_submittable(order)
         workflow_id = ids.order_workflow_id(order.order_number)
         try:
             handle = await self._client.start_workflow(
@@ -458,6 +460,14 @@ class OrderService(OrderIntake):
             f"order {order_number} is running but no worker answered within "
             f"{ANSWER_TIMEOUT.seconds}s: is a worker polling task queue "
             f"{self._settings.task_queue!r}?"
+        )
+
+
+def _check_submittable(order: CustomerOrder) -> None:
+    if order.fulfillment_mode is FulfillmentMode.CANCEL:
+        raise InputError(
+            f"order {order.order_number} has FulfillmentModeCode CANCEL: "
+            "a cancel is sent to a running order, not submitted"
         )
 
 

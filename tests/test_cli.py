@@ -802,6 +802,10 @@ async def test_a_cancel_mode_order_cannot_be_submitted(
     assert run.returncode == 2 and len(run.stderr_lines) == 1, run
     assert "FulfillmentModeCode CANCEL" in run.stderr, run
     assert not await workflow_exists(client, ids.order_workflow_id(order_number)), run
+    # Refused before connecting: with no server it is still bad input, exit 2.
+    no_server = cli_env(f"127.0.0.1:{free_port()}", settings)
+    offline = await o2a("submit", str(path), env=no_server)
+    assert offline.returncode == 2 and "FulfillmentModeCode CANCEL" in offline.stderr, offline
 
 
 async def test_revise_and_cancel_wait_for_their_outcomes(
