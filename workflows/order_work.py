@@ -12,7 +12,6 @@ from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.decomposition import DecompositionActivities
-    from activities.fulfillment import FulfillmentActivities
     from activities.messaging import MessagingActivities, ProvisioningOrderMessage
     from o2a import ids, visibility
     from o2a.models import (
@@ -28,15 +27,13 @@ with workflow.unsafe.imports_passed_through():
         SalesOrderLine,
         Step,
     )
-    from o2a.ports import FulfillmentRequest
     from o2a.revision import line_changed
     from workflows.contracts.provisioning_order import ProvisioningOrder, ProvisioningResult
+    from workflows.fulfillment_call import fulfill
     from workflows.order_context import OrderContext
     from workflows.policies import (
         DECOMPOSITION_TIMEOUT,
-        FULFILLMENT_HEARTBEAT,
         FULFILLMENT_RETRY,
-        FULFILLMENT_TIMEOUT,
         MESSAGE_RETRY,
         MESSAGE_TIMEOUT,
     )
@@ -121,25 +118,15 @@ class ComponentWork:
     ) -> list[LineUpdate]:
         """One call to the component's fulfillment system: one step for these lines."""
         order = self._ctx.order
-        run = self._ctx.runs.get(component.id, 1)
-        return await workflow.execute_activity_method(
-            FulfillmentActivities.fulfill,
-            FulfillmentRequest(
-                request_id=ids.fulfillment_request_id(
-                    order.order_number, order.revision, component.id, run, step
-                ),
-                order_number=order.order_number,
-                revision=order.revision,
-                component_id=component.id,
-                function=component.function,
-                target_system=component.target_system,
-                step=step,
-                lines=lines,
-                run=run,
-            ),
-            start_to_close_timeout=FULFILLMENT_TIMEOUT,
-            heartbeat_timeout=FULFILLMENT_HEARTBEAT,
-            retry_policy=FULFILLMENT_RETRY,
+        return await fulfill(
+            order_number=order.order_number,
+            revision=order.revision,
+            component_id=component.id,
+            function=component.function,
+            target_system=component.target_system,
+            run=self._ctx.runs.get(component.id, 1),
+            step=step,
+            lines=lines,
         )
 
     async def call_function(self, component: OrderComponent) -> list[LineUpdate]:

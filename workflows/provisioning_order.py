@@ -17,7 +17,6 @@ import asyncio
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.fulfillment import FulfillmentActivities
     from activities.messaging import FulfillmentUpdateMessage, MessagingActivities
     from o2a import ids
     from o2a.models import (
@@ -28,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         SalesOrderLine,
         Step,
     )
-    from o2a.ports import FulfillmentRequest
     from workflows.contracts.provisioning_order import (
         CANCEL_SIGNAL,
         COMPONENT_UPDATE_SIGNAL,
@@ -40,10 +38,8 @@ with workflow.unsafe.imports_passed_through():
         ProvisioningResult,
         ProvisioningRevision,
     )
+    from workflows.fulfillment_call import fulfill
     from workflows.policies import (
-        FULFILLMENT_HEARTBEAT,
-        FULFILLMENT_RETRY,
-        FULFILLMENT_TIMEOUT,
         MESSAGE_RETRY,
         MESSAGE_TIMEOUT,
     )
@@ -144,24 +140,15 @@ class ProvisioningOrderWorkflow:
     async def _execute(self, step: Step, lines: list[SalesOrderLine]) -> list[LineUpdate]:
         """One call to the provisioning system: this step for all these lines."""
         order = self._order
-        return await workflow.execute_activity_method(
-            FulfillmentActivities.fulfill,
-            FulfillmentRequest(
-                request_id=ids.fulfillment_request_id(
-                    order.order_number, self._revision, order.component_id, order.run, step
-                ),
-                order_number=order.order_number,
-                revision=self._revision,
-                component_id=order.component_id,
-                function=FUNCTION,
-                target_system=order.target_system,
-                step=step,
-                lines=lines,
-                run=order.run,
-            ),
-            start_to_close_timeout=FULFILLMENT_TIMEOUT,
-            heartbeat_timeout=FULFILLMENT_HEARTBEAT,
-            retry_policy=FULFILLMENT_RETRY,
+        return await fulfill(
+            order_number=order.order_number,
+            revision=self._revision,
+            component_id=order.component_id,
+            function=FUNCTION,
+            target_system=order.target_system,
+            run=order.run,
+            step=step,
+            lines=lines,
         )
 
     async def _run_step(self, step: Step) -> None:
