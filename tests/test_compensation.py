@@ -315,6 +315,41 @@ async def test_amend_sends_billing_only_the_changed_and_removed_lines(
     assert lines["1.4"] is FulfillmentStatus.COMPLETE
 
 
+async def test_amend_that_falls_out_sends_only_what_is_left_after_resolve(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """The undo of a removed line succeeded before the amend fell out: the retry after
+    resolve amends, and does not undo that line a second time."""
+    order = quick_triple_play(order_number)
+    discount = next(line for line in order.lines if line.id == "1.4")
+    order.lines.append(
+        discount.model_copy(deep=True, update={"id": "1.5", "business_component_id": "1-X-150"})
+    )
+    second = set_spec(revision(order, 2), "1.4", "DiscountAmount", "-15.00")
+    second = set_spec(second, "1.4", "SimulatedFault", "amend-billing:AMEND_REFUSED:2")
+    second.lines = [line for line in second.lines if line.id != "1.5"]
+    async with held(client, settings, worker, order, Step.VERIFY, PROV_BB) as (
+        handle,
+        gated,
+        verify,
+    ):
+        await components_reach(handle, ComponentState.COMPLETED, INIT_BILL)
+        await outcome(handle, await revise(handle, second))
+        await components_reach(handle, ComponentState.FAILED, INIT_BILL)
+        await handle.execute_update(
+            CustomerOrderWorkflow.resolve, OperatorRequest(component=INIT_BILL)
+        )
+        verify.release()
+        result = await finished(handle)
+
+    assert result.state is OrderState.COMPLETED, result
+    assert gated.steps(INIT_BILL)[1:] == [
+        (INIT_BILL, Step.UNDO_BILLING, ["1.5"]),
+        (INIT_BILL, Step.AMEND_BILLING, ["1.4"]),
+        (INIT_BILL, Step.AMEND_BILLING, ["1.4"]),
+    ], gated.steps(INIT_BILL)
+
+
 # --- a revise or cancel reaching a SOM child as it finishes -----------------------------------
 
 

@@ -143,10 +143,18 @@ class ComponentWork:
         changed = [line for line in wanted if line.id in had and line_changed(had[line.id], line)]
         added = [line for line in wanted if line.id not in had]
         updates: list[LineUpdate] = []
+        # Each call that succeeds is what stands now, so a retry after fallout sends the rest.
         if gone:
             await self._fulfill(component, step.undo(), gone)
+            self._fulfilled[component.id] = fulfilled = [
+                line for line in fulfilled if line.id in component.lines
+            ]
         if changed:
             updates += await self._fulfill(component, step.amend(), changed)
+            fresh = {line.id: line for line in changed}
+            self._fulfilled[component.id] = fulfilled = [
+                fresh.get(line.id, line) for line in fulfilled
+            ]
         if added:
             updates += await self._fulfill(component, step, added)
         del self._fulfilled[component.id]
