@@ -26,6 +26,7 @@ from o2a.models import (
     OrderState,
     OrderStatus,
     RevisionView,
+    SalesOrderLine,
     ServiceActionCode,
 )
 from o2a.revision import Compensation, LineChange, RevisionPlan
@@ -99,6 +100,9 @@ class FulfillmentTracker:
         self.ponr_passed: set[str] = set()
         self.cancelled_lines: set[str] = set()
         self.aborted = False
+        self.retired: dict[str, tuple[OrderComponent, list[SalesOrderLine]]] = {}
+        """Components a revision dropped, with their lines as they were: what their undo
+        needs if it has to run again."""
         self._reported: dict[str, _LineKey] = {}
         self._reported_order_status: FulfillmentStatus | None = None
         self._refresh_line_statuses()
@@ -307,6 +311,11 @@ class FulfillmentTracker:
         new.revisions = [r.model_copy() for r in self.revisions]
         new.jeopardies = [j.model_copy() for j in self.jeopardies]
         new.operator_actions = [a.model_copy() for a in self.operator_actions]
+        new.retired = dict(self.retired)
+        for spec in self.plan.components:
+            if spec.id not in new.plan_ids:
+                lines = [line for line in self.order.lines if line.id in spec.lines]
+                new.retired[spec.id] = (spec, lines)
         for comp in revision.compensations:
             if comp.component_id not in new.plan_ids and comp.component_id not in running:
                 new.components[comp.component_id].state = ComponentState.CANCELLED

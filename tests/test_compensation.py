@@ -58,6 +58,7 @@ from tests.support import (
     revise,
     revision,
     running,
+    sample,
     set_spec,
     signalled,
     start,
@@ -348,6 +349,42 @@ async def test_amend_that_falls_out_sends_only_what_is_left_after_resolve(
         (INIT_BILL, Step.AMEND_BILLING, ["1.4"]),
         (INIT_BILL, Step.AMEND_BILLING, ["1.4"]),
     ], gated.steps(INIT_BILL)
+
+
+@pytest.mark.parametrize("then", ["resolve", "cancel"])
+async def test_dropped_component_whose_own_undo_falls_out_is_undone_after_resolve(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str, then: str
+) -> None:
+    """A revision drops broadband while its SOM child runs; the child's undo fails. The
+    order waits failed; resolve runs that undo again and only then can the order finish."""
+    order = set_spec(
+        quick_triple_play(order_number), "1.3.1", "SimulatedFault", "undo-design:UNDO_FAILED:1"
+    )
+    dropped = sample("revisions/triple_play_r2_remove_bundle.xml", order_number)
+    async with held(client, settings, worker, order, Step.ACTIVATE, PROV_BB) as (
+        handle,
+        gated,
+        activate,
+    ):
+        view = await outcome(handle, await revise(handle, dropped))
+        assert view.outcome == "accepted", view
+        activate.release()
+        await components_reach(handle, ComponentState.FAILED, PROV_BB)
+        status = await query(handle)
+        assert status.state is OrderState.FAILED, status.state
+        if then == "cancel":  # the cancel, too, waits for the failed undo to be resolved
+            await cancel(handle, reason="customer gave up")
+        await handle.execute_update(CustomerOrderWorkflow.resolve, OperatorRequest())
+        result = await finished(handle)
+
+    expected = OrderState.COMPLETED if then == "resolve" else OrderState.CANCELLED
+    assert result.state is expected, result.state
+    components = {c.id: c.state for c in result.components}
+    assert components[PROV_BB] is ComponentState.CANCELLED
+    undo_designs = [
+        c for c in gated.calls if c.component_id == PROV_BB and c.step is Step.UNDO_DESIGN
+    ]
+    assert len(undo_designs) == 2, gated.steps(PROV_BB)
 
 
 # --- a revise or cancel reaching a SOM child as it finishes -----------------------------------

@@ -94,7 +94,9 @@ class CustomerOrderWorkflow:
                 continue
             tracker = ctx.tracker
             for component_id in ctx.resolve:
-                tracker.reset_failed(component_id)
+                for cid in tracker.reset_failed(component_id):
+                    if cid in tracker.retired:  # dropped by a revision; its undo fell out
+                        self._runner.undo_retired(cid)
             ctx.resolve.clear()
             if not ctx.suspended:
                 for component_id in tracker.ready_components():

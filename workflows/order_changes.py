@@ -249,6 +249,9 @@ class ChangeCoordinator:
         await runner.no_children()
         if ctx.abort is not None:
             return False
+        for cid in [c for c in tracker.failed_components() if c in tracker.retired]:
+            if not await self._retry_dropped_undo(cid):  # dropped earlier, its undo fell out
+                return False
         # A child whose own undo failed is fallout too: once resolved, its undo runs again.
         failed = [
             cid for cid in signalled if tracker.components[cid].state is ComponentState.FAILED
@@ -342,6 +345,17 @@ class ChangeCoordinator:
             self._undo_failed.append(component.id)
             tracker.apply(failed_update(component.id, err), workflow.now())
             return False
+        return True
+
+    async def _retry_dropped_undo(self, component_id: str) -> bool:
+        """A component an earlier revision dropped, whose undo fell out: once resolved,
+        its undo runs again, until it succeeds (False: aborted meanwhile)."""
+        spec, lines = self._ctx.tracker.retired[component_id]
+        self._undo_failed.append(component_id)
+        while component_id in self._undo_failed:
+            if not await self._await_resolve([component_id]):
+                return False
+            await self._undo(spec, lines)
         return True
 
     async def _await_resolve(self, failed: list[str]) -> bool:

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ComponentState,
         ComponentUpdate,
         OrderComponent,
+        SalesOrderLine,
     )
     from workflows.contracts.provisioning_order import ProvisioningResult
     from workflows.order_context import OrderContext
@@ -123,6 +124,29 @@ class ComponentRunner:
             return
         ctx.tracker.apply(self._began(component), workflow.now())
         self._spawn(self._run(component))
+
+    def undo_retired(self, component_id: str) -> None:
+        """Run again the undo of a component a revision dropped, after its fallout was
+        resolved: the component ends cancelled once its work is taken back."""
+        spec, lines = self._ctx.tracker.retired[component_id]
+        self._ctx.tracker.apply(
+            ComponentUpdate(component_id=component_id, state=ComponentState.IN_PROGRESS),
+            workflow.now(),
+        )
+        self._in_flight[component_id] = InFlight(Phase.CALLING)
+        self._spawn(self._undo_retired(spec, lines))
+
+    async def _undo_retired(self, spec: OrderComponent, lines: list[SalesOrderLine]) -> None:
+        try:
+            await self._work.undo(spec, lines)
+        except FailureError as err:
+            self._ctx.inbox.append(failed_update(spec.id, err))
+            return
+        finally:
+            self._in_flight.pop(spec.id, None)
+        self._ctx.inbox.append(
+            ComponentUpdate(component_id=spec.id, state=ComponentState.CANCELLED)
+        )
 
     def _began(self, component: OrderComponent) -> ComponentUpdate:
         provisioning = component.kind is ComponentKind.PROVISION
