@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         RevisionRequest,
     )
     from workflows.contracts.provisioning_order import COMPONENT_UPDATE_SIGNAL
-    from workflows.order_changes import ChangeCoordinator, outcome_number
+    from workflows.order_changes import ChangeCoordinator
     from workflows.order_context import ATTENTION_STATES, FINAL_STATES, OrderContext
     from workflows.order_reporting import OrderReporter
     from workflows.order_runner import ComponentRunner
@@ -192,10 +192,11 @@ class CustomerOrderWorkflow:
 
     @resolve.validator
     def _can_resolve(self, request: OperatorRequest) -> None:
-        failed = self._unresolved_failures()
+        ctx = self._ctx
+        failed = ctx.tracker.failed_components() if ctx.decomposed else []
         if not failed:
             raise ValueError(
-                f"order {self._number} is {self._ctx.state.value}: nothing has failed, "
+                f"order {self._number} is {ctx.state.value}: nothing has failed, "
                 "so there is nothing to resolve"
             )
         if request.component is not None and request.component not in failed:
@@ -276,10 +277,6 @@ class CustomerOrderWorkflow:
             self._ctx.tracker.record_action(view)
         return view
 
-    def _unresolved_failures(self) -> list[str]:
-        ctx = self._ctx
-        return ctx.tracker.failed_components() if ctx.decomposed else []
-
     @property
     def _number(self) -> str:
         return self._ctx.order.order_number
@@ -322,5 +319,3 @@ class CustomerOrderWorkflow:
             state=self._ctx.state,
         )
 
-
-__all__ = ["CustomerOrderWorkflow", "outcome_number"]
