@@ -318,4 +318,3 @@ class CustomerOrderWorkflow:
             ponr_passed=sorted(tracker.ponr_passed),
             state=self._ctx.state,
         )
-
