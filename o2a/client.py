@@ -7,6 +7,7 @@ dev server, a self-hosted cluster or Temporal Cloud without code changes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from temporalio.client import Client, Interceptor
@@ -16,10 +17,14 @@ from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError
 
+from o2a.codec import CompressionCodec
 from o2a.telemetry import configure_tracing
 
 DEFAULT_ADDRESS = "localhost:7233"
-DATA_CONVERTER: DataConverter = pydantic_data_converter
+DATA_CONVERTER: DataConverter = dataclasses.replace(
+    pydantic_data_converter, payload_codec=CompressionCodec()
+)
+"""Pydantic models as JSON, big payloads compressed (o2a/codec.py)."""
 
 
 def interceptors() -> list[Interceptor]:

@@ -6,13 +6,47 @@ models with no behaviour that touches the world; workflow code may import them f
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+MAX_ORDER_LINES = 5_000
+"""Lines per order: the size the project proves end to end, well inside Temporal's payload
+and gRPC message limits."""
+MAX_REVISION = 2**31 - 1
+"""Revision numbers go into an Int search attribute (int64); 32 bits leave it far from
+overflow in any arithmetic on them."""
+EARLIEST_ORDER_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_ORDER_DATE = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _order_era(value: datetime) -> datetime:
+    """A future-dated component sleeps until its delivery date minus its duration: year 1
+    underflows that subtraction and 9999-12-31 (a common "open-ended" sentinel) sleeps for
+    millennia, so both are refused at the door."""
+    if not EARLIEST_ORDER_DATE <= value < LATEST_ORDER_DATE:
+        raise PydanticCustomError(
+            "order_date_range", "must be from 1970 up to (not including) the year 3000"
+        )
+    return value
+
+
+OrderDateTime = Annotated[AwareDatetime, AfterValidator(_order_era)]
+"""Every date of an order carries its time zone: the workflow compares it with the
+timezone-aware workflow clock, and a local time would be ambiguous anyway."""
 
 
 class Model(BaseModel):
@@ -67,7 +101,7 @@ class SalesOrderLine(Model):
     root_id: str | None = None
     action: ServiceActionCode = ServiceActionCode.ADD
     fulfillment_mode: FulfillmentMode | None = None
-    requested_delivery_date: datetime | None = None
+    requested_delivery_date: OrderDateTime | None = None
     service_address: Address | None = None
     item: ItemReference = Field(default_factory=ItemReference)
 
@@ -77,15 +111,16 @@ class CustomerOrder(Model):
 
     order_number: NonEmpty
     revision_id: str | None = None
-    revision: int = Field(default=1, ge=0)
-    order_date: datetime | None = None
-    requested_delivery_date: datetime | None = None
+    # Strict integers: lax mode would read "12", "1_0", 12.0 and true as numbers.
+    revision: int = Field(default=1, ge=1, le=MAX_REVISION, strict=True)
+    order_date: OrderDateTime | None = None
+    requested_delivery_date: OrderDateTime | None = None
     type_code: str | None = None
-    priority: int = Field(default=5, ge=0, le=9)
+    priority: int = Field(default=5, ge=0, le=9, strict=True)
     fulfillment_mode: FulfillmentMode = FulfillmentMode.DELIVER
     status_code: str | None = None
     customer_account: str | None = None
-    lines: list[SalesOrderLine] = Field(min_length=1)
+    lines: list[SalesOrderLine] = Field(min_length=1, max_length=MAX_ORDER_LINES)
 
     def priority_key(self) -> int:
         """AIA FulfillmentPriorityCode (0-9, 9 highest) as a Temporal priority key (1-5, 1
@@ -175,11 +210,19 @@ class OrderPlan(Model):
     components: list[OrderComponent]
     line_patterns: dict[str, str]
 
+    _by_id: dict[str, OrderComponent] | None = PrivateAttr(default=None)
+
     def component(self, component_id: str) -> OrderComponent:
-        for c in self.components:
-            if c.id == component_id:
-                return c
-        raise KeyError(component_id)
+        """By ID in constant time: an order of thousands of lines has hundreds of components."""
+        if self._by_id is None:
+            self._by_id = {c.id: c for c in self.components}
+        return self._by_id[component_id]
+
+    def find(self, component_id: str) -> OrderComponent | None:
+        try:
+            return self.component(component_id)
+        except KeyError:
+            return None
 
 
 # --- fulfillment state ----------------------------------------------------------------------

@@ -33,6 +33,9 @@ from o2a.revision import Compensation, LineChange, RevisionPlan
 
 _LineKey = tuple[FulfillmentStatus, str | None, bool, tuple[tuple[str, str], ...]]
 
+DETAILED_COMPONENTS = 20
+"""Up to this many components the Web UI's details list each one; beyond, it sums them up."""
+
 
 def aggregate_order_status(statuses: list[FulfillmentStatus]) -> FulfillmentStatus:
     """AIA order status from the statuses of the lines that carry work (docs/architecture.md §1).
@@ -105,7 +108,13 @@ class FulfillmentTracker:
         needs if it has to run again."""
         self._reported: dict[str, _LineKey] = {}
         self._reported_order_status: FulfillmentStatus | None = None
-        self._refresh_line_statuses()
+        self._unreported: dict[str, None] = {}
+        """Lines touched since CRM last heard (an ordered set): what the next report checks."""
+        self._line_statuses: dict[bool, dict[FulfillmentStatus, int]] = {}
+        """How many lines (True: of those that carry work) have each status: the order
+        status and the UI's line counts without a scan."""
+        self._plan_ids = frozenset(c.id for c in plan.components)
+        self._refresh_all()
 
     # --- applying updates -----------------------------------------------------------------
 
@@ -125,13 +134,15 @@ class FulfillmentTracker:
                 line.milestone = update.milestone
                 if update.milestone not in line.milestones:
                     line.milestones.append(update.milestone)
+        touched = [line_id for line_id in component.lines if line_id in self.lines]
         for line_update in update.line_updates:
             if line_update.line_id in self.lines:
                 self.lines[line_update.line_id].data.update(line_update.data)
+                touched.append(line_update.line_id)
         self._note_point_of_no_return(update)
         if update.state is ComponentState.FAILED:
             self._raise_fallout(update, at)
-        self._refresh_line_statuses()
+        self._refresh(touched)
 
     def _note_point_of_no_return(self, update: ComponentUpdate) -> None:
         spec = self._spec(update.component_id)
@@ -141,9 +152,10 @@ class FulfillmentTracker:
             self.ponr_passed.add(spec.id)
             for line_id in spec.lines:
                 self.lines[line_id].point_of_no_return = True
+                self._unreported[line_id] = None
 
     def _spec(self, component_id: str) -> OrderComponent | None:
-        return next((c for c in self.plan.components if c.id == component_id), None)
+        return self.plan.find(component_id)
 
     def _raise_fallout(self, update: ComponentUpdate, at: datetime) -> None:
         component = self.components[update.component_id]
@@ -161,18 +173,56 @@ class FulfillmentTracker:
             )
         )
 
-    def _refresh_line_statuses(self) -> None:
-        for line_id, line in self.lines.items():
-            if line_id in self.cancelled_lines:
-                line.status = FulfillmentStatus.CANCELLED
-                continue
-            if line.action is ServiceActionCode.NO_CHANGE:
-                line.status = FulfillmentStatus.COMPLETE
-                continue
-            states = [self.components[c].state for c in self._line_components.get(line_id, [])]
-            line.status = line_status(states)
-            if self.aborted and line.status is not FulfillmentStatus.COMPLETE:
-                line.status = FulfillmentStatus.ABORTED
+    def _refresh_all(self) -> None:
+        """Every line's status from scratch: when a tracker is made, not per update."""
+        self._line_order = {line_id: i for i, line_id in enumerate(self.lines)}
+        self._line_statuses = {True: {}, False: {}}
+        for line in self.lines.values():
+            line.status = self._status_of(line)
+            self._count(line, 1)
+        self._unreported.update(dict.fromkeys(self.lines))
+
+    def _refresh(self, line_ids: Collection[str]) -> None:
+        """Only the lines an update touched: work per update grows with its lines, not the
+        order's, so an order of thousands of lines costs no more per step than a small one."""
+        for line_id in line_ids:
+            line = self.lines[line_id]
+            status = self._status_of(line)
+            if status is not line.status:
+                self._count(line, -1)
+                line.status = status
+                self._count(line, 1)
+            self._unreported[line_id] = None
+
+    def _refresh_components(self, component_ids: Collection[str]) -> None:
+        self._refresh(
+            list(
+                dict.fromkeys(
+                    line_id
+                    for cid in component_ids
+                    for line_id in self.components[cid].lines
+                    if line_id in self.lines
+                )
+            )
+        )
+
+    def _count(self, line: LineView, delta: int) -> None:
+        for counts in (
+            self._line_statuses[False],
+            self._line_statuses[True] if line.action is not ServiceActionCode.NO_CHANGE else {},
+        ):
+            counts[line.status] = counts.get(line.status, 0) + delta
+
+    def _status_of(self, line: LineView) -> FulfillmentStatus:
+        if line.id in self.cancelled_lines:
+            return FulfillmentStatus.CANCELLED
+        if line.action is ServiceActionCode.NO_CHANGE:
+            return FulfillmentStatus.COMPLETE
+        states = [self.components[c].state for c in self._line_components.get(line.id, [])]
+        status = line_status(states)
+        if self.aborted and status is not FulfillmentStatus.COMPLETE:
+            return FulfillmentStatus.ABORTED
+        return status
 
     def wait(self, component_id: str, at: datetime) -> None:
         """Future-dated: the component waits for its start time."""
@@ -182,7 +232,7 @@ class FulfillmentTracker:
         """Future-dated components not yet started go back to pending for a new plan."""
         for cid in component_ids:
             self.components[cid].state = ComponentState.PENDING
-        self._refresh_line_statuses()
+        self._refresh_components(component_ids)
 
     def reopen(self, component_id: str, state: ComponentState) -> None:
         """An operator resolved a failed undo: its incidents close and the component is
@@ -191,7 +241,7 @@ class FulfillmentTracker:
         for fallout in self.fallouts:
             if fallout.component == component_id and fallout.state == "open":
                 fallout.state = "resolved"
-        self._refresh_line_statuses()
+        self._refresh_components([component_id])
 
     def abort(self) -> None:
         """Stopped by an operator without compensation: everything unfinished ends ABORTED,
@@ -204,7 +254,7 @@ class FulfillmentTracker:
         for fallout in self.fallouts:
             if fallout.state == "open":
                 fallout.state = "closed"
-        self._refresh_line_statuses()
+        self._refresh_all()
 
     def record_outcome(self, outcome: RevisionView) -> None:
         self.revisions.append(outcome)
@@ -231,7 +281,7 @@ class FulfillmentTracker:
         for fallout in self.fallouts:
             if fallout.component in reset:
                 fallout.state = "resolved"
-        self._refresh_line_statuses()
+        self._refresh_components(reset)
         return reset
 
     # --- questions the workflow asks --------------------------------------------------------
@@ -246,7 +296,7 @@ class FulfillmentTracker:
         ]
 
     def is_finished(self) -> bool:
-        planned = {c.id for c in self.plan.components}
+        planned = self._plan_ids
         return all(
             c.state is ComponentState.COMPLETED
             if c.id in planned
@@ -319,12 +369,12 @@ class FulfillmentTracker:
         for comp in revision.compensations:
             if comp.component_id not in new.plan_ids and comp.component_id not in running:
                 new.components[comp.component_id].state = ComponentState.CANCELLED
-        new._refresh_line_statuses()
+        new._refresh_all()
         return new
 
     @property
-    def plan_ids(self) -> set[str]:
-        return {c.id for c in self.plan.components}
+    def plan_ids(self) -> frozenset[str]:
+        return self._plan_ids
 
     def cancel_all(self) -> None:
         """Every line CANCELLED, every component's work undone, every incident closed."""
@@ -333,7 +383,7 @@ class FulfillmentTracker:
             fallout.state = "resolved"
         for component in self.components.values():
             component.state = ComponentState.CANCELLED
-        self._refresh_line_statuses()
+        self._refresh_all()
 
     def only_waiting(self) -> bool:
         """Future-dated work waits and nothing else is under way."""
@@ -344,19 +394,19 @@ class FulfillmentTracker:
         return any(c.state is ComponentState.FAILED for c in self.components.values())
 
     def order_status(self) -> FulfillmentStatus:
-        """Context lines ("-") carry no work, so they neither start nor finish the order."""
+        """Context lines ("-") carry no work, so they neither start nor finish the order.
+        Aggregated from per-status counts kept as lines change, not from a scan."""
         return aggregate_order_status(
-            [
-                line.status
-                for line in self.lines.values()
-                if line.action is not ServiceActionCode.NO_CHANGE
-            ]
+            [status for status, n in self._line_statuses[True].items() if n > 0]
         )
 
     def take_changes(self) -> list[LineView] | None:
-        """Lines CRM has not yet heard about; None when nothing customer-visible changed."""
+        """Lines CRM has not yet heard about; None when nothing customer-visible changed.
+        Only lines touched since the last report are compared, in order-line order."""
+        touched = sorted(self._unreported, key=self._line_order.__getitem__)
+        self._unreported = {}
         changed = []
-        for line in self.lines.values():
+        for line in (self.lines[line_id] for line_id in touched):
             key: _LineKey = (
                 line.status,
                 line.milestone,
@@ -402,14 +452,22 @@ class FulfillmentTracker:
             "| component | target system | state | lines | milestone |",
             "|---|---|---|---|---|",
         ]
-        for c in self.components.values():
-            rows.append(
-                f"| {c.id} | {c.target_system} | {c.state.value} | {len(c.lines)} | "
-                f"{c.milestone or ''} |"
-            )
-        counts: dict[str, int] = {}
-        for line in self.lines.values():
-            counts[line.status.value] = counts.get(line.status.value, 0) + 1
+        if len(self.components) <= DETAILED_COMPONENTS:
+            for c in self.components.values():
+                rows.append(
+                    f"| {c.id} | {c.target_system} | {c.state.value} | {len(c.lines)} | "
+                    f"{c.milestone or ''} |"
+                )
+        else:  # hundreds of components: one row per function and state
+            groups: dict[tuple[str, str, ComponentState], list[ComponentView]] = {}
+            for c in self.components.values():
+                groups.setdefault((c.function, c.target_system, c.state), []).append(c)
+            for (function, target, state_), members in groups.items():
+                lines = sum(len(c.lines) for c in members)
+                rows.append(
+                    f"| {len(members)} x {function} | {target} | {state_.value} | {lines} | |"
+                )
+        counts = {s.value: n for s, n in self._line_statuses[False].items() if n > 0}
         rows += ["", "lines: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
         if self.jeopardies:
             latest = self.jeopardies[-1]

@@ -39,9 +39,11 @@ from tests.support import (
     act,
     cancel,
     components_reach,
+    finished,
     fulfillment_calls,
     held,
     line_steps,
+    messages,
     outcome,
     query,
     revise,
@@ -51,6 +53,7 @@ from tests.support import (
     set_spec,
     signalled,
     start,
+    text_of,
     until,
 )
 from workflows.contracts.customer_order import RESUME_UPDATE, SUSPEND_UPDATE
@@ -422,6 +425,41 @@ async def test_cancel_after_billing_started_undoes_billing_first(
     # Billing depended on the customer sync: it is undone first.
     assert steps.index((INIT_BILL, "undo-billing")) < steps.index((SYNC, "undo-sync"))
     assert not any(component == FULFIL_BILL for component, _ in steps)
+
+
+async def test_every_revision_outcome_reaches_crm(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """Outcomes recorded back to back (an accepted revision, then a duplicate rejected before
+    the next report, then a cancel): CRM hears each one, in order."""
+    order = sample("triple_play.xml", order_number)
+    async with held(client, settings, worker, order, Step.ACTIVATE, PROV_FIXED) as (
+        handle,
+        _,
+        gate,
+    ):
+        requests = [
+            await revise(handle, revision(order, 2)),
+            await revise(handle, revision(order, 2)),
+            await cancel(handle, "customer changed their mind"),
+            await revise(handle, revision(order, 3)),
+        ]
+        await signalled(client, ids.provisioning_workflow_id(order_number, PROV_FIXED), "cancel")
+        gate.release()
+        answers = [(await outcome(handle, request)).outcome for request in requests]
+        await finished(handle)
+    assert answers == ["accepted", "rejected", "cancelled", "rejected"]
+    reported = [
+        (text_of(element, "Number")[0], text_of(element, "OutcomeCode")[0])
+        for _, root in messages(settings.outbox_dir, f"USO.{order_number}.r*")
+        for element in root.iter("{*}RevisionOutcome")
+    ]
+    assert reported == [
+        ("2", "ACCEPTED"),
+        ("2", "REJECTED"),
+        ("2", "CANCELLED"),
+        ("3", "REJECTED"),
+    ]
 
 
 async def test_second_revision_while_a_dropped_component_still_undoes(

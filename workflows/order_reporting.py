@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         ComponentKind,
         FulfillmentStatus,
         JeopardyView,
+        LineView,
         OrderComponent,
         OrderState,
         RevisionView,
@@ -35,13 +36,15 @@ class OrderReporter:
         self.crm_updates = 0
         self._published: tuple[OrderState, FulfillmentStatus] | None = None
         self._fallouts_reported = 0
-        self._outcome: RevisionView | None = None
+        self._outcomes: list[RevisionView] = []
+        """Outcomes recorded but not yet reported: several can pile up (revisions rejected
+        behind a cancel) before the next report, and CRM hears every one."""
 
     def record_outcome(self, outcome: RevisionView) -> None:
         """Recorded at once (callers waiting on it see it); CRM hears it with the next
         update."""
         self._ctx.tracker.record_outcome(outcome)
-        self._outcome = outcome
+        self._outcomes.append(outcome)
 
     async def publish(self) -> None:
         """CRM, search attributes and UI details, each only when something changed."""
@@ -59,11 +62,22 @@ class OrderReporter:
             )
         await self._report_fallouts()
         changes = tracker.take_changes()
-        outcome, self._outcome = self._outcome, None
+        outcomes, self._outcomes = self._outcomes, []
+        await self._update_crm(status, changes, outcomes[0] if outcomes else None)
+        for outcome in outcomes[1:]:  # one UpdateSalesOrderEBM per revision outcome
+            await self._update_crm(status, None, outcome)
+
+    async def _update_crm(
+        self,
+        status: FulfillmentStatus,
+        changes: list[LineView] | None,
+        outcome: RevisionView | None,
+    ) -> None:
+        """An UpdateSalesOrderEBM, unless there is nothing CRM has not heard."""
         if changes is None and outcome is None:
             return
         self.crm_updates += 1
-        order = ctx.order
+        order = self._ctx.order
         await workflow.execute_activity_method(
             MessagingActivities.send_sales_order_update,
             SalesOrderUpdateMessage(
@@ -86,9 +100,7 @@ class OrderReporter:
         ctx = self._ctx
         order = ctx.order
         for fallout in ctx.tracker.fallouts[self._fallouts_reported :]:
-            component = next(
-                (c for c in ctx.tracker.plan.components if c.id == fallout.component), None
-            )
+            component = ctx.tracker.plan.find(fallout.component)
             failed = (
                 ids.provisioning_order_message_id(
                     order.order_number,

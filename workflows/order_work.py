@@ -86,6 +86,7 @@ class ComponentWork:
     def __init__(self, ctx: OrderContext) -> None:
         self._ctx = ctx
         self._fulfilled: dict[str, list[SalesOrderLine]] = {}
+        self._line_index: tuple[CustomerOrder, dict[str, int]] | None = None
 
     # --- what a revision leaves standing ---------------------------------------------------------
 
@@ -110,8 +111,12 @@ class ComponentWork:
     def lines_of(
         self, line_ids: list[str], order: CustomerOrder | None = None
     ) -> list[SalesOrderLine]:
-        wanted = set(line_ids)
-        return [line for line in (order or self._ctx.order).lines if line.id in wanted]
+        order = order or self._ctx.order
+        if self._line_index is None or self._line_index[0] is not order:
+            self._line_index = (order, {line.id: i for i, line in enumerate(order.lines)})
+        index = self._line_index[1]
+        positions = sorted(index[line_id] for line_id in set(line_ids) if line_id in index)
+        return [order.lines[i] for i in positions]
 
     async def _fulfill(
         self, component: OrderComponent, step: Step, lines: list[SalesOrderLine]
