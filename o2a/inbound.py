@@ -1,8 +1,9 @@
 """Reading a ProcessSalesOrderFulfillmentEBM (or the same order as JSON) into a CustomerOrder.
 
 The parser is hardened because the document comes from outside: no DTD, no entities, no
-network, bounded size and depth. Every error is an ``InputError`` naming the element or
-field, so the command line can print one line and exit 2.
+network, bounded size, depth and line count. Every error is an ``InputError`` of one line
+naming the element or field (user text in it is escaped), so the command line can print it
+and exit 2.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from lxml import etree
 from pydantic import ValidationError
 
 from o2a.errors import InputError
-from o2a.models import CustomerOrder
+from o2a.models import MAX_ORDER_LINES, MAX_REVISION, CustomerOrder
 
 SO_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/EBO/SalesOrder/V2"
 CC_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/Common/V2"
@@ -28,54 +29,65 @@ NS = {"so": SO_NS, "cc": CC_NS}
 
 
 def read_order_file(path: str | Path) -> CustomerOrder:
-    """Read an order from a file: XML EBM, or JSON when it starts with ``{``."""
+    """Read an order from a file: XML EBM, or JSON when it starts with ``{`` or ``[``."""
     p = Path(path)
+    shown = _shown(str(p))
     try:
         size = p.stat().st_size
         if size > MAX_DOCUMENT_BYTES:
             raise InputError(
-                f"{p}: document is {size / 1_048_576:.1f} MiB, over the "
+                f"{shown}: document is {size / 1_048_576:.1f} MiB, over the "
                 f"{MAX_DOCUMENT_BYTES // 1_048_576} MiB limit"
             )
         data = p.read_bytes()
     except OSError as exc:
-        raise InputError(f"{p}: {exc.strerror or exc}") from exc
+        raise InputError(f"{shown}: {_shown(str(exc.strerror or exc))}") from exc
     try:
         return parse_order(data)
     except InputError as exc:
-        raise InputError(f"{p}: {exc}") from exc
+        raise InputError(f"{shown}: {exc}") from exc
 
 
 def parse_order(data: bytes) -> CustomerOrder:
+    """An order from bytes: JSON when its first non-space character is ``{`` or ``[``."""
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InputError(f"document is over the {MAX_DOCUMENT_BYTES // 1_048_576} MiB limit")
     head = data.removeprefix(codecs.BOM_UTF8).lstrip()[:1]
     if not head:
         raise InputError("document is empty")
-    if head == b"{":
+    if head in (b"{", b"["):
         return _parse_json(data.removeprefix(codecs.BOM_UTF8))
     return _parse_xml(data)
+
+
+def _shown(text: str) -> str:
+    """User text inside a message, escaped when it would break the one-line contract."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _parse_json(data: bytes) -> CustomerOrder:
     try:
         raw = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno}") from None
+        raise InputError(
+            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
     except RecursionError:
         raise InputError("malformed JSON: nested too deeply") from None
     except ValueError as exc:  # undecodable bytes, integers past Python's digit limit
-        raise InputError(f"malformed JSON: {exc}") from None
+        raise InputError(f"malformed JSON: {_shown(str(exc))}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"a JSON order must be an object, not {type(raw).__name__}")
     return _validate(raw)
 
 
-def _validate(raw: object) -> CustomerOrder:
+def _validate(raw: dict[str, object]) -> CustomerOrder:
     try:
         return CustomerOrder.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "order"
-        raise InputError(f"invalid order: {where}: {err['msg']}") from exc
+        raise InputError(_shown(f"invalid order: {where}: {err['msg']}")) from exc
 
 
 class _RefuseExternal(etree.Resolver):
@@ -109,31 +121,43 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+_SNIFFED = (  # no BOM: the first characters ``<?`` say the encoding (XML 1.0, appendix F)
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<\x00?", "utf-16-be"),
+    (b"<\x00?\x00", "utf-16-le"),
+)
 _DECLARED = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_DTD_REFUSED = "DTDs and entity declarations are not allowed in an order"
 
 
 def _decoded(data: bytes) -> str:
     """The document as text, in whatever encoding libxml2 would read it, to look for a DTD."""
-    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+    encoding = next((enc for bom, enc in _BOMS + _SNIFFED if data.startswith(bom)), None)
     if encoding is None:
         declared = _DECLARED.match(data)
         encoding = declared.group(1).decode() if declared else "utf-8"
     try:
         return data.decode(encoding)
     except (LookupError, UnicodeDecodeError) as exc:
-        raise InputError(f"document is not readable as {encoding}: {exc}") from None
+        raise InputError(f"document is not readable as {encoding}: {_shown(str(exc))}") from None
 
 
 def _parse_xml(data: bytes) -> CustomerOrder:
     # A DOCTYPE is the door to XXE and entity expansion; an order never needs one. Look for it
-    # anywhere in the decoded text before libxml2 sees the document.
+    # anywhere in the decoded text before libxml2 sees the document, and ask libxml2 after
+    # parsing too, whatever encoding it read: an unexpanded entity reference would silently
+    # cut the text around it.
     if _DTD.search(_decoded(data)):
-        raise InputError("DTDs and entity declarations are not allowed in an order")
+        raise InputError(_DTD_REFUSED)
     try:
         root = etree.fromstring(data, _hardened_parser())
     except etree.XMLSyntaxError as exc:
-        raise InputError(f"not well-formed XML: {exc.msg}") from exc
+        raise InputError(f"not well-formed XML: {_one_line(exc.msg)}") from exc
+    dtd = root.getroottree().docinfo.internalDTD  # libxml2 makes one for every DOCTYPE
+    if dtd is not None or next(root.iter(etree.Entity), None) is not None:
+        raise InputError(_DTD_REFUSED)
     _check_depth(root)
     if etree.QName(root).localname != ROOT:
         raise InputError(f"root element is {etree.QName(root).localname}, expected {ROOT}")
@@ -145,6 +169,11 @@ def _parse_xml(data: bytes) -> CustomerOrder:
     if body is None:
         raise InputError("missing element DataArea/ProcessSalesOrderFulfillment")
     return _validate(_order_fields(body))
+
+
+def _one_line(message: str) -> str:
+    """libxml2 ends some messages with a line break, and lxml appends the position after it."""
+    return _shown(" ".join(message.split()).replace(" ,", ","))
 
 
 def _check_depth(root: etree._Element) -> None:
@@ -162,9 +191,14 @@ def _text(el: etree._Element | None, path: str) -> str | None:
     if el is None:
         return None
     found = el.find(path, NS)
-    if found is None or found.text is None:
-        return None
-    return found.text.strip() or None
+    return None if found is None else _value(found)
+
+
+def _value(el: etree._Element) -> str | None:
+    """An element's text; an element inside it would cut the text, so it is refused."""
+    if len(el):
+        raise InputError(f"{etree.QName(el).localname} must hold text only, not elements")
+    return (el.text or "").strip() or None
 
 
 def _required(el: etree._Element, path: str, what: str) -> str:
@@ -174,22 +208,31 @@ def _required(el: etree._Element, path: str, what: str) -> str:
     return value
 
 
-def _integer(value: str | None, what: str, default: int) -> int:
+_DIGITS = re.compile(r"[0-9]+")
+"""ASCII digits only: int() would also read ``1_0`` as 10 and full-width digits as numbers."""
+
+
+def _integer(value: str | None, what: str, default: int, low: int, high: int) -> int:
     if value is None:
         return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InputError(f"{what} must be a whole number, got {value!r}") from None
+    if not _DIGITS.fullmatch(value):
+        raise InputError(f"{what} must be a whole number, got {value!r}")
+    digits = value.lstrip("0") or "0"  # compared by length first: int() caps its digits
+    if len(digits) > len(str(high)) or not low <= int(digits) <= high:
+        raise InputError(f"{what} must be {low}..{high}, got {value!r}")
+    return int(digits)
 
 
 def _datetime(value: str | None, what: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InputError(f"{what} is not an ISO date-time: {value!r}") from None
+    if parsed.utcoffset() is None:
+        raise InputError(f"{what} has no time zone (add Z or an offset such as +01:00): {value!r}")
+    return parsed
 
 
 def _order_fields(body: etree._Element) -> dict[str, object]:
@@ -199,19 +242,25 @@ def _order_fields(body: etree._Element) -> dict[str, object]:
     lines = body.findall("so:SalesOrderLine", NS)
     if not lines:
         raise InputError("order has no SalesOrderLine")
+    if len(lines) > MAX_ORDER_LINES:
+        raise InputError(
+            f"order has {len(lines)} SalesOrderLine elements, over the limit of {MAX_ORDER_LINES}"
+        )
     line_fields = [_line_fields(line, n) for n, line in enumerate(lines, start=1)]
     _resolve_parents(line_fields)
     return {
         "order_number": _required(ident, "cc:ID", "order number"),
         "revision_id": _text(ident, "cc:BusinessComponentID"),
-        "revision": _integer(_text(ident, "cc:Revision/cc:Number"), "Revision/Number", 1),
+        "revision": _integer(
+            _text(ident, "cc:Revision/cc:Number"), "Revision/Number", 1, 1, MAX_REVISION
+        ),
         "order_date": _datetime(_text(body, "so:OrderDateTime"), "OrderDateTime"),
         "requested_delivery_date": _datetime(
             _text(body, "so:RequestedDeliveryDateTime"), "RequestedDeliveryDateTime"
         ),
         "type_code": _text(body, "so:TypeCode"),
         "priority": _integer(
-            _text(body, "so:FulfillmentPriorityCode"), "FulfillmentPriorityCode", 5
+            _text(body, "so:FulfillmentPriorityCode"), "FulfillmentPriorityCode", 5, 0, 9
         ),
         "fulfillment_mode": _text(body, "so:FulfillmentModeCode") or "DELIVER",
         "status_code": _text(body, "cc:Status/cc:Code"),
@@ -259,8 +308,8 @@ def _item_fields(item: etree._Element | None) -> dict[str, object]:
     product_class = _text(item, "cc:PrimaryClassificationCode")
     if product_class is None:
         for code in item.findall("cc:ClassificationCode", NS):
-            if code.get("listID") == "FulfillmentItemCode" and code.text and code.text.strip():
-                product_class = code.text.strip()
+            if code.get("listID") == "FulfillmentItemCode" and (value := _value(code)):
+                product_class = value
                 break
     specs = []
     for spec in item.findall("cc:SpecificationGroup/cc:Specification", NS):

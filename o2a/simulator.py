@@ -11,6 +11,7 @@ returns the same identifiers (idempotent, like a real inventory lookup by order 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from o2a.errors import InputError
@@ -21,6 +22,13 @@ FAULT_SPEC = "SimulatedFault"
 OUTAGE_SPEC = "SimulatedOutage"
 DEFAULT_FAULT_CODE = "SIMULATED_FAULT"
 KNOWN_STEPS = tuple(step.value for step in Step)
+MAX_DELAY_SECONDS = 86_400
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+"""Plain ASCII decimals: float() would also read ``1_0``, ``nan``, ``inf`` and ``1e3``."""
+MAX_COUNT = 999_999_999
+_COUNT = re.compile(r"[0-9]{1,9}")
+"""ASCII digits: int() would also read ``1_0`` and full-width digits (and fail, uncaught, on
+digits such as superscripts that str.isdigit() accepts, or on thousands of digits)."""
 
 
 @dataclass(frozen=True)
@@ -49,13 +57,13 @@ def line_delay(line: SalesOrderLine) -> float:
     raw = line.item.spec(DELAY_SPEC)
     if raw is None:
         return 0.0
-    try:
-        delay = float(raw)
-    except ValueError:
-        raise InputError(f"line {line.id}: {DELAY_SPEC} must be seconds, got {raw!r}") from None
-    if not 0 <= delay <= 86_400:
-        raise InputError(f"line {line.id}: {DELAY_SPEC} must be 0..86400 seconds, got {raw!r}")
-    return delay
+    seconds = raw.strip()
+    if not _SECONDS.fullmatch(seconds) or float(seconds) > MAX_DELAY_SECONDS:
+        raise InputError(
+            f"line {line.id}: {DELAY_SPEC} must be 0..{MAX_DELAY_SECONDS} seconds "
+            f"(digits, optionally a decimal point), got {raw!r}"
+        )
+    return float(seconds)
 
 
 def line_fault(line: SalesOrderLine) -> SimulatedFault | None:
@@ -71,14 +79,12 @@ def line_fault(line: SalesOrderLine) -> SimulatedFault | None:
     code = parts[1] if len(parts) > 1 and parts[1] else DEFAULT_FAULT_CODE
     count: int | None = None
     if len(parts) == 3:
-        try:
-            count = int(parts[2])
-        except ValueError:
-            count = -1
-        if count < 1:
+        if not _COUNT.fullmatch(parts[2]) or int(parts[2]) < 1:
             raise InputError(
-                f"line {line.id}: {FAULT_SPEC} COUNT must be a whole number of at least 1"
+                f"line {line.id}: {FAULT_SPEC} COUNT must be a whole number "
+                f"1..{MAX_COUNT}, got {parts[2]!r}"
             )
+        count = int(parts[2])
     return SimulatedFault(step=Step(parts[0]), code=code, count=count)
 
 
@@ -87,10 +93,10 @@ def line_outage(line: SalesOrderLine) -> SimulatedOutage | None:
     if raw is None:
         return None
     step, _, count = raw.partition(":")
-    if step not in KNOWN_STEPS or not count.isdigit() or int(count) < 1:
+    if step not in KNOWN_STEPS or not _COUNT.fullmatch(count) or int(count) < 1:
         raise InputError(
             f"line {line.id}: {OUTAGE_SPEC} must be STEP:COUNT with STEP one of "
-            f"{', '.join(KNOWN_STEPS)} and COUNT at least 1; got {raw!r}"
+            f"{', '.join(KNOWN_STEPS)} and COUNT 1..{MAX_COUNT}; got {raw!r}"
         )
     return SimulatedOutage(step=Step(step), count=int(count))
 

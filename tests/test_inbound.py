@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 import o2a.inbound as inbound
 from o2a.errors import InputError
 from o2a.inbound import CC_NS, MAX_DEPTH, MAX_DOCUMENT_BYTES, SO_NS, parse_order, read_order_file
-from o2a.models import CustomerOrder, FulfillmentMode, ServiceActionCode
+from o2a.models import MAX_ORDER_LINES, CustomerOrder, FulfillmentMode, ServiceActionCode
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -402,7 +403,9 @@ def test_non_numeric_revision() -> None:
 
 def test_priority_out_of_range() -> None:
     header = "<so:FulfillmentPriorityCode>12</so:FulfillmentPriorityCode>"
-    assert "priority" in rejected(ebm(so_line("1", item=OFFER_ITEM), header=header))
+    assert "FulfillmentPriorityCode must be 0..9, got '12'" in rejected(
+        ebm(so_line("1", item=OFFER_ITEM), header=header)
+    )
 
 
 def test_bad_date() -> None:
@@ -514,6 +517,257 @@ def test_json_huge_integer() -> None:
     rejected(doc)
 
 
+# --- dates: every one carries its time zone ----------------------------------------------------
+
+LINE_DATE = (
+    "<so:SalesOrderSchedule><so:RequestedDeliveryDateTime>{}</so:RequestedDeliveryDateTime>"
+    "</so:SalesOrderSchedule>"
+)
+
+
+@pytest.mark.parametrize(
+    ("header", "extra", "element"),
+    [
+        ("<so:OrderDateTime>{}</so:OrderDateTime>", "", "OrderDateTime"),
+        (
+            "<so:RequestedDeliveryDateTime>{}</so:RequestedDeliveryDateTime>",
+            "",
+            "RequestedDeliveryDateTime",
+        ),
+        ("", LINE_DATE, "SalesOrderLine[1]/RequestedDeliveryDateTime"),
+    ],
+)
+@pytest.mark.parametrize("value", ["2026-03-01T10:00:00", "2026-03-01"])
+def test_xml_date_without_time_zone_is_refused(
+    header: str, extra: str, element: str, value: str
+) -> None:
+    doc = ebm(so_line("1", item=OFFER_ITEM, extra=extra.format(value)), header=header.format(value))
+    message = rejected(doc)
+    assert message.startswith(f"{element} has no time zone")
+    assert repr(value) in message
+
+
+@pytest.mark.parametrize("field", ["order_date", "requested_delivery_date", "line"])
+def test_json_date_without_time_zone_is_refused(field: str) -> None:
+    order: dict[str, object] = {"order_number": "X", "lines": [{"id": "1"}]}
+    if field == "line":
+        order["lines"] = [{"id": "1", "requested_delivery_date": "2026-03-01T10:00:00"}]
+    else:
+        order[field] = "2026-03-01T10:00:00"
+    message = rejected(json.dumps(order).encode())
+    assert "timezone" in message
+    assert message.startswith("invalid order:")
+
+
+def test_dates_with_a_time_zone_are_kept() -> None:
+    extra = LINE_DATE.format("2026-03-02T10:00:00-05:00")
+    header = "<so:OrderDateTime>2026-03-01T10:00:00Z</so:OrderDateTime>"
+    order = parse_order(ebm(so_line("1", item=OFFER_ITEM, extra=extra), header=header))
+    assert order.order_date == utc(2026, 3, 1, 10)
+    assert order.lines[0].requested_delivery_date == utc(2026, 3, 2, 15)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "3000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ],
+)
+def test_dates_outside_the_order_era_are_refused(value: str) -> None:
+    # year 1 underflows "delivery minus duration" in the workflow; 9999-12-31 sleeps forever
+    message = rejected(ebm(so_line("1", item=OFFER_ITEM, extra=LINE_DATE.format(value))))
+    assert "lines.0.requested_delivery_date" in message
+    assert "1970" in message and "3000" in message
+    doc = {"order_number": "X", "order_date": value, "lines": [{"id": "1"}]}
+    assert "order_date" in rejected(json.dumps(doc).encode())
+
+
+# --- numbers: strict ASCII digits in XML, JSON integers in JSON, in range ------------------------
+
+
+def revision_doc(number: str) -> bytes:
+    ident = f"<cc:ID>T-1</cc:ID><cc:Revision><cc:Number>{number}</cc:Number></cc:Revision>"
+    return ebm(so_line("1", item=OFFER_ITEM), ident=ident)
+
+
+def priority_doc(code: str) -> bytes:
+    header = f"<so:FulfillmentPriorityCode>{code}</so:FulfillmentPriorityCode>"
+    return ebm(so_line("1", item=OFFER_ITEM), header=header)
+
+
+@pytest.mark.parametrize(
+    "number", ["1_0", "\uff11\uff12", "+3", "-1", "1.0", "0x1", "1e3", "\u0661"]
+)
+def test_xml_revision_must_be_ascii_digits(number: str) -> None:
+    assert f"Revision/Number must be a whole number, got {number!r}" in rejected(
+        revision_doc(number)
+    )
+
+
+@pytest.mark.parametrize("number", ["0", str(2**31), str(2**63), "9" * 5000])
+def test_xml_revision_out_of_range(number: str) -> None:
+    assert "Revision/Number must be 1..2147483647" in rejected(revision_doc(number))
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"), [("1", 1), ("007", 7), (str(2**31 - 1), 2**31 - 1)]
+)
+def test_xml_revision_in_range(number: str, expected: int) -> None:
+    assert parse_order(revision_doc(number)).revision == expected
+
+
+@pytest.mark.parametrize("code", ["1_0", "\uff19", "+9", "-0", "10", "9" * 5000])
+def test_xml_priority_is_strict(code: str) -> None:
+    assert "FulfillmentPriorityCode must be" in rejected(priority_doc(code))
+
+
+@pytest.mark.parametrize("field", ["revision", "priority"])
+@pytest.mark.parametrize("value", ['"3"', '"1_0"', '"\uff13"', "3.0", "true", "null"])
+def test_json_numbers_must_be_json_integers(field: str, value: str) -> None:
+    doc = f'{{"order_number": "X", "{field}": {value}, "lines": [{{"id": "1"}}]}}'
+    assert f"invalid order: {field}: Input should be" in rejected(doc.encode())
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("revision", 0), ("revision", 2**31), ("revision", 2**63), ("priority", 10), ("priority", -1)],
+)
+def test_json_numbers_out_of_range(field: str, value: int) -> None:
+    doc = {"order_number": "X", field: value, "lines": [{"id": "1"}]}
+    assert rejected(json.dumps(doc).encode()).startswith(f"invalid order: {field}: Input should be")
+
+
+def test_json_integers_in_range_are_read() -> None:
+    doc = {"order_number": "X", "revision": 2**31 - 1, "priority": 9, "lines": [{"id": "1"}]}
+    order = parse_order(json.dumps(doc).encode())
+    assert (order.revision, order.priority) == (2**31 - 1, 9)
+
+
+# --- the number of lines --------------------------------------------------------------------
+
+
+def test_line_limit_is_five_thousand() -> None:
+    assert MAX_ORDER_LINES == 5_000
+
+
+@pytest.mark.parametrize("count", [MAX_ORDER_LINES, MAX_ORDER_LINES + 1])
+def test_xml_line_limit(count: int) -> None:
+    doc = ebm("".join(so_line(str(n), item=OFFER_ITEM) for n in range(count)))
+    if count <= MAX_ORDER_LINES:
+        assert len(parse_order(doc).lines) == count
+    else:
+        assert rejected(doc) == (
+            f"order has {count} SalesOrderLine elements, over the limit of {MAX_ORDER_LINES}"
+        )
+
+
+@pytest.mark.parametrize("count", [MAX_ORDER_LINES, MAX_ORDER_LINES + 1, 100_000])
+def test_json_line_limit(count: int) -> None:
+    doc = {"order_number": "X", "lines": [{"id": str(n)} for n in range(count)]}
+    if count <= MAX_ORDER_LINES:
+        assert len(parse_order(json.dumps(doc).encode()).lines) == count
+    else:
+        message = rejected(json.dumps(doc).encode())
+        assert message.startswith(
+            f"invalid order: lines: List should have at most {MAX_ORDER_LINES}"
+        )
+
+
+# --- a DTD in any encoding, and text that would be cut ----------------------------------------
+
+ENTITY_DTD = (
+    '<!DOCTYPE so:ProcessSalesOrderFulfillmentEBM [<!ENTITY a "x">'
+    '<!ENTITY b SYSTEM "file:///etc/passwd">]>\n'
+)
+
+
+def _with_dtd(encoding: str) -> str:
+    doc = ebm(so_line("1", item="<cc:Name>N1[&a;]</cc:Name><cc:TypeCode>&b;</cc:TypeCode>"))
+    return doc.decode().replace(
+        '<?xml version="1.0" encoding="UTF-8"?>\n',
+        f'<?xml version="1.0" encoding="{encoding}"?>\n{ENTITY_DTD}',
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_with_dtd("UTF-8").encode("utf-8"), id="utf-8"),
+        pytest.param(_with_dtd("UTF-16").encode("utf-16-le"), id="utf-16le-no-bom"),
+        pytest.param(
+            codecs.BOM_UTF16_BE + _with_dtd("UTF-16").encode("utf-16-be"), id="utf-16be-bom"
+        ),
+        pytest.param(_with_dtd("UTF-16").encode("utf-16-be"), id="utf-16be-no-bom"),
+        pytest.param(_with_dtd("UTF-32").encode("utf-32-le"), id="utf-32le-no-bom"),
+    ],
+)
+def test_dtd_is_refused_in_every_encoding(data: bytes) -> None:
+    assert rejected(data) == "DTDs and entity declarations are not allowed in an order"
+
+
+def test_dtd_hidden_from_the_text_check_is_refused_after_parsing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libxml2 itself reports the DTD, whatever encoding the text check thought it saw."""
+    monkeypatch.setattr(inbound, "_decoded", lambda data: "")
+    assert "DTD" in rejected(_with_dtd("UTF-16").encode("utf-16-le"))
+    assert "DTD" in rejected(_with_dtd("UTF-8").encode())
+
+
+def test_undeclared_entity_reference_is_refused_not_cut() -> None:
+    message = rejected(ebm(so_line("1", item="<cc:Name>N1[&a;]</cc:Name>")))
+    assert message.startswith("not well-formed XML: Entity 'a' not defined")
+
+
+def test_element_inside_a_value_is_refused_not_cut() -> None:
+    doc = ebm(so_line("1", item="<cc:Name>Fibre <b>500</b> Mbps</cc:Name>"))
+    assert rejected(doc) == "Name must hold text only, not elements"
+
+
+def test_comments_and_cdata_inside_a_value_keep_all_text() -> None:
+    item = "<cc:Name>Fibre<!-- c --> 500<![CDATA[ <Mbps>]]></cc:Name>"
+    assert parse_order(ebm(so_line("1", item=item))).lines[0].item.name == "Fibre 500 <Mbps>"
+
+
+# --- one line, JSON detection ---------------------------------------------------------------
+
+
+def test_nul_byte_gives_one_line() -> None:
+    message = rejected(b"<a>\x00</a>")
+    assert message == (
+        "not well-formed XML: Invalid character: Char 0x0 out of allowed range, line 1, column 4"
+    )
+
+
+@pytest.mark.parametrize("doc", [b'[{"order_number": "X", "lines": [{"id": "1"}]}]', b"  \n[]"])
+def test_top_level_json_array_is_named_json(doc: bytes) -> None:
+    assert rejected(doc) == "a JSON order must be an object, not list"
+
+
+def test_malformed_json_says_where_once() -> None:
+    assert rejected(b'{"a": "\x00"}') == (
+        "malformed JSON: Invalid control character at (line 1, column 8)"
+    )
+
+
+def test_user_text_in_a_message_is_escaped() -> None:
+    doc = b'{"order_number": "X", "lines": [{"id": "1", "a\\nb\\u2028c": 1}]}'
+    message = rejected(doc)
+    assert message == "invalid order: lines.0.a\\nb\\u2028c: Extra inputs are not permitted"
+
+
+def test_file_name_in_a_message_is_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "two\nlines.xml"
+    path.write_bytes(b"<oops")
+    with pytest.raises(InputError) as info:
+        read_order_file(path)
+    assert len(str(info.value).splitlines()) == 1
+    assert "two\\nlines.xml: not well-formed XML" in str(info.value)
+
+
 @settings(
     max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -521,14 +775,31 @@ def test_json_huge_integer() -> None:
     st.one_of(
         st.binary(max_size=2048),
         st.binary(max_size=512).map(lambda b: b"{" + b),
+        st.binary(max_size=512).map(lambda b: b"[" + b),
         st.binary(max_size=512).map(lambda b: b"<?xml version='1.0'?><" + b),
         st.text(max_size=512).map(lambda t: ("<so:x>" + t).encode()),
+        st.text(max_size=512).map(lambda t: ebm(so_line("1", item=OFFER_ITEM), header=t)),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=20), inner, max_size=4)
+            ),
+            max_leaves=20,
+        ).map(
+            lambda doc: json.dumps(
+                {"order_number": "X", "lines": [{"id": "1", "item": doc}]}
+            ).encode()
+        ),
+        st.dictionaries(st.text(max_size=20), st.text(max_size=20), max_size=3).map(
+            lambda line: json.dumps({"order_number": "X", "lines": [{"id": "1", **line}]}).encode()
+        ),
     )
 )
-def test_arbitrary_bytes_raise_only_input_error(data: bytes) -> None:
+def test_arbitrary_bytes_raise_only_input_error_of_one_line(data: bytes) -> None:
     try:
         order = parse_order(data)
     except InputError as exc:
-        assert str(exc)
+        assert len(str(exc).splitlines()) == 1, str(exc)
     else:
         assert isinstance(order, CustomerOrder)
