@@ -25,6 +25,8 @@ def validate_order(order: CustomerOrder, catalog: Catalog) -> None:
             raise InputError(f"line {line.id}: duplicate line ID")
         seen.add(line.id)
     for line in order.lines:
+        if line.root_id == line.id:  # its own parent is refused below, as a cycle
+            raise InputError(f"line {line.id}: names itself as its root line")
         for ref in (line.parent_id, line.root_id):
             if ref is not None and ref not in seen:
                 raise InputError(f"line {line.id}: parent line {ref} is not in the order")

@@ -329,6 +329,12 @@ def test_dangling_parent_from_xml(catalog: Catalog) -> None:
         decompose(broken, catalog)
 
 
+def test_line_naming_itself_as_its_root(catalog: Catalog) -> None:
+    bad = order(line("1", "OFFER"), line("2", "BUNDLE", parent="1", root="2"))
+    with pytest.raises(InputError, match=r"^line 2: names itself as its root line$"):
+        validate_order(bad, catalog)
+
+
 @pytest.mark.parametrize(
     "lines",
     [
