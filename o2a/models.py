@@ -321,6 +321,9 @@ class FalloutView(Model):
     severity: str
     state: str
     raised_at: datetime | None = None
+    message_id: str | None = None
+    """Set when the incident is a message of the order's that could not be delivered (then
+    ``component`` is empty): resolve sends it again."""
 
 
 class JeopardyView(Model):

@@ -17,6 +17,7 @@ from o2a.models import (
     ComponentView,
     CustomerOrder,
     FalloutView,
+    FaultDetail,
     FulfillmentStatus,
     JeopardyView,
     LineView,
@@ -172,6 +173,35 @@ class FulfillmentTracker:
                 raised_at=at,
             )
         )
+
+    def raise_undelivered(self, message_id: str, fault: FaultDetail, at: datetime) -> None:
+        """A message of the order's own could not be delivered: an incident of the order, not
+        of a component, until an operator resolves it."""
+        self.fallouts.append(
+            FalloutView(
+                id=ids.fallout_id(self.order.order_number, len(self.fallouts) + 1),
+                component="",
+                lines=[],
+                step=None,
+                code=fault.code,
+                message=f"message {message_id} not delivered: {fault.message}",
+                severity="ERROR",
+                state="open",
+                raised_at=at,
+                message_id=message_id,
+            )
+        )
+
+    def undelivered(self) -> list[str]:
+        """Messages of open incidents, in the order they failed."""
+        return [
+            f.message_id for f in self.fallouts if f.message_id is not None and f.state == "open"
+        ]
+
+    def resolve_undelivered(self) -> None:
+        for fallout in self.fallouts:
+            if fallout.message_id is not None and fallout.state == "open":
+                fallout.state = "resolved"
 
     def _refresh_all(self) -> None:
         """Every line's status from scratch: when a tracker is made, not per update."""
@@ -391,7 +421,8 @@ class FulfillmentTracker:
         return ComponentState.WAITING in states and ComponentState.IN_PROGRESS not in states
 
     def has_failed(self) -> bool:
-        return any(c.state is ComponentState.FAILED for c in self.components.values())
+        """A component has failed, or a message could not be delivered."""
+        return bool(self.failed_components() or self.undelivered())
 
     def order_status(self) -> FulfillmentStatus:
         """Context lines ("-") carry no work, so they neither start nor finish the order.

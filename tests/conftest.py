@@ -24,7 +24,7 @@ from o2a.config import Settings
 from o2a.decomposition import decompose
 from o2a.inbound import read_order_file
 from o2a.models import CustomerOrder, OrderPlan
-from o2a.ports import FulfillmentSystem
+from o2a.ports import FulfillmentSystem, MessageBus
 from o2a.server import DevServer
 from tests.support import ROOT, SAMPLES, StartWorker
 from workers.worker import build_worker
@@ -93,13 +93,15 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def worker(client: Client, settings: Settings) -> StartWorker:
     """``async with worker():`` runs a worker on the test's task queue (or other settings,
-    or with a fulfillment adapter of the test's own, such as ``GatedFulfillment``)."""
+    or with adapters of the test's own, such as ``GatedFulfillment``)."""
 
     @asynccontextmanager
     async def running(
-        custom: Settings | None = None, fulfillment: FulfillmentSystem | None = None
+        custom: Settings | None = None,
+        fulfillment: FulfillmentSystem | None = None,
+        bus: MessageBus | None = None,
     ) -> AsyncIterator[Worker]:
-        w = build_worker(client, custom or settings, fulfillment=fulfillment)
+        w = build_worker(client, custom or settings, fulfillment=fulfillment, bus=bus)
         async with w:
             yield w
 

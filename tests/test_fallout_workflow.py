@@ -6,6 +6,8 @@ not allow, and the caller gets the reason at once.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from lxml import etree
 from temporalio.api.enums.v1 import EventType
@@ -13,8 +15,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from o2a import ids
+from o2a.adapters.outbox import OutboxBus
 from o2a.config import Settings
+from o2a.errors import MessageRejected
 from o2a.models import ComponentState, FulfillmentMode, FulfillmentStatus, OrderState, Step
+from o2a.ports import Destination
 from tests.support import (
     PROV_BB,
     PROV_FIXED,
@@ -24,10 +29,13 @@ from tests.support import (
     act,
     cancel,
     components_reach,
+    finished,
     held,
     line_steps,
+    messages,
     outcome,
     query,
+    quick_triple_play,
     refusal,
     revise,
     revision,
@@ -325,3 +333,42 @@ async def test_priority_maps_to_temporal_priority(
         await cancel(handle, "priority test only")
         gate.release()
         assert (await handle.result()).state is OrderState.CANCELLED
+
+
+class CrmRefusingBus:
+    """The outbox, except that CRM updates are refused for good until ``fixed``."""
+
+    def __init__(self, outbox: Path) -> None:
+        self._outbox = OutboxBus(outbox)
+        self.fixed = False
+
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+        if destination is Destination.CRM_ORDER_UPDATE and not self.fixed:
+            raise MessageRejected(message_id, "refused by CRM's queue")
+        await self._outbox.publish(destination, message_id, document)
+
+
+async def test_a_crm_update_that_cannot_be_delivered_is_an_incident_until_resolved(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """The order does not fail as a workflow, nor retry for ever: it waits in `failed` with
+    an incident naming the message; resolve sends every undelivered message, in order."""
+    bus = CrmRefusingBus(settings.outbox_dir)
+    async with worker(bus=bus):
+        handle = await start(client, settings, quick_triple_play(order_number))
+        status = await wait_for_state(handle, OrderState.FAILED)
+        first = ids.sales_order_update_message_id(order_number, 1, 1)
+        incident = status.fallouts[0]
+        assert incident.message_id == first
+        assert incident.component == ""
+        assert incident.code == "OutboundMessageRejected"
+        assert "refused by CRM's queue" in incident.message
+        assert not messages(settings.outbox_dir, f"USO.{order_number}.r1")
+        bus.fixed = True
+        await act(handle, RESOLVE_UPDATE, operator="ops", reason="CRM queue fixed")
+        result = await finished(handle)
+    assert result.state is OrderState.COMPLETED
+    assert all(f.state == "resolved" for f in result.fallouts)
+    sent = [path.stem for path, _ in messages(settings.outbox_dir, f"USO.{order_number}.r1")]
+    assert sent[0] == first
+    assert len(sent) == result.crm_updates_sent

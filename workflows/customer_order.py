@@ -97,6 +97,8 @@ class CustomerOrderWorkflow:
                 for cid in tracker.reset_failed(component_id):
                     if cid in tracker.retired:  # dropped by a revision; its undo fell out
                         self._runner.undo_retired(cid)
+            if None in ctx.resolve and tracker.undelivered():
+                await self._reporter.redeliver()
             ctx.resolve.clear()
             if not ctx.suspended:
                 for component_id in tracker.ready_components():
@@ -113,10 +115,12 @@ class CustomerOrderWorkflow:
                 else OrderState.IN_PROGRESS
             )
             await self._reporter.publish()
-            if tracker.is_finished() and not ctx.changes:
+            if tracker.is_finished() and not ctx.changes and not tracker.has_failed():
                 ctx.state = OrderState.COMPLETED
                 await self._reporter.publish()
-                break
+                if not tracker.has_failed():
+                    break
+                # CRM could not be told: the order waits in `failed` for the operator
             await ctx.wait(self._has_news)
             ctx.drain_inbox()
         # Changes queued behind the end, or arriving while the last handlers finish, are
@@ -186,7 +190,8 @@ class CustomerOrderWorkflow:
 
     @workflow.update(name=RESOLVE_UPDATE)
     def resolve(self, request: OperatorRequest) -> OperatorActionView:
-        """Retry the failed components (or one of them), a failed undo included."""
+        """Retry the failed components (or one of them), a failed undo included; resolving
+        the order as a whole also sends again the messages that could not be delivered."""
         self._ctx.resolve.append(request.component)
         return self._record("resolve", request)
 
@@ -194,15 +199,16 @@ class CustomerOrderWorkflow:
     def _can_resolve(self, request: OperatorRequest) -> None:
         ctx = self._ctx
         failed = ctx.tracker.failed_components() if ctx.decomposed else []
-        if not failed:
-            raise ValueError(
-                f"order {self._number} is {ctx.state.value}: nothing has failed, "
-                "so there is nothing to resolve"
-            )
+        undelivered = ctx.tracker.undelivered() if ctx.decomposed else []
         if request.component is not None and request.component not in failed:
             raise ValueError(
                 f"component {request.component} of order {self._number} has not failed; "
-                f"failed: {', '.join(failed)}"
+                f"failed: {', '.join(failed) or 'none'}"
+            )
+        if not failed and not undelivered:
+            raise ValueError(
+                f"order {self._number} is {ctx.state.value}: nothing has failed, "
+                "so there is nothing to resolve"
             )
 
     @workflow.update(name=SUSPEND_UPDATE)

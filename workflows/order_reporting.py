@@ -3,9 +3,12 @@ Temporal shows (search attributes, current details). Each only when something ch
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.messaging import (
@@ -25,9 +28,13 @@ with workflow.unsafe.imports_passed_through():
         RevisionView,
     )
     from workflows.order_context import OrderContext
-    from workflows.policies import MESSAGE_RETRY, MESSAGE_TIMEOUT
+    from workflows.order_work import fault_of
+    from workflows.policies import MESSAGE_DEADLINE, MESSAGE_RETRY, MESSAGE_TIMEOUT
 
 JEOPARDY_LEVELS = (("Low", 1.0), ("Medium", 1.5), ("High", 2.0), ("Critical", 3.0))
+
+M = TypeVar("M")
+Send = Callable[[MessagingActivities, M], Coroutine[Any, Any, None]]
 
 
 class OrderReporter:
@@ -36,6 +43,8 @@ class OrderReporter:
         self.crm_updates = 0
         self._published: tuple[OrderState, FulfillmentStatus] | None = None
         self._fallouts_reported = 0
+        self._undelivered: list[Callable[[], Awaitable[None]]] = []
+        """Messages that could not be delivered, each as its send, for the next resolve."""
         self._outcomes: list[RevisionView] = []
         """Outcomes recorded but not yet reported: several can pile up (revisions rejected
         behind a cancel) before the next report, and CRM hears every one."""
@@ -78,12 +87,13 @@ class OrderReporter:
             return
         self.crm_updates += 1
         order = self._ctx.order
-        await workflow.execute_activity_method(
+        message_id = ids.sales_order_update_message_id(
+            order.order_number, order.revision, self.crm_updates
+        )
+        await self._send(
             MessagingActivities.send_sales_order_update,
             SalesOrderUpdateMessage(
-                message_id=ids.sales_order_update_message_id(
-                    order.order_number, order.revision, self.crm_updates
-                ),
+                message_id=message_id,
                 created=workflow.now(),
                 order_number=order.order_number,
                 revision=order.revision,
@@ -91,15 +101,42 @@ class OrderReporter:
                 lines=changes or [],
                 revision_outcome=outcome,
             ),
-            start_to_close_timeout=MESSAGE_TIMEOUT,
-            retry_policy=MESSAGE_RETRY,
+            message_id,
         )
+
+    async def _send(self, send: Send[M], message: M, message_id: str) -> None:
+        """One of the order's own messages. One that cannot be delivered (refused for good,
+        or still failing past the deadline) does not fail the order: it becomes an incident,
+        the order waits in `failed`, and resolve sends it again."""
+        try:
+            await workflow.execute_activity_method(
+                send,
+                message,
+                start_to_close_timeout=MESSAGE_TIMEOUT,
+                schedule_to_close_timeout=MESSAGE_DEADLINE,
+                retry_policy=MESSAGE_RETRY,
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):  # a jeopardy watch whose component finished
+                raise
+            self._undelivered.append(lambda: self._send(send, message, message_id))
+            self._ctx.tracker.raise_undelivered(message_id, fault_of(err), workflow.now())
+
+    async def redeliver(self) -> None:
+        """An operator resolved the order: messages not delivered go out again, in order."""
+        pending, self._undelivered = self._undelivered, []
+        self._ctx.tracker.resolve_undelivered()
+        for again in pending:
+            await again()
 
     async def _report_fallouts(self) -> None:
         """Each new incident: an AIA Fault to error handling and a trouble ticket to CRM."""
         ctx = self._ctx
         order = ctx.order
         for fallout in ctx.tracker.fallouts[self._fallouts_reported :]:
+            self._fallouts_reported += 1
+            if fallout.message_id is not None:
+                continue  # a message not delivered: its Fault would take the same way
             component = ctx.tracker.plan.find(fallout.component)
             failed = (
                 ids.provisioning_order_message_id(
@@ -111,7 +148,7 @@ class OrderReporter:
                 if component is not None and component.kind is ComponentKind.PROVISION
                 else order.revision_id or order.order_number
             )
-            await workflow.execute_activity_method(
+            await self._send(
                 MessagingActivities.send_fallout,
                 FalloutMessage(
                     order_number=order.order_number,
@@ -119,10 +156,8 @@ class OrderReporter:
                     fallout=fallout,
                     failed_message_id=failed,
                 ),
-                start_to_close_timeout=MESSAGE_TIMEOUT,
-                retry_policy=MESSAGE_RETRY,
+                ids.fault_message_id(fallout.id),
             )
-            self._fallouts_reported += 1
 
     async def watch_jeopardy(self, component: OrderComponent) -> None:
         """Raise Low, Medium, High, Critical as the component runs 1x, 1.5x, 2x, 3x late."""
@@ -141,22 +176,22 @@ class OrderReporter:
             )
             ctx.tracker.record_jeopardy(jeopardy)
             order = ctx.order
-            await workflow.execute_activity_method(
+            message_id = ids.jeopardy_message_id(
+                order.order_number,
+                order.revision,
+                component.id,
+                severity,
+                ctx.runs.get(component.id, 1),
+            )
+            await self._send(
                 MessagingActivities.send_jeopardy,
                 JeopardyMessage(
-                    message_id=ids.jeopardy_message_id(
-                        order.order_number,
-                        order.revision,
-                        component.id,
-                        severity,
-                        ctx.runs.get(component.id, 1),
-                    ),
+                    message_id=message_id,
                     created=workflow.now(),
                     order_number=order.order_number,
                     revision=order.revision,
                     jeopardy=jeopardy,
                     lines=component.lines,
                 ),
-                start_to_close_timeout=MESSAGE_TIMEOUT,
-                retry_policy=MESSAGE_RETRY,
+                message_id,
             )
