@@ -1,5 +1,8 @@
 """Outbound messages: render the EBM and publish it through the MessageBus port, to the
-destination of the party that reads it, under its deterministic ID."""
+destination of the party that reads it, under its deterministic ID.
+
+A message the bus can never take fails for good (OUTBOUND_MESSAGE_REJECTED_TYPE); a bus an
+operator must fix first is retried, with one warning line per attempt saying what to fix."""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ from datetime import datetime
 
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from o2a import ids
+from o2a.errors import MessageBusUnavailable, MessageRejected
 from o2a.models import (
     ComponentUpdate,
     FalloutView,
@@ -27,6 +32,12 @@ from o2a.outbound import (
     render_trouble_ticket,
 )
 from o2a.ports import Destination, MessageBus
+
+OUTBOUND_MESSAGE_REJECTED_TYPE = "OutboundMessageRejected"
+"""The bus can never take the message (a name too long, an outbox path that is a file):
+non-retryable; the error's message names the message ID and why."""
+MESSAGE_BUS_UNAVAILABLE_TYPE = "MessageBusUnavailable"
+"""A cause an operator can fix (permissions, a full disk): retried by the retry policy."""
 
 
 class ProvisioningOrderMessage(BaseModel):
@@ -73,9 +84,31 @@ class MessagingActivities:
     def __init__(self, bus: MessageBus) -> None:
         self._bus = bus
 
+    async def _publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+        """An unavailable bus is BENIGN, so the SDK logs no traceback on every attempt; the
+        one warning line below is what an operator watching the worker sees."""
+        try:
+            await self._bus.publish(destination, message_id, document)
+        except MessageRejected as exc:
+            raise ApplicationError(
+                str(exc), type=OUTBOUND_MESSAGE_REJECTED_TYPE, non_retryable=True
+            ) from None
+        except MessageBusUnavailable as exc:
+            activity.logger.warning(
+                "message %s not sent on attempt %d, will retry: %s",
+                message_id,
+                activity.info().attempt,
+                exc,
+            )
+            raise ApplicationError(
+                str(exc),
+                type=MESSAGE_BUS_UNAVAILABLE_TYPE,
+                category=ApplicationErrorCategory.BENIGN,
+            ) from None
+
     @activity.defn(name="send_provisioning_order")
     async def send_provisioning_order(self, msg: ProvisioningOrderMessage) -> None:
-        await self._bus.publish(
+        await self._publish(
             Destination.SOM_PROVISIONING_ORDER,
             msg.message_id,
             render_provisioning_order(msg.message_id, msg.order, msg.created),
@@ -86,7 +119,7 @@ class MessagingActivities:
         document = render_fulfillment_update(
             msg.message_id, msg.order_number, msg.revision, msg.update, msg.created
         )
-        await self._bus.publish(Destination.COM_FULFILLMENT_UPDATE, msg.message_id, document)
+        await self._publish(Destination.COM_FULFILLMENT_UPDATE, msg.message_id, document)
 
     @activity.defn(name="send_sales_order_update")
     async def send_sales_order_update(self, msg: SalesOrderUpdateMessage) -> None:
@@ -99,14 +132,14 @@ class MessagingActivities:
             msg.created,
             msg.revision_outcome,
         )
-        await self._bus.publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)
+        await self._publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)
 
     @activity.defn(name="send_fallout")
     async def send_fallout(self, msg: FalloutMessage) -> None:
         """The Fault to error handling and the trouble ticket to CRM, both under IDs derived
         from the incident, so a retry republishes the same two messages."""
         fault_id = ids.fault_message_id(msg.fallout.id)
-        await self._bus.publish(
+        await self._publish(
             Destination.ERROR_HANDLING,
             fault_id,
             render_fault(
@@ -114,7 +147,7 @@ class MessagingActivities:
             ),
         )
         ticket_id = ids.trouble_ticket_message_id(msg.fallout.id)
-        await self._bus.publish(
+        await self._publish(
             Destination.CRM_TROUBLE_TICKET,
             ticket_id,
             render_trouble_ticket(ticket_id, msg.order_number, msg.fallout, msg.created),
@@ -125,4 +158,4 @@ class MessagingActivities:
         document = render_jeopardy(
             msg.message_id, msg.order_number, msg.revision, msg.jeopardy, msg.lines, msg.created
         )
-        await self._bus.publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)
+        await self._publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)

@@ -17,3 +17,19 @@ class OrderConflictError(RuntimeError):
 
 class NoWorkerError(RuntimeError):
     """A running order has to answer (a query or an operator action) and no worker did."""
+
+
+class MessageRejected(Exception):
+    """The message bus can never take this message as it is (e.g. a file name too long for
+    the outbox): sending it again would fail the same way, so the send fails for good."""
+
+    def __init__(self, message_id: str, reason: str) -> None:
+        super().__init__(f"outbound message {message_id} rejected: {reason}")
+        self.message_id = message_id
+        self.reason = reason
+
+
+class MessageBusUnavailable(Exception):
+    """The message bus cannot take messages now, for a cause an operator can fix (an outbox
+    the worker may not write, a full disk): the send is retried. The message says what to
+    fix."""

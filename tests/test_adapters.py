@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,8 @@ from activities.fulfillment import (
     FulfillmentActivities,
 )
 from activities.messaging import (
+    MESSAGE_BUS_UNAVAILABLE_TYPE,
+    OUTBOUND_MESSAGE_REJECTED_TYPE,
     FalloutMessage,
     FulfillmentUpdateMessage,
     JeopardyMessage,
@@ -406,6 +409,97 @@ async def test_each_message_goes_to_its_destination_under_its_id() -> None:
     ]
     for _, message_id, document in bus.published:
         assert f"<corecom:EBMID>{message_id}</corecom:EBMID>".encode() in document
+
+
+# --- the messaging activities on a real outbox folder ---------------------------------------
+
+
+async def send_to_outbox(outbox: Path, message_id: str, attempt: int = 1) -> None:
+    """One sales order update through the activity and the outbox adapter, as a worker
+    runs it on ``attempt``."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt)
+    await env.run(
+        MessagingActivities(OutboxBus(outbox)).send_sales_order_update,
+        SalesOrderUpdateMessage(
+            message_id=message_id,
+            created=datetime(2026, 1, 15, 9, 30, tzinfo=UTC),
+            order_number=ORDER,
+            revision=1,
+            order_status=FulfillmentStatus.OPEN,
+            lines=[],
+        ),
+    )
+
+
+async def test_the_longest_file_name_the_outbox_allows_is_written(tmp_path: Path) -> None:
+    """The temporary file must not need a longer name than ``{message_id}.xml`` does."""
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX") - len(".xml")
+    message_id = "USO." + "X" * (longest - len("USO."))
+    await send_to_outbox(tmp_path, message_id)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{message_id}.xml"]
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("file name too long", "File name too long (ENAMETOOLONG)"),
+        ("outbox is a file", "is not a folder: File exists (EEXIST)"),
+        ("outbox under a file", "is not a folder: Not a directory (ENOTDIR)"),
+    ],
+)
+async def test_a_message_the_outbox_can_never_hold_fails_for_good(
+    tmp_path: Path, case: str, reason: str
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_bytes(b"")
+    outbox, message_id = {
+        "file name too long": (tmp_path / "outbox", "USO." + "X" * 300),
+        "outbox is a file": (a_file, "USO.1"),
+        "outbox under a file": (a_file / "outbox", "USO.1"),
+    }[case]
+    with pytest.raises(ApplicationError) as info:
+        await send_to_outbox(outbox, message_id)
+    err = info.value
+    assert (err.type, err.non_retryable) == (OUTBOUND_MESSAGE_REJECTED_TYPE, True)
+    assert err.message.startswith(f"outbound message {message_id} rejected: the outbox {outbox}")
+    assert reason in err.message
+
+
+def can_create_a_file_in(folder: Path) -> bool:
+    try:
+        (folder / "probe").touch()
+    except PermissionError:
+        return False
+    (folder / "probe").unlink()
+    return True
+
+
+@pytest.mark.parametrize("case", ["read-only folder", "sysfs folder"])
+async def test_an_unwritable_outbox_is_retried_with_one_warning_line_per_attempt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    if case == "read-only folder":
+        outbox = tmp_path / "outbox"
+        outbox.mkdir(mode=0o555)
+        if can_create_a_file_in(outbox):
+            pytest.skip("root writes into a read-only folder; the sysfs case covers root")
+    else:
+        outbox = Path("/sys/kernel")  # no one, root included, may create a file in sysfs
+        if not outbox.is_dir():
+            pytest.skip("no sysfs on this system")
+    with caplog.at_level(logging.DEBUG), pytest.raises(ApplicationError) as info:
+        await send_to_outbox(outbox, "USO.1", attempt=3)
+    err = info.value
+    assert (err.type, err.non_retryable) == (MESSAGE_BUS_UNAVAILABLE_TYPE, False)
+    assert err.category == ApplicationErrorCategory.BENIGN  # so the SDK logs no traceback
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].exc_info is None, warnings
+    text = warnings[0].getMessage()
+    assert text.startswith(f"message USO.1 not sent on attempt 3, will retry: outbox {outbox} ")
+    assert "is unwritable" in text
+    if case == "read-only folder":
+        assert "Permission denied (EACCES); give the worker's user write permission" in text
 
 
 # --- settings and adapter selection -------------------------------------------------------------

@@ -1,15 +1,34 @@
 """The outbox folder adapter of the MessageBus port (docs/architecture.md §3).
 
-One file per message, written atomically under its EBMID, so a retried publish overwrites."""
+One file per message, written atomically under its EBMID, so a retried publish overwrites.
+A write that fails is classified, so the activity neither retries for ever what can never
+work nor gives up on what an operator can fix."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import tempfile
 from pathlib import Path
 
+from o2a.errors import MessageBusUnavailable, MessageRejected
 from o2a.ports import Destination
+
+NOT_A_FOLDER = frozenset({errno.ENOTDIR, errno.EEXIST})
+"""The outbox path, or a folder above it, is a file: no message can be written there."""
+CANNOT_HOLD = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ, errno.EFBIG, errno.EISDIR})
+"""The file system refuses the message's name or size as they are (EISDIR: a folder has
+its name): writing it again fails the same way."""
+FIXES = {
+    errno.EACCES: "give the worker's user write permission on it",
+    errno.EPERM: "give the worker's user write permission on it",
+    errno.EROFS: "mount its filesystem read-write or set O2A_OUTBOX_DIR elsewhere",
+    errno.ENOSPC: "free space on its filesystem",
+    errno.EDQUOT: "raise the disk quota or free space",
+}
+"""What an operator does about a passing cause; the write is retried meanwhile."""
+OTHER_FIX = "check its filesystem (the write is retried)"
 
 
 class OutboxBus:
@@ -24,11 +43,17 @@ class OutboxBus:
         self.directory = directory
 
     async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
-        await asyncio.to_thread(self._write, message_id, document)
+        """Raises MessageRejected or MessageBusUnavailable for a write that failed."""
+        try:
+            await asyncio.to_thread(self._write, message_id, document)
+        except OSError as exc:
+            raise self._classified(message_id, exc) from exc
 
     def _write(self, message_id: str, document: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{message_id}.", suffix=".tmp")
+        # A short temporary name: one built from the ID could be too long where the final
+        # `{message_id}.xml` is not.
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".outbox-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(document)
@@ -36,3 +61,19 @@ class OutboxBus:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _classified(self, message_id: str, exc: OSError) -> MessageRejected | MessageBusUnavailable:
+        code = exc.errno
+        cause = exc.strerror or str(exc)
+        if code is not None:
+            cause += f" ({errno.errorcode.get(code, code)})"
+        if code in NOT_A_FOLDER:
+            return MessageRejected(
+                message_id, f"the outbox {self.directory} is not a folder: {cause}"
+            )
+        if code in CANNOT_HOLD:
+            return MessageRejected(
+                message_id, f"the outbox {self.directory} cannot hold it: {cause}"
+            )
+        fix = OTHER_FIX if code is None else FIXES.get(code, OTHER_FIX)
+        return MessageBusUnavailable(f"outbox {self.directory} is unwritable: {cause}; {fix}")
