@@ -25,6 +25,7 @@ from tests.support import (
     PROV_FIXED,
     PROV_MOBILE,
     GatedFulfillment,
+    OrderHandle,
     StartWorker,
     act,
     cancel,
@@ -335,16 +336,18 @@ async def test_priority_maps_to_temporal_priority(
         assert (await handle.result()).state is OrderState.CANCELLED
 
 
-class CrmRefusingBus:
-    """The outbox, except that CRM updates are refused for good until ``fixed``."""
+class RefusingBus:
+    """The outbox, except that one destination refuses every message for good until
+    ``fixed``."""
 
-    def __init__(self, outbox: Path) -> None:
+    def __init__(self, outbox: Path, refusing: Destination) -> None:
         self._outbox = OutboxBus(outbox)
+        self._refusing = refusing
         self.fixed = False
 
     async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
-        if destination is Destination.CRM_ORDER_UPDATE and not self.fixed:
-            raise MessageRejected(message_id, "refused by CRM's queue")
+        if destination is self._refusing and not self.fixed:
+            raise MessageRejected(message_id, "refused by the queue")
         await self._outbox.publish(destination, message_id, document)
 
 
@@ -353,7 +356,7 @@ async def test_a_crm_update_that_cannot_be_delivered_is_an_incident_until_resolv
 ) -> None:
     """The order does not fail as a workflow, nor retry for ever: it waits in `failed` with
     an incident naming the message; resolve sends every undelivered message, in order."""
-    bus = CrmRefusingBus(settings.outbox_dir)
+    bus = RefusingBus(settings.outbox_dir, Destination.CRM_ORDER_UPDATE)
     async with worker(bus=bus):
         handle = await start(client, settings, quick_triple_play(order_number))
         status = await wait_for_state(handle, OrderState.FAILED)
@@ -362,7 +365,7 @@ async def test_a_crm_update_that_cannot_be_delivered_is_an_incident_until_resolv
         assert incident.message_id == first
         assert incident.component == ""
         assert incident.code == "OutboundMessageRejected"
-        assert "refused by CRM's queue" in incident.message
+        assert "refused by the queue" in incident.message
         assert not messages(settings.outbox_dir, f"USO.{order_number}.r1")
         bus.fixed = True
         await act(handle, RESOLVE_UPDATE, operator="ops", reason="CRM queue fixed")
@@ -372,3 +375,24 @@ async def test_a_crm_update_that_cannot_be_delivered_is_an_incident_until_resolv
     sent = [path.stem for path, _ in messages(settings.outbox_dir, f"USO.{order_number}.r1")]
     assert sent[0] == first
     assert len(sent) == result.crm_updates_sent
+
+
+async def test_a_provisioning_order_that_cannot_be_sent_is_fallout_of_its_component(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    bus = RefusingBus(settings.outbox_dir, Destination.SOM_PROVISIONING_ORDER)
+    async with worker(bus=bus):
+        handle = await start(client, settings, quick_triple_play(order_number))
+        await until(lambda: _all_provisioning_failed(handle))
+        status = await query(handle)
+        codes = {f.component: f.code for f in status.fallouts}
+        assert codes == dict.fromkeys((PROV_FIXED, PROV_MOBILE, PROV_BB), "OutboundMessageRejected")
+        bus.fixed = True
+        await act(handle, RESOLVE_UPDATE)
+        result = await finished(handle)
+    assert result.state is OrderState.COMPLETED
+
+
+async def _all_provisioning_failed(handle: OrderHandle) -> bool:
+    states = {c.id: c.state for c in (await query(handle)).components}
+    return all(states.get(c) is ComponentState.FAILED for c in (PROV_FIXED, PROV_MOBILE, PROV_BB))

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policies import (
         DECOMPOSITION_TIMEOUT,
         FULFILLMENT_RETRY,
+        MESSAGE_DEADLINE,
         MESSAGE_RETRY,
         MESSAGE_TIMEOUT,
     )
@@ -208,6 +209,7 @@ class ComponentWork:
                 order=provisioning_order,
             ),
             start_to_close_timeout=MESSAGE_TIMEOUT,
+            schedule_to_close_timeout=MESSAGE_DEADLINE,
             retry_policy=MESSAGE_RETRY,
         )
         handle = await workflow.start_child_workflow(

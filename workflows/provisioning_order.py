@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.fulfillment_call import fulfill
     from workflows.policies import (
+        MESSAGE_DEADLINE,
         MESSAGE_RETRY,
         MESSAGE_TIMEOUT,
     )
@@ -265,6 +266,7 @@ class ProvisioningOrderWorkflow:
                 update=update,
             ),
             start_to_close_timeout=MESSAGE_TIMEOUT,
+            schedule_to_close_timeout=MESSAGE_DEADLINE,
             retry_policy=MESSAGE_RETRY,
         )
         if not notify_parent:
