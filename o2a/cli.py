@@ -284,9 +284,17 @@ COMMANDS: dict[str, Command] = {
 def run() -> NoReturn:
     """Console entry point. Leaves with ``os._exit`` once output is flushed: the Temporal
     core runtime's threads can crash interpreter finalization (temporalio/sdk-python#300),
-    which would turn a clean exit status into SIGABRT."""
-    code = main()
-    sys.stdout.flush()
+    which would turn a clean exit status into SIGABRT.
+
+    A reader that stops early (``o2a status X | head -1``) is not an error worth a
+    traceback: as the Python docs advise (signal, "Note on SIGPIPE"), the rest of stdout
+    goes to devnull and the exit status is 1."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_FAILED
     sys.stderr.flush()
     os._exit(code)
 

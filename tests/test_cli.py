@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import signal
 import socket
 import time
@@ -463,6 +464,49 @@ async def test_malformed_temporal_address_is_one_line(settings: Settings):
     assert run.returncode in (1, 2), run
     assert len(run.stderr_lines) == 1, run
     assert "Traceback" not in run.stdout + run.stderr, run
+
+
+async def o2a_into_closed_pipe(*args: str, env: Mapping[str, str]) -> Run:
+    """Run a command whose stdout is a pipe nobody reads any more, as after ``| head -1``
+    has taken its line: every write to stdout fails with EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *O2A,
+            *args,
+            cwd=ROOT,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return Run(tuple(args), proc.returncode, "", err.decode(errors="replace"))
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+async def test_output_into_a_closed_pipe_exits_1_without_a_traceback(
+    settings: Settings, buffered: bool
+):
+    """Buffered, the write fails at the exit's flush; unbuffered, in the command's print."""
+    env = cli_env(f"127.0.0.1:{free_port()}", settings)
+    if buffered:
+        del env["PYTHONUNBUFFERED"]
+    run = await o2a_into_closed_pipe("plan", str(SAMPLES / "triple_play.xml"), env=env)
+    assert (run.returncode, run.stderr) == (1, ""), run
+
+
+async def test_submit_into_a_closed_pipe_starts_the_order_without_a_traceback(
+    client: Client, env: dict[str, str], order_number: str, tmp_path: Path
+):
+    order = write_xml_order(tmp_path, order_number)
+    run = await o2a_into_closed_pipe("submit", str(order), env=env)
+    assert (run.returncode, run.stderr) == (1, ""), run
+    assert await workflow_exists(client, ids.order_workflow_id(order_number))
 
 
 async def test_resolve_of_completed_order_exits_1(
