@@ -181,7 +181,7 @@ async def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if not args.wait:
         return EXIT_OK
     print("waiting until the order needs someone or has ended ...", flush=True)
-    status = await service.wait_for_attention(order.order_number)
+    status = await service.wait_for_attention(order.order_number, cli_format.warn)
     print(cli_format.format_status(status))
     return EXIT_OK if status.state is OrderState.COMPLETED else EXIT_FAILED
 

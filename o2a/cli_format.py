@@ -6,6 +6,7 @@ parses arguments and picks what to print.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -63,6 +64,11 @@ def duration(seconds: float) -> str:
 
 def _section(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return ["", title, *table(header, rows)] if rows else []
+
+
+def warn(message: str) -> None:
+    """A hint while a command goes on (e.g. waits): on stderr, worded as the CLI's errors."""
+    print(f"o2a: {message}", file=sys.stderr, flush=True)
 
 
 # --- orders -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from o2a import ids
 from o2a.catalog import Catalog, DependencyScope, Granularity
 from o2a.errors import InputError
 from o2a.models import CustomerOrder, OrderComponent, OrderPlan, SalesOrderLine, ServiceActionCode
@@ -124,13 +125,10 @@ def _group(line: SalesOrderLine, granularity: Granularity, by_id: dict[str, Sale
     return f"bundle-{line.root_id or line.id}"
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
-
-
 def component_id(function: str, target: str, group: str) -> str:
     """Stable across revisions, safe inside a workflow ID, and never shared by two groups:
     unsafe characters (``_`` included) are escaped, not replaced."""
-    return _UNSAFE.sub(lambda m: f"_{ord(m.group()):04X}", f"{function}.{target}.{group}")
+    return ids.escape_component(f"{function}.{target}.{group}")
 
 
 def _dependencies(

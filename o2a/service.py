@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import heapq
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -75,8 +80,15 @@ from workflows.contracts.customer_order import (
     RevisionRequest,
 )
 
-ANSWER_TIMEOUT = timedelta(seconds=10)
-"""How long a query or an operator action waits for a worker before NoWorkerError."""
+ANSWER_TIMEOUT = timedelta(seconds=5)
+"""How long a query or an operator action waits for a worker before NoWorkerError. Only a
+worker that stopped within the last minutes costs this wait: with no poller on the order's
+task queue at all, the answer is NoWorkerError at once."""
+
+NoWorkerHint = Callable[[str], object]
+"""Told why a long wait (until the order needs someone, or answers a request) may not end
+soon: no worker polls the order's task queue. The wait goes on, since the order carries on
+once a worker starts."""
 
 UPDATE_OUTLIVED_WORKFLOW = "AcceptedUpdateCompletedWorkflow"
 """The server's failure type for an update whose workflow closed before it completed."""
@@ -250,10 +262,11 @@ class OrderService(OrderIntake):
 
     async def status(self, order_number: str) -> OrderStatus:
         """A finished order answers from its result (no worker needed); a running one by query."""
-        ended = await self._ended(order_number)
+        description = await self._describe(order_number)
+        ended = await self._how_ended(description)
         if ended is not None and ended.result is not None:
             return ended.result
-        return await self._query(order_number, STATUS_QUERY, OrderStatus)
+        return await self._query(order_number, description, STATUS_QUERY, OrderStatus)
 
     async def list_orders(
         self, state: OrderState | None = None, limit: int = 50
@@ -279,9 +292,13 @@ class OrderService(OrderIntake):
             )
         return heapq.nlargest(limit, found, key=lambda o: o.started)
 
-    async def wait_for_attention(self, order_number: str) -> OrderStatus:
+    async def wait_for_attention(
+        self, order_number: str, on_no_worker: NoWorkerHint | None = None
+    ) -> OrderStatus:
         """Returns once the order needs someone (failed, suspended) or has ended."""
-        answer = await self._update(order_number, AWAIT_ATTENTION_UPDATE, None, OrderStatus)
+        answer = await self._update(
+            order_number, AWAIT_ATTENTION_UPDATE, None, OrderStatus, on_no_worker=on_no_worker
+        )
         if isinstance(answer, _Ended):
             if answer.result is None:
                 raise OrderConflictError(
@@ -317,7 +334,9 @@ class OrderService(OrderIntake):
         await self._signal(order_number, CANCEL_SIGNAL, request, "cancelled")
         return receipt
 
-    async def request_outcome(self, order_number: str, request_id: str) -> RevisionView:
+    async def request_outcome(
+        self, order_number: str, request_id: str, on_no_worker: NoWorkerHint | None = None
+    ) -> RevisionView:
         """Waits until the order has answered that revise or cancel: accepted, rejected and
         why, or cancelled."""
         answer = await self._update(
@@ -325,6 +344,7 @@ class OrderService(OrderIntake):
             REQUEST_OUTCOME_UPDATE,
             OutcomeRequest(request_id=request_id),
             RevisionView,
+            on_no_worker=on_no_worker,
         )
         if not isinstance(answer, _Ended):
             return answer
@@ -354,10 +374,13 @@ class OrderService(OrderIntake):
     async def dry_run_revision(self, order: CustomerOrder) -> RevisionPreview:
         """The compensation the revision would run against the running order now; starts
         nothing and signals nothing."""
-        ended = await self._ended(order.order_number)
+        description = await self._describe(order.order_number)
+        ended = await self._how_ended(description)
         if ended is not None:
             raise _not_running(order.order_number, ended, "revised")
-        basis = await self._query(order.order_number, REVISION_BASIS_QUERY, RevisionBasis)
+        basis = await self._query(
+            order.order_number, description, REVISION_BASIS_QUERY, RevisionBasis
+        )
         return self.preview_revision(basis, order)
 
     # --- talking to the order's workflow --------------------------------------------------------
@@ -367,24 +390,57 @@ class OrderService(OrderIntake):
             ids.order_workflow_id(order_number), result_type=OrderStatus
         )
 
-    async def _ended(self, order_number: str) -> _Ended | None:
-        """None while the order's workflow runs; UnknownOrderError if there is none."""
+    async def _describe(self, order_number: str) -> WorkflowExecutionDescription:
+        """The one place every command finds the order's workflow: UnknownOrderError if there
+        is none, or if its ID holds a workflow of another type, so no command reaches one."""
         handle = self._handle(order_number)
         try:
             description = await handle.describe()
         except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise UnknownOrderError(f"no order {order_number} (workflow {handle.id})") from None
-            raise
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            description = None
+        if description is None or description.workflow_type != WORKFLOW_TYPE:
+            raise UnknownOrderError(f"no order {order_number} (workflow {handle.id})")
+        return description
+
+    async def _ended(self, order_number: str) -> _Ended | None:
+        """None while the order's workflow runs; UnknownOrderError if there is none."""
+        return await self._how_ended(await self._describe(order_number))
+
+    async def _how_ended(self, description: WorkflowExecutionDescription) -> _Ended | None:
         status = description.status
         if status is WorkflowExecutionStatus.RUNNING:
             return None
         if status is WorkflowExecutionStatus.COMPLETED:
+            handle = self._client.get_workflow_handle(
+                description.id, run_id=description.run_id, result_type=OrderStatus
+            )
             result = await handle.result()
             return _Ended(result.state.value, result)
         return _Ended(status.name.lower() if status else "closed", None)
 
-    async def _query(self, order_number: str, query: str, result_type: type[T]) -> T:
+    async def _worker_polls(self, description: WorkflowExecutionDescription) -> bool:
+        """Whether any worker has lately polled the order's task queue (the server forgets a
+        poller some minutes after its last poll)."""
+        answer = await self._client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=self._client.namespace,
+                task_queue=TaskQueue(name=description.task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        return bool(answer.pollers)
+
+    async def _query(
+        self,
+        order_number: str,
+        description: WorkflowExecutionDescription,
+        query: str,
+        result_type: type[T],
+    ) -> T:
+        if not await self._worker_polls(description):
+            raise self._no_worker(order_number, description)
         try:
             answer: T = await self._handle(order_number).query(
                 query, result_type=result_type, rpc_timeout=ANSWER_TIMEOUT
@@ -394,18 +450,22 @@ class OrderService(OrderIntake):
                 f"order {order_number} cannot answer yet: {exc.message}"
             ) from None
         except RPCError as exc:
-            if exc.status is not RPCStatusCode.DEADLINE_EXCEEDED:
+            # The client's own timeout ends the call as CANCELLED ("Timeout expired").
+            if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
                 raise
-            raise self._no_worker(order_number) from None
+            raise self._no_worker(order_number, description) from None
         return answer
 
     async def _signal(self, order_number: str, signal: str, arg: Model, done: str) -> None:
+        ended = await self._ended(order_number)
+        if ended is not None:
+            raise _not_running(order_number, ended, done)
         try:
             await self._handle(order_number).signal(signal, arg)
         except RPCError as exc:
             if exc.status is not RPCStatusCode.NOT_FOUND:
                 raise
-            ended = await self._ended(order_number)
+            ended = await self._ended(order_number)  # it closed since
             if ended is None:
                 raise
             raise _not_running(order_number, ended, done) from None
@@ -427,9 +487,24 @@ class OrderService(OrderIntake):
         arg: Model | None,
         result_type: type[T],
         rpc_timeout: timedelta | None = None,
+        on_no_worker: NoWorkerHint | None = None,
     ) -> T | _Ended:
         """The update's answer, or how the workflow ended if it closed first. A refusal by
-        the workflow (its validator, with the reason) is an OrderConflictError."""
+        the workflow (its validator, with the reason) is an OrderConflictError. With no
+        worker polling, an update due within ``rpc_timeout`` fails at once; a long wait
+        goes on after telling ``on_no_worker``."""
+        description = await self._describe(order_number)
+        ended = await self._how_ended(description)
+        if ended is not None:
+            return ended
+        if not await self._worker_polls(description):
+            if rpc_timeout is not None:
+                raise self._no_worker(order_number, description)
+            if on_no_worker is not None:
+                on_no_worker(
+                    f"no worker is polling task queue {description.task_queue!r}: "
+                    f"order {order_number} makes no progress until one does; still waiting"
+                )
         handle = self._handle(order_number)
         args = [] if arg is None else [arg]
         try:
@@ -449,17 +524,18 @@ class OrderService(OrderIntake):
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             if rpc_timeout is None:
                 raise
-            raise self._no_worker(order_number) from None
+            raise self._no_worker(order_number, description) from None
         ended = await self._ended(order_number)
         if ended is None:
             raise failure
         return ended
 
-    def _no_worker(self, order_number: str) -> NoWorkerError:
+    def _no_worker(
+        self, order_number: str, description: WorkflowExecutionDescription
+    ) -> NoWorkerError:
         return NoWorkerError(
-            f"order {order_number} is running but no worker answered within "
-            f"{ANSWER_TIMEOUT.seconds}s: is a worker polling task queue "
-            f"{self._settings.task_queue!r}?"
+            f"order {order_number} is running but no worker answered: is a worker polling "
+            f"task queue {description.task_queue!r}?"
         )
 
 

@@ -5,6 +5,7 @@ with an in-process worker whose fulfillment steps the test gates (no sleeps)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import cast
 import pytest
 from temporalio.client import Client
 
+from o2a import ids
 from o2a.catalog import Catalog
 from o2a.cli_format import (
     duration,
@@ -52,9 +54,12 @@ from tests.support import (
     SAMPLES,
     SHIP,
     SYNC,
+    Background,
     StartWorker,
+    cli_env,
     closed,
     held_mid_flight,
+    quick_triple_play,
     sample,
     set_spec,
     until,
@@ -590,3 +595,99 @@ async def test_cancel_and_its_outcome(
     assert (outcome.outcome, outcome.kind) == ("cancelled", "cancel")
     assert final.state is OrderState.CANCELLED
     assert final.status is FulfillmentStatus.CANCELLED
+
+
+Call = Callable[[], Awaitable[object]]
+
+
+def every_command(service: OrderService, order_number: str) -> list[Call]:
+    """Each use case that names an order, called with that order number."""
+    revised = sample("triple_play.xml", order_number)
+    request = OperatorRequest()
+    return [
+        lambda: service.status(order_number),
+        lambda: service.revise(revised),
+        lambda: service.dry_run_revision(revised),
+        lambda: service.cancel(order_number),
+        lambda: service.request_outcome(order_number, "r"),
+        lambda: service.wait_for_attention(order_number),
+        lambda: service.resolve(order_number, request),
+        lambda: service.suspend(order_number, request),
+        lambda: service.resume(order_number, request),
+        lambda: service.abort(order_number, request),
+    ]
+
+
+async def test_a_workflow_of_another_type_is_no_order(
+    client: Client, service: OrderService, settings: Settings, order_number: str
+):
+    stranger = await client.start_workflow(
+        "NotAnOrder", id=ids.order_workflow_id(order_number), task_queue=settings.task_queue
+    )
+    try:
+        for call in every_command(service, order_number):
+            with pytest.raises(UnknownOrderError, match=f"no order {order_number}"):
+                await call()
+    finally:
+        await stranger.terminate()
+
+
+async def test_with_no_worker_at_all_commands_fail_at_once(
+    service: OrderService, order_number: str
+):
+    """No poller on the order's task queue: no command waits for an answer none can give."""
+    await service.submit(sample("triple_play.xml", order_number))
+    revised = sample("revisions/triple_play_r2_upgrade.xml", order_number)
+    request = OperatorRequest()
+    calls: list[Call] = [
+        lambda: service.status(order_number),
+        lambda: service.dry_run_revision(revised),
+        lambda: service.resolve(order_number, request),
+        lambda: service.suspend(order_number, request),
+        lambda: service.resume(order_number, request),
+        lambda: service.abort(order_number, request),
+    ]
+    for call in calls:
+        asked = time.monotonic()
+        with pytest.raises(NoWorkerError, match="no worker answered"):
+            await call()
+        assert time.monotonic() - asked < 3
+
+
+async def test_a_worker_that_has_just_stopped_answers_no_query(
+    service: OrderService,
+    worker: StartWorker,
+    order_number: str,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The server still lists a stopped worker's poller for minutes: the query times out."""
+    monkeypatch.setattr("o2a.service.ANSWER_TIMEOUT", timedelta(seconds=1))
+    async with held_mid_flight(worker) as gate:
+        await service.submit(sample("triple_play.xml", order_number))
+        await gate.wait_reached()
+    with pytest.raises(NoWorkerError, match=f"order {order_number} is running but no worker"):
+        await service.status(order_number)
+
+
+async def test_submit_wait_says_no_worker_polls_and_waits_for_one(
+    temporal_address: str,
+    settings: Settings,
+    worker: StartWorker,
+    order_number: str,
+    tmp_path: Path,
+):
+    order = tmp_path / "order.json"
+    order.write_text(quick_triple_play(order_number).model_dump_json())
+    env = cli_env(temporal_address, settings)
+    submit = await Background.start(
+        "submit", str(order), "--wait", env=env, log=tmp_path / "submit.log"
+    )
+    try:
+        await submit.wait_for_output(
+            f"o2a: no worker is polling task queue {settings.task_queue!r}"
+        )
+        async with worker():
+            assert await submit.wait(60) == 0, submit.output()
+        assert f"Order {order_number}" in submit.output() and "completed" in submit.output()
+    finally:
+        await submit.stop()
