@@ -20,6 +20,7 @@ BUNDLE_TYPE_CODES = frozenset({"BUNDLE", "SERVICE BUNDLE"})
 
 def validate_order(order: CustomerOrder, catalog: Catalog) -> None:
     """Refuse what cannot be fulfilled, naming the line and the culprit."""
+    ids.check_business_keys(order.order_number, [line.id for line in order.lines])
     seen: set[str] = set()
     for line in order.lines:
         if line.id in seen:

@@ -336,6 +336,18 @@ def test_line_naming_itself_as_its_root(catalog: Catalog) -> None:
 
 
 @pytest.mark.parametrize(
+    ("number", "line_id"), [("D\n1", "1"), ("D-1", "1\n2"), ("D-1", "x" * 200)]
+)
+def test_business_keys_are_checked_first(catalog: Catalog, number: str, line_id: str) -> None:
+    """Before any message can quote them: a key with a line break would split it in two."""
+    bad = order(line(line_id, "OFFER", root=line_id), number=number)
+    with pytest.raises(InputError) as info:
+        validate_order(bad, catalog)
+    assert len(str(info.value).splitlines()) == 1
+    assert "names itself" not in str(info.value)
+
+
+@pytest.mark.parametrize(
     "lines",
     [
         [("a", "b"), ("b", "a")],
