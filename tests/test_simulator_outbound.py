@@ -360,8 +360,8 @@ def test_rendering_is_deterministic() -> None:
 def test_message_ids_are_file_safe() -> None:
     message_id = ids.provisioning_order_message_id("A/B 1", 3, "Provision.X.bundle-1")
     assert "/" not in message_id and " " not in message_id
-    assert re.fullmatch(r"[A-Za-z0-9_.-]+", message_id)
-    assert message_id.startswith("PPO.A_B_1.r3.")
+    assert re.fullmatch(r"[A-Za-z0-9_.~-]+", message_id)
+    assert message_id.startswith("PPO.A~2FB~201.r3.")
 
 
 def test_fault_corrective_action_names_no_command() -> None:
