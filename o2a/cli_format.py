@@ -121,6 +121,11 @@ def format_status(status: OrderStatus) -> str:
         ],
     )
     out += _section(
+        "RETRYING",
+        ["ACTIVITY", "ATTEMPT", "LAST FAILURE"],
+        [[r.activity, str(r.attempt), r.last_failure] for r in status.retrying],
+    )
+    out += _section(
         "REVISIONS",
         ["NUMBER", "KIND", "OUTCOME", "REASON"],
         [[str(r.number), r.kind, r.outcome, r.reason or "-"] for r in status.revisions],

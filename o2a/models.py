@@ -360,6 +360,15 @@ class OperatorActionView(Model):
     at: datetime
 
 
+class RetryingEffect(Model):
+    """An activity of the order's that has failed and is being retried (the bus or outbox
+    down, a fulfillment system unreachable): Temporal knows, the workflow does not yet."""
+
+    activity: str
+    attempt: int
+    last_failure: str
+
+
 class OrderStatus(Model):
     """The answer of the status query and the workflow result (docs/architecture.md §3)."""
 
@@ -375,6 +384,8 @@ class OrderStatus(Model):
     jeopardies: list[JeopardyView] = Field(default_factory=list)
     operator_actions: list[OperatorActionView] = Field(default_factory=list)
     crm_updates_sent: int = 0
+    retrying: list[RetryingEffect] = Field(default_factory=list)
+    """Filled in by the service from Temporal's pending activities, not by the workflow."""
 
 
 # --- messages between roles -----------------------------------------------------------------

@@ -57,6 +57,7 @@ from o2a.models import (
     OrderPlan,
     OrderState,
     OrderStatus,
+    RetryingEffect,
     RevisionView,
 )
 from o2a.revision import RevisionPlan, cancellation_plan, hard_ponr_violations, plan_revision
@@ -215,6 +216,20 @@ _DONE = {  # "only a running order can be <done>"
 }
 
 
+def retrying_effects(description: WorkflowExecutionDescription) -> list[RetryingEffect]:
+    """Activities that have failed at least once and are being retried, with their last
+    failure: an unwritable outbox shows here long before it becomes an incident."""
+    return [
+        RetryingEffect(
+            activity=pending.activity_type.name,
+            attempt=pending.attempt,
+            last_failure=pending.last_failure.message,
+        )
+        for pending in description.raw_description.pending_activities
+        if pending.HasField("last_failure")
+    ]
+
+
 @dataclass(frozen=True)
 class _Ended:
     """How an order's workflow closed: the order's state, and its result if it returned one."""
@@ -266,7 +281,9 @@ class OrderService(OrderIntake):
         ended = await self._how_ended(description)
         if ended is not None and ended.result is not None:
             return ended.result
-        return await self._query(order_number, description, STATUS_QUERY, OrderStatus)
+        status = await self._query(order_number, description, STATUS_QUERY, OrderStatus)
+        status.retrying = retrying_effects(description)
+        return status
 
     async def list_orders(
         self, state: OrderState | None = None, limit: int = 50

@@ -30,7 +30,13 @@ from o2a.cli_format import (
 )
 from o2a.config import Settings
 from o2a.decomposition import decompose, natural_key
-from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
+from o2a.errors import (
+    InputError,
+    MessageBusUnavailable,
+    NoWorkerError,
+    OrderConflictError,
+    UnknownOrderError,
+)
 from o2a.models import (
     ComponentState,
     ComponentView,
@@ -45,6 +51,7 @@ from o2a.models import (
     RevisionView,
     ServiceActionCode,
 )
+from o2a.ports import Destination
 from o2a.revision import Compensation
 from o2a.service import OrderIntake, OrderService, OrderSummary, RequestReceipt
 from tests.support import (
@@ -691,3 +698,34 @@ async def test_submit_wait_says_no_worker_polls_and_waits_for_one(
         assert f"Order {order_number}" in submit.output() and "completed" in submit.output()
     finally:
         await submit.stop()
+
+
+class UnavailableCrmBus:
+    """CRM's queue cannot take messages now, for a cause an operator must fix."""
+
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+        del document
+        if destination is Destination.CRM_ORDER_UPDATE:
+            raise MessageBusUnavailable(f"outbox for {message_id} is unwritable (test)")
+
+
+async def test_status_shows_an_effect_being_retried_before_it_becomes_fallout(
+    service: OrderService, worker: StartWorker, order_number: str
+) -> None:
+    """An unwritable outbox does not stall an order in silence: status says what is failing,
+    how often, and why, while Temporal retries it."""
+    async with worker(bus=UnavailableCrmBus()):
+        await service.submit(quick_triple_play(order_number))
+
+        async def retried() -> bool:
+            status = await service.status(order_number)
+            return any(r.attempt >= 2 for r in status.retrying)
+
+        await until(retried)
+        status = await service.status(order_number)
+    [effect] = status.retrying
+    assert effect.activity == "send_sales_order_update"
+    first_update = ids.sales_order_update_message_id(order_number, 1, 1)
+    assert effect.last_failure == f"outbox for {first_update} is unwritable (test)"
+    shown = format_status(status)
+    assert "RETRYING" in shown and "send_sales_order_update" in shown
