@@ -107,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("-c", "--concurrency", type=int, default=20)
     bench.add_argument("--compare-bare", action="store_true")
     bench.add_argument("--worker-pid", type=int, help="worker process whose memory to report")
+    bench.add_argument(
+        "--big",
+        action="store_true",
+        help="instead: issue 9's 1,000- and 5,000-line orders on a worker of its own",
+    )
     return parser
 
 
@@ -256,6 +261,10 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.big:
+        from starters.big_orders import run_big_bench
+
+        return await run_big_bench(settings)
     from starters.bench import BenchOptions, run_bench
 
     options = BenchOptions(

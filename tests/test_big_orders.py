@@ -1,0 +1,79 @@
+"""Issue 9: big orders complete, in small workflow tasks, small histories and small payloads.
+
+Each order runs on a real worker with the simulator (no delays) against the session's dev
+server; the worker's shutdown is bounded, so a deadlocked workflow task cannot hang the test.
+The figures come from the histories of the order and of every child it started. A workflow
+task's started → completed time bounds the CPU it took from above.
+"""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from o2a.big_orders import (
+    ISSUE_9_SHAPES,
+    BigOrderShape,
+    Limits,
+    big_order,
+    measure_order,
+    running,
+    violations,
+    wait_for_order,
+)
+from o2a.catalog import Catalog
+from o2a.config import Settings
+from o2a.decomposition import decompose
+from o2a.models import ComponentKind, OrderState
+from tests.support import start
+from workers.worker import build_worker
+
+
+@pytest.mark.parametrize(
+    ("bundles", "lines_per_bundle", "lines", "provisioning", "components"),
+    [(250, 4, 1_000, 500, 504), (50, 100, 5_000, 100, 104)],
+)
+def test_big_order_has_the_issues_shape(
+    catalog: Catalog,
+    bundles: int,
+    lines_per_bundle: int,
+    lines: int,
+    provisioning: int,
+    components: int,
+) -> None:
+    """Bundles x lines, bundle lines and the offer included; two Provision components per
+    bundle (broadband, fixed), one each of SyncCustomer, Ship and the two billing ones."""
+    order = big_order("BIG-SHAPE", bundles, lines_per_bundle)
+    plan = decompose(order, catalog)
+    assert len(order.lines) == lines
+    assert len(plan.components) == components
+    assert sum(c.kind is ComponentKind.PROVISION for c in plan.components) == provisioning
+    assert order.requested_delivery_date is None
+    assert all(line.requested_delivery_date is None for line in order.lines)
+    assert all(
+        not s.name.startswith("Simulated") for line in order.lines for s in line.item.specifications
+    )
+
+
+@pytest.mark.parametrize("shape", ISSUE_9_SHAPES, ids=lambda s: s.name)
+async def test_big_order_completes_within_limits(
+    client: Client, settings: Settings, order_number: str, shape: BigOrderShape
+) -> None:
+    order = big_order(order_number, shape.bundles, shape.lines_per_bundle)
+    async with running(build_worker(client, settings)):
+        handle = await start(client, settings, order)
+        ended = await wait_for_order(client, handle.id, shape.timeout_seconds)
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate(f"test gave up: {ended}")  # nothing left on the shared server
+    figures = await measure_order(client, handle.id)
+    problems = violations(figures, Limits())
+    wall = f"{figures.wall_seconds:.1f} s" if figures.wall_seconds is not None else "not closed"
+    report = (
+        f"{shape.name}: {ended} ({wall}); parent {figures.parent_events:,} events, "
+        f"{figures.child_workflows} children {figures.children_events:,} events, "
+        f"most in one history {figures.most_events.events:,}; "
+        f"longest task {figures.longest_task.longest_task_seconds * 1000:,.0f} ms; "
+        f"largest payload {figures.largest_payload.largest_payload_bytes:,} bytes; "
+        f"failed tasks {figures.failed_tasks}"
+    )
+    assert ended == OrderState.COMPLETED and not problems, "\n".join([report, *problems])
