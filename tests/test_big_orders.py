@@ -67,7 +67,9 @@ async def test_big_order_completes_within_limits(
             await handle.terminate(f"test gave up: {ended}")  # nothing left on the shared server
     figures = await measure_order(client, handle.id)
     problems = violations(figures, Limits())
-    wall = f"{figures.wall_seconds:.1f} s" if figures.wall_seconds is not None else "not closed"
+    wall = (
+        f"{figures.wall_seconds:.1f} s" if figures.wall_seconds is not None else "did not complete"
+    )
     report = (
         f"{shape.name}: {ended} ({wall}); parent {figures.parent_events:,} events, "
         f"{figures.child_workflows} children {figures.children_events:,} events, "
