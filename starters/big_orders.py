@@ -33,6 +33,7 @@ from o2a.config import Settings
 from o2a.decomposition import decompose
 from o2a.models import ComponentKind, OrderState
 from o2a.service import OrderService
+from o2a.task_clock import Longest, TaskClock
 from workers.worker import build_worker
 
 
@@ -45,6 +46,8 @@ class BigRun:
     workflow_id: str | None
     """None if the server refused to start the order."""
     ended: str
+    cpu: Longest
+    """The activation that took the most CPU while the order ran."""
     peak_rss_mib: float
 
 
@@ -62,8 +65,10 @@ async def run_big_bench(settings: Settings) -> int:
         f"per history {limits.events:,} events, per payload {limits.payload_bytes // 1024} KiB"
     )
     runs: list[BigRun] = []
-    async with running(build_worker(client, own)):
+    clock = TaskClock()
+    async with running(build_worker(client, own, workflow_runner=clock)):
         for shape in ISSUE_9_SHAPES:
+            clock.longest = Longest()
             order = big_order(f"BIG-{run_id}-{shape.name}", shape.bundles, shape.lines_per_bundle)
             plan = decompose(order, catalog)
             children = sum(c.kind is ComponentKind.PROVISION for c in plan.components)
@@ -86,12 +91,14 @@ async def run_big_bench(settings: Settings) -> int:
                     children,
                     workflow_id,
                     ended,
+                    clock.longest,
                     _peak_rss_mib(),
                 )
             )
     failing = False
     print(
         f"\n{'order':<22} {'lines':>6} {'comp/SOM':>8} {'ended':<13} {'wall s':>7} {'task ms':>8} "
+        f"{'CPU ms':>6} "
         f"{'events parent':>13} {'children':>9} {'max':>6} {'payload KiB':>11} "
         f"{'failed':>6} {'RSS MiB':>7}"
     )
@@ -99,12 +106,16 @@ async def run_big_bench(settings: Settings) -> int:
     for run in runs:
         figures = await measure_order(client, run.workflow_id) if run.workflow_id else None
         print(_row(run, figures))
-        problems = violations(figures, limits) if figures else []
+        problems = violations(figures, limits, run.cpu) if figures else []
         if run.ended != OrderState.COMPLETED:
             problems.insert(0, run.ended)
         notes += [f"{run.shape.name}: {p}" for p in problems]
         failing = failing or bool(problems)
-    print("RSS: peak of this process (worker, client), after each order")
+    print(
+        "task ms: longest workflow task in the histories (wall, queueing included); CPU ms: "
+        "longest workflow activation in the worker; RSS: peak of this process (worker, "
+        "client), after each order"
+    )
     print("\n".join(notes) if notes else "every order completed within the limits")
     return 1 if failing else 0
 
@@ -116,10 +127,14 @@ def _row(run: BigRun, figures: OrderFigures | None) -> str:
     )
     tail = f"{run.peak_rss_mib:>7.0f}"
     if figures is None:
-        return f"{head} {'-':>7} {'-':>8} {'-':>13} {'-':>9} {'-':>6} {'-':>11} {'-':>6} {tail}"
+        return (
+            f"{head} {'-':>7} {'-':>8} {'-':>6} {'-':>13} {'-':>9} {'-':>6} {'-':>11} {'-':>6} "
+            f"{tail}"
+        )
     wall = f"{figures.wall_seconds:.1f}" if figures.wall_seconds is not None else "-"
     return (
         f"{head} {wall:>7} {figures.longest_task.longest_task_seconds * 1000:>8,.0f} "
+        f"{run.cpu.cpu_seconds * 1000:>6,.0f} "
         f"{figures.parent_events:>13,} {figures.children_events:>9,} "
         f"{figures.most_events.events:>6,} "
         f"{figures.largest_payload.largest_payload_bytes / 1024:>11,.0f} "

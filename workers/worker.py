@@ -11,7 +11,8 @@ import multiprocessing
 import signal
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.bare import bare_noop
 from activities.decomposition import DecompositionActivities
@@ -41,6 +42,7 @@ def build_worker(
     *,
     bus: MessageBus | None = None,
     fulfillment: FulfillmentSystem | None = None,
+    workflow_runner: WorkflowRunner | None = None,
 ) -> Worker:
     """The adapters the settings name, unless given (tests bring their own)."""
     decomposition = DecompositionActivities(settings.catalog_path)
@@ -61,6 +63,7 @@ def build_worker(
             fulfillment_activities.fulfill,
             bare_noop,
         ],
+        workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         max_concurrent_workflow_tasks=MAX_CONCURRENT_WORKFLOW_TASKS,
     )
