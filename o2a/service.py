@@ -403,6 +403,9 @@ class OrderService(OrderIntake):
     # --- talking to the order's workflow --------------------------------------------------------
 
     def _handle(self, order_number: str) -> OrderHandle:
+        """An order number no order can have (a line break in it, far too long) is bad
+        input, refused before Temporal is asked."""
+        ids.check_business_keys(order_number, [])
         return self._client.get_workflow_handle(
             ids.order_workflow_id(order_number), result_type=OrderStatus
         )

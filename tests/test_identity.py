@@ -67,3 +67,15 @@ async def test_an_order_numbered_like_a_child_leaves_that_child_to_its_order(
         await service.submit(quick_triple_play(order_number))
         assert (await closed(client, order_number)).state is OrderState.COMPLETED
         assert (await closed(client, impostor)).state is OrderState.COMPLETED
+
+
+async def test_an_order_number_no_order_can_have_is_bad_input_in_one_line(
+    temporal_address: str, settings: Settings
+) -> None:
+    env = cli_env(temporal_address, settings)
+    for command in ("status", "cancel", "resolve"):
+        run = await o2a(command, "HN-1\nHN-2", env=env)
+        assert run.returncode == 2, run
+        assert run.stderr_lines == [
+            "o2a: order number 'HN-1\\nHN-2': non-printable character '\\n'"
+        ], run
