@@ -246,6 +246,7 @@ class OrderService(OrderIntake):
     async def submit(self, order: CustomerOrder) -> Submitted:
         """Start the order's workflow; an order number is never started twice."""
         _check_submittable(order)
+        await self._check_payload(order)
         workflow_id = ids.order_workflow_id(order.order_number)
         try:
             handle = await self._client.start_workflow(
@@ -334,6 +335,7 @@ class OrderService(OrderIntake):
             revision=order.revision,
         )
         request = RevisionRequest(order=order, request_id=receipt.request_id)
+        await self._check_payload(order)
         await self._signal(order.order_number, REVISE_SIGNAL, request, "revised")
         return receipt
 
@@ -401,6 +403,18 @@ class OrderService(OrderIntake):
         return self.preview_revision(basis, order)
 
     # --- talking to the order's workflow --------------------------------------------------------
+
+    async def _check_payload(self, order: CustomerOrder) -> None:
+        """Within the line and document limits an order can still be too big for history
+        once encoded (specifications of random text do not compress): refused at the door,
+        not by Temporal halfway through."""
+        [payload] = await self._client.data_converter.encode([order])
+        size = payload.ByteSize()
+        if size > MAX_ORDER_PAYLOAD:
+            raise InputError(
+                f"order {order.order_number} is {size // 1024:,} KiB once encoded for Temporal, "
+                f"over the {MAX_ORDER_PAYLOAD // 1024} KiB an order may take"
+            )
 
     def _handle(self, order_number: str) -> OrderHandle:
         """An order number no order can have (a line break in it, far too long) is bad
@@ -557,6 +571,11 @@ class OrderService(OrderIntake):
             f"order {order_number} is running but no worker answered: is a worker polling "
             f"task queue {description.task_queue!r}?"
         )
+
+
+MAX_ORDER_PAYLOAD = 512 * 1024
+"""Temporal warns at 512 KiB per payload and refuses at 2 MiB; an order (compressed by the
+codec, o2a/codec.py) stays within the warning."""
 
 
 def _check_submittable(order: CustomerOrder) -> None:

@@ -5,6 +5,8 @@ with an in-process worker whose fulfillment steps the test gates (no sleeps)."""
 from __future__ import annotations
 
 import json
+import random
+import string
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -50,6 +52,7 @@ from o2a.models import (
     OrderStatus,
     RevisionView,
     ServiceActionCode,
+    Specification,
 )
 from o2a.ports import Destination
 from o2a.revision import Compensation
@@ -729,3 +732,23 @@ async def test_status_shows_an_effect_being_retried_before_it_becomes_fallout(
     assert effect.last_failure == f"outbox for {first_update} is unwritable (test)"
     shown = format_status(status)
     assert "RETRYING" in shown and "send_sales_order_update" in shown
+
+
+async def test_an_order_too_big_for_history_once_encoded_is_refused_at_the_door(
+    service: OrderService, client: Client, order_number: str
+) -> None:
+    """Within the line and size limits, but specifications of random text do not compress:
+    bad input before anything starts, not a refusal by Temporal."""
+    order = quick_triple_play(order_number)
+    noise = random.Random(9)
+    for line in order.lines:
+        line.item.specifications.append(
+            Specification(
+                name="Note",
+                value="".join(noise.choices(string.ascii_letters + string.digits, k=60_000)),
+            )
+        )
+    with pytest.raises(InputError, match=r"KiB once encoded for Temporal, over the 512 KiB"):
+        await service.submit(order)
+    with pytest.raises(UnknownOrderError):
+        await service.status(order_number)
