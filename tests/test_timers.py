@@ -16,14 +16,31 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
+from o2a import ids
+from o2a.adapters.outbox import OutboxBus
 from o2a.catalog import load_catalog
 from o2a.client import DATA_CONVERTER, interceptors
 from o2a.config import Settings
+from o2a.errors import MessageBusUnavailable
 from o2a.models import ComponentState, OrderState, Step
+from o2a.ports import Destination
 from o2a.visibility import indexed_value_types
-from tests.support import held, outcome, query, revise, revision, sample, start, until
+from tests.support import (
+    act,
+    held,
+    outcome,
+    query,
+    quick_triple_play,
+    revise,
+    revision,
+    sample,
+    start,
+    until,
+)
 from workers.worker import build_worker
+from workflows.contracts.customer_order import RESOLVE_UPDATE
 from workflows.order_reporting import JEOPARDY_LEVELS
+from workflows.policies import MESSAGE_DEADLINE
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
@@ -122,3 +139,39 @@ async def test_late_component_raises_jeopardy_by_severity(
     notices = sorted(settings.outbox_dir.glob(f"JEOP.{order_number}.*.xml"))
     assert len(notices) == len(JEOPARDY_LEVELS)
     assert any("<SeverityCode>Critical</SeverityCode>" in p.read_text() for p in notices)
+
+
+class CrmOutage:
+    """The outbox, except that CRM's queue is unavailable (retried) until ``fixed``."""
+
+    def __init__(self, outbox: Path) -> None:
+        self._outbox = OutboxBus(outbox)
+        self.fixed = False
+
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+        if destination is Destination.CRM_ORDER_UPDATE and not self.fixed:
+            raise MessageBusUnavailable(f"CRM queue for {message_id} is down (test)")
+        await self._outbox.publish(destination, message_id, document)
+
+
+async def test_a_message_failing_past_its_deadline_becomes_an_incident(
+    env: WorkflowEnvironment, tmp_path: Path, order_number: str
+) -> None:
+    """Retried, not forever: past MESSAGE_DEADLINE the undelivered update is an incident of
+    the order, which waits in `failed`; resolve sends it once the queue is back."""
+    settings = local_settings(tmp_path)
+    bus = CrmOutage(settings.outbox_dir)
+    async with build_worker(env.client, settings, bus=bus):
+        handle = await start(env.client, settings, quick_triple_play(order_number))
+        await env.sleep(MESSAGE_DEADLINE + timedelta(minutes=1))
+        status = await query(handle)
+        assert status.state is OrderState.FAILED
+        incident = status.fallouts[0]
+        assert incident.message_id == ids.sales_order_update_message_id(order_number, 1, 1)
+        assert "is down (test)" in incident.message
+        bus.fixed = True
+        await act(handle, RESOLVE_UPDATE, operator="ops", reason="CRM queue is back")
+        result = await handle.result()
+    assert result.state is OrderState.COMPLETED
+    assert all(f.state == "resolved" for f in result.fallouts)
+    assert (settings.outbox_dir / f"{incident.message_id}.xml").exists()
