@@ -437,21 +437,7 @@ def service(client: Client, settings: Settings) -> OrderService:
 
 
 async def test_unknown_orders_are_unknown_everywhere(service: OrderService, order_number: str):
-    revised = sample("triple_play.xml", order_number)
-    request = OperatorRequest()
-    calls: list[Callable[[], Awaitable[object]]] = [
-        lambda: service.status(order_number),
-        lambda: service.revise(revised),
-        lambda: service.dry_run_revision(revised),
-        lambda: service.cancel(order_number),
-        lambda: service.request_outcome(order_number, "r"),
-        lambda: service.wait_for_attention(order_number),
-        lambda: service.resolve(order_number, request),
-        lambda: service.suspend(order_number, request),
-        lambda: service.resume(order_number, request),
-        lambda: service.abort(order_number, request),
-    ]
-    for call in calls:
+    for call in every_command(service, order_number):
         with pytest.raises(UnknownOrderError, match=f"no order {order_number}"):
             await call()
 
