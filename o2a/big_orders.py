@@ -244,8 +244,10 @@ class HistoryFigures:
     largest_payload_bytes: int
     largest_payload: Where | None
     failed_tasks: int
-    """Failed or timed out: a deadlock, a task the server force-closed, a worker too slow."""
+    """Failed or timed out: a deadlock, a worker too slow."""
     first_task_failure: str | None
+    force_closed_tasks: int
+    """Failed by the server to flush a burst of buffered events (counted apart)."""
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,10 @@ class OrderFigures:
     @property
     def failed_tasks(self) -> int:
         return sum(h.failed_tasks for h in self.histories)
+
+    @property
+    def force_closed_tasks(self) -> int:
+        return sum(h.force_closed_tasks for h in self.histories)
 
 
 @dataclass(frozen=True)
@@ -384,6 +390,7 @@ def _figures(history: WorkflowHistory) -> HistoryFigures:
     longest, longest_at = 0.0, None
     largest, largest_at = 0, None
     failures: list[str] = []
+    force_closed = 0
     for event in history.events:
         kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
         size = max((p.ByteSize() for p in _payloads(event)), default=0)
@@ -401,7 +408,9 @@ def _figures(history: WorkflowHistory) -> HistoryFigures:
                 seconds,
                 Where(history.workflow_id, start_id, "WORKFLOW_TASK_STARTED"),
             )
-        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+        if _force_closed(event):
+            force_closed += 1
+        elif event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             failures.append(_task_failure(event))
     return HistoryFigures(
         workflow_id=history.workflow_id,
@@ -412,6 +421,18 @@ def _figures(history: WorkflowHistory) -> HistoryFigures:
         largest_payload=largest_at,
         failed_tasks=len(failures),
         first_task_failure=failures[0] if failures else None,
+        force_closed_tasks=force_closed,
+    )
+
+
+def _force_closed(event: HistoryEvent) -> bool:
+    """The server, not the worker, failed the task: more events arrived while it ran than
+    the server buffers (a burst of hundreds of children starting), so it flushed them into
+    history and handed the worker a new task. Flow control, not a fault of the order."""
+    return (
+        event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+        and event.workflow_task_failed_event_attributes.cause
+        == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND
     )
 
 

@@ -100,7 +100,7 @@ async def run_big_bench(settings: Settings) -> int:
         f"\n{'order':<22} {'lines':>6} {'comp/SOM':>8} {'ended':<13} {'wall s':>7} {'task ms':>8} "
         f"{'CPU ms':>6} "
         f"{'events parent':>13} {'children':>9} {'max':>6} {'payload KiB':>11} "
-        f"{'failed':>6} {'RSS MiB':>7}"
+        f"{'failed':>6} {'forced':>6} {'RSS MiB':>7}"
     )
     notes: list[str] = []
     for run in runs:
@@ -113,7 +113,8 @@ async def run_big_bench(settings: Settings) -> int:
         failing = failing or bool(problems)
     print(
         "task ms: longest workflow task in the histories (wall, queueing included); CPU ms: "
-        "longest workflow activation in the worker; RSS: peak of this process (worker, "
+        "longest workflow activation in the worker; forced: tasks the server failed to flush "
+        "a burst of events (Temporal retries them); RSS: peak of this process (worker, "
         "client), after each order"
     )
     print("\n".join(notes) if notes else "every order completed within the limits")
@@ -129,7 +130,7 @@ def _row(run: BigRun, figures: OrderFigures | None) -> str:
     if figures is None:
         return (
             f"{head} {'-':>7} {'-':>8} {'-':>6} {'-':>13} {'-':>9} {'-':>6} {'-':>11} {'-':>6} "
-            f"{tail}"
+            f"{'-':>6} {tail}"
         )
     wall = f"{figures.wall_seconds:.1f}" if figures.wall_seconds is not None else "-"
     return (
@@ -138,7 +139,7 @@ def _row(run: BigRun, figures: OrderFigures | None) -> str:
         f"{figures.parent_events:>13,} {figures.children_events:>9,} "
         f"{figures.most_events.events:>6,} "
         f"{figures.largest_payload.largest_payload_bytes / 1024:>11,.0f} "
-        f"{figures.failed_tasks:>6} {tail}"
+        f"{figures.failed_tasks:>6} {figures.force_closed_tasks:>6} {tail}"
     )
 
 
