@@ -550,3 +550,60 @@ async def held(
     async with running(client, settings, worker, order, gated) as handle:
         await gate.wait_reached()
         yield Held(handle, gated, gate)
+
+
+# --- the HTTP API ----------------------------------------------------------------------------
+
+API_KEYS = "int-key-0123456789:integrator,ops-key-0123456789:operator,view-key-0123456789:viewer"
+"""A key per role, for tests of the API (``Api.headers(role)``)."""
+
+
+@dataclass
+class Api:
+    """A real uvicorn server of the o2a application on a free local port."""
+
+    url: str
+    keys: dict[str, str]
+    """Role name → its key."""
+
+    def headers(self, role: str | None = "integrator", **extra: str) -> dict[str, str]:
+        auth = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
+        return {**auth, **extra}
+
+
+@contextlib.asynccontextmanager
+async def running_api(client: Client, settings: Settings, **options: int) -> AsyncIterator[Api]:
+    """The application served by uvicorn on a free port for the block, on the test's
+    Temporal client; shut down the way SIGTERM would (requests finish first)."""
+    import socket
+
+    import uvicorn
+
+    from o2a.api.app import create_app
+    from o2a.api.auth import ApiKeys
+
+    async def same_client() -> Client:
+        return client
+
+    app = create_app(settings, ApiKeys.parse(API_KEYS), same_client, **options)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        await until(_started(server, serving), timeout=10)
+        keys = {key.split(":")[1]: key.split(":")[0] for key in API_KEYS.split(",")}
+        yield Api(f"http://127.0.0.1:{port}", keys)
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def _started(server: object, serving: asyncio.Task[None]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        if serving.done():
+            serving.result()  # it failed to start: say why
+        return bool(getattr(server, "started", False))
+
+    return check
