@@ -69,6 +69,7 @@ def create_app(
         )
         return {"status": "ready"}
 
+    # Resource families, one router module each:
     app.add_middleware(RequestLog)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app
