@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -161,12 +161,13 @@ class OrderIntake:
 
     def load_order(self, path: str | Path) -> CustomerOrder:
         """Everything a submit checks before it touches Temporal."""
-        return self._validated(read_order_file(path))
+        return self.validated(read_order_file(path))
 
     def parse_order(self, data: bytes | str) -> CustomerOrder:
-        return self._validated(parse_order(data.encode() if isinstance(data, str) else data))
+        return self.validated(parse_order(data.encode() if isinstance(data, str) else data))
 
-    def _validated(self, order: CustomerOrder) -> CustomerOrder:
+    def validated(self, order: CustomerOrder) -> CustomerOrder:
+        """The checks of a parsed order, also for one a door built itself (TMF622)."""
         validate_order(order, self.catalog)
         validate_simulation(order.lines)
         return order
@@ -286,14 +287,24 @@ class OrderService(OrderIntake):
         status.retrying = retrying_effects(description)
         return status
 
+    async def started(self, order_number: str) -> datetime:
+        """When the order's workflow started: the creation date a door shows."""
+        started: datetime = (await self._describe(order_number)).start_time
+        return started
+
     async def list_orders(
-        self, state: OrderState | None = None, limit: int = 50
+        self,
+        state: OrderState | None = None,
+        limit: int = 50,
+        *,
+        states: Collection[OrderState] = (),
+        order_numbers: Collection[str] = (),
+        offset: int = 0,
     ) -> list[OrderSummary]:
-        """The newest ``limit`` orders by start time. SQL visibility cannot ORDER BY, so every
-        matching order is read and the newest kept."""
-        query = f"WorkflowType = '{WORKFLOW_TYPE}'"
-        if state is not None:
-            query += f" AND {visibility.ORDER_STATE.name} = '{state.value}'"
+        """The newest ``limit`` orders by start time after the first ``offset``, in ``state``
+        or any of ``states``, among ``order_numbers`` if given. SQL visibility cannot ORDER
+        BY, so every matching order is read and the newest kept."""
+        query = _list_query(states or ([state] if state else []), order_numbers)
         found: list[OrderSummary] = []
         async for wf in self._client.list_workflows(query):
             attrs = wf.typed_search_attributes
@@ -308,7 +319,13 @@ class OrderService(OrderIntake):
                     started=wf.start_time,
                 )
             )
-        return heapq.nlargest(limit, found, key=lambda o: o.started)
+        return heapq.nlargest(offset + limit, found, key=lambda o: o.started)[offset:]
+
+    async def count_orders(
+        self, states: Collection[OrderState] = (), order_numbers: Collection[str] = ()
+    ) -> int:
+        """How many orders ``list_orders`` with the same filters pages through."""
+        return (await self._client.count_workflows(_list_query(states, order_numbers))).count
 
     async def wait_for_attention(
         self, order_number: str, on_no_worker: NoWorkerHint | None = None
@@ -590,6 +607,18 @@ def _not_running(order_number: str, ended: _Ended, done: str) -> OrderConflictEr
     return OrderConflictError(
         f"order {order_number} is {ended.state}: only a running order can be {done}"
     )
+
+
+def _list_query(states: Collection[OrderState], order_numbers: Collection[str]) -> str:
+    """Order numbers are matched by workflow ID: escaped, they need no quoting."""
+    query = f"WorkflowType = '{WORKFLOW_TYPE}'"
+    if states:
+        named = ", ".join(f"'{state.value}'" for state in states)
+        query += f" AND {visibility.ORDER_STATE.name} IN ({named})"
+    if order_numbers:
+        named = ", ".join(f"'{ids.order_workflow_id(n)}'" for n in order_numbers)
+        query += f" AND WorkflowId IN ({named})"
+    return query
 
 
 def _search_attributes(order: CustomerOrder) -> TypedSearchAttributes:
