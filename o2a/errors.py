@@ -6,6 +6,12 @@ class InputError(ValueError):
     """Bad input from a user or a file: nothing is started (the CLI exits 2)."""
 
 
+class MalformedDocument(InputError):
+    """The document itself cannot be read as an order: not well-formed, a DTD or entities,
+    too big, an unknown encoding, the wrong root. Apart from other bad input so that the
+    HTTP door can answer 400 here and 422 for a readable order that is not valid."""
+
+
 class UnknownOrderError(LookupError):
     """No workflow for that order number (the CLI exits 1)."""
 

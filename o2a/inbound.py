@@ -17,7 +17,7 @@ from pathlib import Path
 from lxml import etree
 from pydantic import ValidationError
 
-from o2a.errors import InputError
+from o2a.errors import InputError, MalformedDocument
 from o2a.models import MAX_ORDER_LINES, MAX_REVISION, CustomerOrder
 
 SO_NS = "http://xmlns.oracle.com/EnterpriseObjects/Core/EBO/SalesOrder/V2"
@@ -35,7 +35,7 @@ def read_order_file(path: str | Path) -> CustomerOrder:
     try:
         size = p.stat().st_size
         if size > MAX_DOCUMENT_BYTES:
-            raise InputError(
+            raise MalformedDocument(
                 f"{shown}: document is {size / 1_048_576:.1f} MiB, over the "
                 f"{MAX_DOCUMENT_BYTES // 1_048_576} MiB limit"
             )
@@ -45,16 +45,16 @@ def read_order_file(path: str | Path) -> CustomerOrder:
     try:
         return parse_order(data)
     except InputError as exc:
-        raise InputError(f"{shown}: {exc}") from exc
+        raise type(exc)(f"{shown}: {exc}") from exc
 
 
 def parse_order(data: bytes) -> CustomerOrder:
     """An order from bytes: JSON when its first non-space character is ``{`` or ``[``."""
     if len(data) > MAX_DOCUMENT_BYTES:
-        raise InputError(f"document is over the {MAX_DOCUMENT_BYTES // 1_048_576} MiB limit")
+        raise MalformedDocument(f"document is over the {MAX_DOCUMENT_BYTES // 1_048_576} MiB limit")
     head = data.removeprefix(codecs.BOM_UTF8).lstrip()[:1]
     if not head:
-        raise InputError("document is empty")
+        raise MalformedDocument("document is empty")
     if head in (b"{", b"["):
         return _parse_json(data.removeprefix(codecs.BOM_UTF8))
     return _parse_xml(data)
@@ -69,15 +69,15 @@ def _parse_json(data: bytes) -> CustomerOrder:
     try:
         raw = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise InputError(
+        raise MalformedDocument(
             f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     except RecursionError:
-        raise InputError("malformed JSON: nested too deeply") from None
+        raise MalformedDocument("malformed JSON: nested too deeply") from None
     except ValueError as exc:  # undecodable bytes, integers past Python's digit limit
-        raise InputError(f"malformed JSON: {_shown(str(exc))}") from None
+        raise MalformedDocument(f"malformed JSON: {_shown(str(exc))}") from None
     if not isinstance(raw, dict):
-        raise InputError(f"a JSON order must be an object, not {type(raw).__name__}")
+        raise MalformedDocument(f"a JSON order must be an object, not {type(raw).__name__}")
     return _validate(raw)
 
 
@@ -96,7 +96,7 @@ class _RefuseExternal(etree.Resolver):
     def resolve(  # type: ignore[override]  # lxml-stubs omit the context argument
         self, system_url: str | None, public_id: str | None, context: object
     ) -> None:
-        raise InputError(f"external resource {system_url or public_id!r} is not allowed")
+        raise MalformedDocument(f"external resource {system_url or public_id!r} is not allowed")
 
 
 def _hardened_parser() -> etree.XMLParser:
@@ -141,7 +141,9 @@ def _decoded(data: bytes) -> str:
     try:
         return data.decode(encoding)
     except (LookupError, UnicodeDecodeError) as exc:
-        raise InputError(f"document is not readable as {encoding}: {_shown(str(exc))}") from None
+        raise MalformedDocument(
+            f"document is not readable as {encoding}: {_shown(str(exc))}"
+        ) from None
 
 
 def _parse_xml(data: bytes) -> CustomerOrder:
@@ -150,19 +152,19 @@ def _parse_xml(data: bytes) -> CustomerOrder:
     # parsing too, whatever encoding it read: an unexpanded entity reference would silently
     # cut the text around it.
     if _DTD.search(_decoded(data)):
-        raise InputError(_DTD_REFUSED)
+        raise MalformedDocument(_DTD_REFUSED)
     try:
         root = etree.fromstring(data, _hardened_parser())
     except etree.XMLSyntaxError as exc:
-        raise InputError(f"not well-formed XML: {_one_line(exc.msg)}") from exc
+        raise MalformedDocument(f"not well-formed XML: {_one_line(exc.msg)}") from exc
     dtd = root.getroottree().docinfo.internalDTD  # libxml2 makes one for every DOCTYPE
     if dtd is not None or next(root.iter(etree.Entity), None) is not None:
-        raise InputError(_DTD_REFUSED)
+        raise MalformedDocument(_DTD_REFUSED)
     _check_depth(root)
     if etree.QName(root).localname != ROOT:
-        raise InputError(f"root element is {etree.QName(root).localname}, expected {ROOT}")
+        raise MalformedDocument(f"root element is {etree.QName(root).localname}, expected {ROOT}")
     if etree.QName(root).namespace != SO_NS:
-        raise InputError(
+        raise MalformedDocument(
             f"{ROOT} is in namespace {etree.QName(root).namespace!r}, expected {SO_NS}"
         )
     body = root.find("so:DataArea/so:ProcessSalesOrderFulfillment", NS)
@@ -184,7 +186,7 @@ def _check_depth(root: etree._Element) -> None:
             depth += 1
             parent = parent.getparent()
             if depth > MAX_DEPTH:
-                raise InputError(f"document nests deeper than {MAX_DEPTH} elements")
+                raise MalformedDocument(f"document nests deeper than {MAX_DEPTH} elements")
 
 
 def _text(el: etree._Element | None, path: str) -> str | None:

@@ -13,7 +13,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from o2a.client import ConnectionFailed
-from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
+from o2a.errors import (
+    InputError,
+    MalformedDocument,
+    NoWorkerError,
+    OrderConflictError,
+    UnknownOrderError,
+)
 
 log = logging.getLogger("o2a.api")
 
@@ -42,14 +48,15 @@ def error_response(status: int, reason: str, message: str | None = None) -> JSON
 
 
 DOMAIN_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
+    (MalformedDocument, 400, "Malformed document"),
     (InputError, 422, "Invalid order"),
     (UnknownOrderError, 404, "Not found"),
     (OrderConflictError, 409, "Conflict"),
     (NoWorkerError, 503, "No worker"),
     (ConnectionFailed, 503, "Temporal unavailable"),
 )
-"""Domain errors and their answers; InputError is a well-formed request whose order is not
-valid (a malformed document is a 400 from the door that parses it)."""
+"""Domain errors and their answers, a subclass before its base: a document that cannot be read
+as an order is a 400, a readable order that is not valid a 422."""
 
 
 def _answer(status: int, reason: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
