@@ -300,11 +300,16 @@ class OrderService(OrderIntake):
         states: Collection[OrderState] = (),
         order_numbers: Collection[str] = (),
         offset: int = 0,
+        status: FulfillmentStatus | None = None,
+        customer: str | None = None,
     ) -> list[OrderSummary]:
         """The newest ``limit`` orders by start time after the first ``offset``, in ``state``
-        or any of ``states``, among ``order_numbers`` if given. SQL visibility cannot ORDER
-        BY, so every matching order is read and the newest kept."""
-        query = _list_query(states or ([state] if state else []), order_numbers)
+        or any of ``states``, among ``order_numbers`` if given, of that fulfillment
+        ``status`` and ``customer`` account if given. SQL visibility cannot ORDER BY, so
+        every matching order is read and the newest kept."""
+        query = _list_query(
+            states or ([state] if state else []), order_numbers, status=status, customer=customer
+        )
         found: list[OrderSummary] = []
         async for wf in self._client.list_workflows(query):
             attrs = wf.typed_search_attributes
@@ -609,7 +614,13 @@ def _not_running(order_number: str, ended: _Ended, done: str) -> OrderConflictEr
     )
 
 
-def _list_query(states: Collection[OrderState], order_numbers: Collection[str]) -> str:
+def _list_query(
+    states: Collection[OrderState],
+    order_numbers: Collection[str],
+    *,
+    status: FulfillmentStatus | None = None,
+    customer: str | None = None,
+) -> str:
     """Order numbers are matched by workflow ID: escaped, they need no quoting."""
     query = f"WorkflowType = '{WORKFLOW_TYPE}'"
     if states:
@@ -618,7 +629,19 @@ def _list_query(states: Collection[OrderState], order_numbers: Collection[str]) 
     if order_numbers:
         named = ", ".join(f"'{ids.order_workflow_id(n)}'" for n in order_numbers)
         query += f" AND WorkflowId IN ({named})"
+    if status is not None:
+        query += f" AND {visibility.ORDER_STATUS.name} = '{status.value}'"
+    if customer is not None:
+        query += f" AND {visibility.CUSTOMER_ID.name} = '{_query_literal(customer)}'"
     return query
+
+
+def _query_literal(value: str) -> str:
+    """A value for a visibility query: Temporal unquotes literals unreliably (a leading or
+    trailing quote is lost), so a value that would need quoting is refused, not spliced in."""
+    if not value.isprintable() or any(c in value for c in "'\"\\"):
+        raise InputError(f"cannot search for {value!r}: it holds a quote or a backslash")
+    return value
 
 
 def _search_attributes(order: CustomerOrder) -> TypedSearchAttributes:
