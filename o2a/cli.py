@@ -19,6 +19,8 @@ from typing import Any, NoReturn
 from temporalio.service import RPCError
 
 from o2a import cli_format
+from o2a.api.auth import KEYS_VARIABLE
+from o2a.api.server import DEFAULT_PORT as API_PORT
 from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
@@ -52,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--db", type=Path, default=Path("var/temporal.db"))
         p.add_argument("--port", type=int, default=7233)
         p.add_argument("--ui-port", type=int, default=8233)
+    up.add_argument("--api-port", type=int, default=API_PORT)
+
+    api = sub.add_parser("api", help=f"the HTTP API (keys and roles from {KEYS_VARIABLE})")
+    api.add_argument("--port", type=int, default=API_PORT)
+    api.add_argument("--host", default="127.0.0.1")
 
     worker = sub.add_parser("worker", help="run the o2a worker")
     worker.add_argument("--processes", type=int, default=1)
@@ -183,7 +190,27 @@ async def _service(settings: Settings) -> OrderService:
 async def _up(args: argparse.Namespace, settings: Settings) -> int:
     from workers.up import run_up
 
-    return await run_up(settings, args.db, args.port, args.ui_port)
+    keys = os.environ.get(KEYS_VARIABLE)
+    return await run_up(settings, args.db, args.port, args.ui_port, args.api_port, keys)
+
+
+async def _api(args: argparse.Namespace, settings: Settings) -> int:
+    from o2a.api.auth import ApiKeys
+    from o2a.api.server import api_server
+    from workers.up import check_api_port, serve_api
+
+    text = os.environ.get(KEYS_VARIABLE)
+    if not text:
+        raise InputError(
+            f"set {KEYS_VARIABLE} (KEY:ROLE pairs, comma-separated; roles viewer, operator, "
+            "integrator) to start the API"
+        )
+    keys = ApiKeys.parse(text)
+    check_api_port(args.port, "--port")
+    print(f"o2a API on http://{args.host}:{args.port} (docs /docs)", flush=True)
+    await serve_api(api_server(settings, keys, args.host, args.port), asyncio.Event())
+    print("o2a API stopped", flush=True)
+    return EXIT_OK
 
 
 async def _submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -288,6 +315,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
 COMMANDS: dict[str, Command] = {
     "up": _up,
+    "api": _api,
     "submit": _submit,
     "status": _status,
     "list": _list,

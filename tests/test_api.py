@@ -3,11 +3,16 @@ limit. A real uvicorn server and a real HTTP client against the session's dev se
 
 from __future__ import annotations
 
+import signal
+import subprocess
+from pathlib import Path
+
 import httpx
 from temporalio.client import Client
 
 from o2a.config import Settings
-from tests.support import running_api
+from tests.conftest import free_port
+from tests.support import API_KEYS, O2A, Background, cli_env, running_api, until
 
 
 async def test_health_and_readiness_need_no_key(client: Client, settings: Settings) -> None:
@@ -43,3 +48,44 @@ async def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(
         response = await http.post("/healthz", content=b"x" * 2048)
     assert response.status_code == 413, response.text
     assert response.json()["reason"] == "Payload too large"
+
+
+async def test_o2a_api_serves_until_sigterm(
+    temporal_address: str, settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = cli_env(temporal_address, settings, O2A_API_KEYS=API_KEYS)
+    api = await Background.start("api", "--port", str(port), env=env, log=tmp_path / "api.log")
+    try:
+        await api.wait_for_output("o2a API on")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+            async def healthy() -> bool:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:  # not listening yet
+                    return False
+
+            await until(healthy)
+            orders = await http.get("/api/v1/orders", headers={"Authorization": "Bearer x"})
+            assert orders.status_code == 401, orders.text
+        api.signal(signal.SIGTERM)
+        assert await api.wait(10) == 0, api.output()
+        assert "o2a API stopped" in api.output() and "Traceback" not in api.output()
+    finally:
+        await api.stop()
+
+
+def test_o2a_api_without_keys_refuses_to_start(temporal_address: str, settings: Settings) -> None:
+    done = subprocess.run(
+        [*O2A, "api", "--port", str(free_port())],
+        env=cli_env(temporal_address, settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert done.stderr.splitlines() == [
+        "o2a: set O2A_API_KEYS (KEY:ROLE pairs, comma-separated; roles viewer, operator, "
+        "integrator) to start the API"
+    ]
