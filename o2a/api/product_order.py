@@ -17,9 +17,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from o2a import tmf622
-from o2a.api.auth import Permission, require
+from o2a.api.auth import Permission, Role, require
 from o2a.api.errors import TmfError
 from o2a.errors import InputError, OrderConflictError, UnknownOrderError
+from o2a.models import OrderState
 from o2a.service import OrderService
 from o2a.tmf622 import API_ROOT, CancelProductOrder, ProductOrder
 
@@ -27,8 +28,8 @@ router = APIRouter(prefix=API_ROOT, tags=["TMF622 Product Ordering"])
 
 MAX_LIMIT = 1000
 
-Reader = Annotated[object, Depends(require(Permission.READ))]
-Orderer = Annotated[object, Depends(require(Permission.ORDER))]
+Reader = Annotated[Role, Depends(require(Permission.READ))]
+Orderer = Annotated[Role, Depends(require(Permission.ORDER))]
 
 
 def _service(request: Request) -> OrderService:
@@ -114,7 +115,7 @@ def _values(text: str | None) -> list[str]:
     return [v.strip() for v in (text or "").split(",") if v.strip()]
 
 
-def _known_state(name: str) -> list[Any]:
+def _known_state(name: str) -> list[OrderState]:
     states = tmf622.order_states(name)
     if not states:
         known = ", ".join(sorted(set(tmf622.TMF_STATES.values())))
