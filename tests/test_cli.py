@@ -251,6 +251,8 @@ async def start_up(tmp_path: Path, port: int, ui_port: int, env: Mapping[str, st
         str(port),
         "--ui-port",
         str(ui_port),
+        "--api-port",
+        str(free_port()),
         env=env,
         log=tmp_path / "up.log",
     )

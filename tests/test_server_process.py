@@ -60,9 +60,15 @@ async def start(
         str(port),
         "--ui-port",
         str(ui_port),
+        *api_port(command),
         env=cli_env(f"127.0.0.1:{port}", settings),
         log=db.parent / log,
     )
+
+
+def api_port(command: str) -> list[str]:
+    """`o2a up` also serves the API: on a port of its own, never the default 8000."""
+    return ["--api-port", str(free_port())] if command == "up" else []
 
 
 async def sigkill_and_wait_for_children(command: Background) -> None:
@@ -134,6 +140,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(
                 str(port),
                 "--ui-port",
                 str(free_port()),
+                *api_port(command),
             ],
             env=cli_env(f"127.0.0.1:{port}", settings),
             capture_output=True,
