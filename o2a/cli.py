@@ -116,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--compare-bare", action="store_true")
     bench.add_argument("--worker-pid", type=int, help="worker process whose memory to report")
     bench.add_argument(
+        "--via",
+        choices=["api"],
+        help="also submit the orders through the HTTP API (O2A_API_URL, an integrator key)",
+    )
+    bench.add_argument(
         "--big",
         action="store_true",
         help="instead: issue 9's 1,000- and 5,000-line orders on a worker of its own",
@@ -301,7 +306,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
         from starters.big_orders import run_big_bench
 
         return await run_big_bench(settings)
-    from starters.bench import BenchOptions, run_bench
+    from starters.bench import BenchOptions, api_target, run_bench
 
     options = BenchOptions(
         sample=args.sample,
@@ -309,6 +314,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
         concurrency=args.concurrency,
         compare_bare=args.compare_bare,
         worker_pid=args.worker_pid,
+        via_api=api_target(Path("var")) if args.via == "api" else None,
     )
     return await run_bench(settings, options)
 

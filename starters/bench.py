@@ -2,12 +2,15 @@
 
 With ``--compare-bare`` the same server then runs a workload of the same shape (as many
 child workflows, activities and signals per order, measured from the real orders' histories)
-with no business logic, and the ratio prices what o2a itself adds.
+with no business logic, and the ratio prices what o2a itself adds. With ``--via api`` the
+same orders are then submitted through the HTTP API's AIA endpoint, and the POST's own
+latency is printed beside the ratio to the direct client path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -16,9 +19,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from o2a.api.auth import KEYS_VARIABLE, ApiKeys, Role
 from o2a.catalog import load_catalog
 from o2a.client import connect
 from o2a.config import Settings
@@ -30,6 +35,31 @@ from workflows.bare import BareChildShape, BareOrderShape, BareOrderWorkflow
 from workflows.provisioning_order import STEPS
 
 HISTORY_SAMPLE = 10
+AIA_PATH = "/aia/ProcessSalesOrderFulfillment"
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    url: str
+    key: str
+
+
+def api_target(var_dir: Path) -> ApiTarget:
+    """The API `o2a up` serves: ``O2A_API_URL`` (default http://localhost:8000) and an
+    integrator key from ``O2A_API_KEYS``, else the keys `o2a up` keeps under ``var_dir``."""
+    url = os.environ.get("O2A_API_URL", "http://localhost:8000").rstrip("/")
+    configured = os.environ.get(KEYS_VARIABLE)
+    kept = var_dir / "api-keys"
+    if configured:
+        keys = ApiKeys.parse(configured)
+    elif kept.exists():
+        keys = ApiKeys.parse(kept.read_text())
+    else:
+        raise InputError(f"--via api needs {KEYS_VARIABLE}, or the keys `o2a up` keeps in {kept}")
+    key = keys.key_for(Role.INTEGRATOR)
+    if key is None:
+        raise InputError(f"--via api needs an integrator key in {KEYS_VARIABLE}")
+    return ApiTarget(url, key)
 
 
 @dataclass(frozen=True)
@@ -39,6 +69,7 @@ class BenchOptions:
     concurrency: int
     compare_bare: bool
     worker_pid: int | None
+    via_api: ApiTarget | None = None
 
 
 @dataclass
@@ -84,14 +115,13 @@ async def run_bench(settings: Settings, options: BenchOptions) -> int:
         numbered = order.model_copy(update={"order_number": f"BENCH-{run_id}-{i:05d}"})
         submitted = await service.submit(numbered)
         workflow_ids.append(submitted.workflow_id)
-        handle = client.get_workflow_handle(submitted.workflow_id, result_type=OrderStatus)
-        result = await handle.result()
-        if result.state is not OrderState.COMPLETED:
-            raise RuntimeError(f"order {numbered.order_number} ended {result.state.value}")
+        await _completed(client, submitted.workflow_id)
 
     o2a = await _drive("o2a", options, one_order)
     history = await _history_figures(client, workflow_ids[:HISTORY_SAMPLE])
     _report(o2a, len(order.lines), history, options.worker_pid)
+    if options.via_api is not None:
+        await _via_api(client, options, options.via_api, order, o2a, run_id)
     if not options.compare_bare:
         return 0
 
@@ -116,6 +146,55 @@ async def run_bench(settings: Settings, options: BenchOptions) -> int:
         f"orders/s (p50 latency {o2a.percentile(50) / bare.percentile(50):.2f}x)"
     )
     return 0
+
+
+async def _completed(client: Client, workflow_id: str) -> None:
+    result = await client.get_workflow_handle(workflow_id, result_type=OrderStatus).result()
+    if result.state is not OrderState.COMPLETED:
+        raise RuntimeError(f"order {result.order_number} ended {result.state.value}")
+
+
+async def _via_api(
+    client: Client,
+    options: BenchOptions,
+    api: ApiTarget,
+    order: CustomerOrder,
+    direct: RunFigures,
+    run_id: str,
+) -> None:
+    """The same orders posted to the AIA endpoint: each order's latency, and the POST's."""
+    document = options.sample.read_bytes()
+    number = f">{order.order_number}<".encode()
+    posts: list[float] = []
+    headers = {"Authorization": f"Bearer {api.key}", "Content-Type": "application/xml"}
+    limits = httpx.Limits(max_connections=options.concurrency)
+    async with httpx.AsyncClient(base_url=api.url, headers=headers, limits=limits) as http:
+
+        async def one_post(i: int) -> None:
+            body = document.replace(number, f">API-{run_id}-{i:05d}<".encode())
+            began = time.monotonic()
+            response = await http.post(AIA_PATH, content=body, timeout=30)
+            posts.append(time.monotonic() - began)
+            if response.status_code != 201:
+                raise RuntimeError(f"POST {AIA_PATH}: {response.status_code} {response.text}")
+            await _completed(client, response.json()["workflowId"])
+
+        via = await _drive("via api", options, one_post)
+    latency = RunFigures("POST", len(posts), via.seconds, posts)
+    print(f"\n== via the API ({api.url}{AIA_PATH}): {via.orders} orders in {via.seconds:.1f}s")
+    print(f"throughput      {via.orders_per_second:.2f} orders/s")
+    print(
+        f"order latency   p50 {via.percentile(50):.2f}s  p95 {via.percentile(95):.2f}s  "
+        f"p99 {via.percentile(99):.2f}s"
+    )
+    print(
+        f"POST latency    p50 {latency.percentile(50) * 1000:.0f} ms  "
+        f"p95 {latency.percentile(95) * 1000:.0f} ms  p99 {latency.percentile(99) * 1000:.0f} ms"
+    )
+    print(
+        f"ratio via api / direct client: {via.orders_per_second / direct.orders_per_second:.2f}x "
+        f"orders/s (p50 latency {via.percentile(50) / direct.percentile(50):.2f}x)"
+    )
 
 
 async def _drive(

@@ -67,6 +67,10 @@ class ApiKeys:
                 ) from None
         return cls(roles)
 
+    def key_for(self, role: Role) -> str | None:
+        """A key of this role, for a client of the API on this host (the benchmark)."""
+        return next((key.decode() for key, r in self._keys if r is role), None)
+
     def role_of(self, presented: str) -> Role | None:
         """Every key is compared, each in constant time, so timing tells nothing."""
         token = presented.encode()
