@@ -111,15 +111,20 @@ async def run_bench(settings: Settings, options: BenchOptions) -> int:
     )
     workflow_ids: list[str] = []
 
+    submits: list[float] = []
+
     async def one_order(i: int) -> None:
         numbered = order.model_copy(update={"order_number": f"BENCH-{run_id}-{i:05d}"})
+        began = time.monotonic()
         submitted = await service.submit(numbered)
+        submits.append(time.monotonic() - began)
         workflow_ids.append(submitted.workflow_id)
         await _completed(client, submitted.workflow_id)
 
     o2a = await _drive("o2a", options, one_order)
     history = await _history_figures(client, workflow_ids[:HISTORY_SAMPLE])
     _report(o2a, len(order.lines), history, options.worker_pid)
+    print(_percentiles("submit latency ", RunFigures("submit", len(submits), 0, submits)))
     if options.via_api is not None:
         await _via_api(client, options, options.via_api, order, o2a, run_id)
     if not options.compare_bare:
@@ -187,14 +192,16 @@ async def _via_api(
         f"order latency   p50 {via.percentile(50):.2f}s  p95 {via.percentile(95):.2f}s  "
         f"p99 {via.percentile(99):.2f}s"
     )
-    print(
-        f"POST latency    p50 {latency.percentile(50) * 1000:.0f} ms  "
-        f"p95 {latency.percentile(95) * 1000:.0f} ms  p99 {latency.percentile(99) * 1000:.0f} ms"
-    )
+    print(_percentiles("POST latency   ", latency))
     print(
         f"ratio via api / direct client: {via.orders_per_second / direct.orders_per_second:.2f}x "
         f"orders/s (p50 latency {via.percentile(50) / direct.percentile(50):.2f}x)"
     )
+
+
+def _percentiles(label: str, run: RunFigures) -> str:
+    """In milliseconds: a submit (the service starting the workflow) or a POST of the API."""
+    return f"{label} " + "  ".join(f"p{p} {run.percentile(p) * 1000:.0f} ms" for p in (50, 95, 99))
 
 
 async def _drive(
