@@ -2,7 +2,9 @@
 destination of the party that reads it, under its deterministic ID.
 
 A message the bus can never take fails for good (OUTBOUND_MESSAGE_REJECTED_TYPE); a bus an
-operator must fix first is retried, with one warning line per attempt saying what to fix."""
+operator must fix first is retried, with one warning line per attempt saying what to fix.
+Once a CRM update, jeopardy or fallout message is out, its TMF events go to the Notifier
+(hub listeners); a worker without one sends none."""
 
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ from o2a.models import (
     ProvisioningOrder,
     RevisionView,
 )
+from o2a.notifications import (
+    Notifier,
+    fallout_events,
+    jeopardy_events,
+    sales_order_update_events,
+)
 from o2a.outbound import (
     render_fault,
     render_fulfillment_update,
@@ -32,6 +40,7 @@ from o2a.outbound import (
     render_trouble_ticket,
 )
 from o2a.ports import Destination, MessageBus
+from workflows.contracts.listener_delivery import TmfEvent
 
 OUTBOUND_MESSAGE_REJECTED_TYPE = "OutboundMessageRejected"
 """The bus can never take the message (a name too long, an outbox path that is a file):
@@ -81,8 +90,9 @@ class JeopardyMessage(BaseModel):
 
 
 class MessagingActivities:
-    def __init__(self, bus: MessageBus) -> None:
+    def __init__(self, bus: MessageBus, notifier: Notifier | None = None) -> None:
         self._bus = bus
+        self._notifier = notifier
 
     async def _publish(self, destination: Destination, message_id: str, document: bytes) -> None:
         """An unavailable bus is BENIGN, so the SDK logs no traceback on every attempt; the
@@ -105,6 +115,12 @@ class MessagingActivities:
                 type=MESSAGE_BUS_UNAVAILABLE_TYPE,
                 category=ApplicationErrorCategory.BENIGN,
             ) from None
+
+    async def _notify(self, events: list[TmfEvent]) -> None:
+        """After the message is out: a retry publishes it again, then notifies again (the
+        listeners drop eventIds they already had)."""
+        if self._notifier is not None:
+            await self._notifier.notify(events)
 
     @activity.defn(name="send_provisioning_order")
     async def send_provisioning_order(self, msg: ProvisioningOrderMessage) -> None:
@@ -133,6 +149,16 @@ class MessagingActivities:
             msg.revision_outcome,
         )
         await self._publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)
+        await self._notify(
+            sales_order_update_events(
+                msg.message_id,
+                msg.created,
+                msg.order_number,
+                msg.revision,
+                msg.order_status,
+                msg.lines,
+            )
+        )
 
     @activity.defn(name="send_fallout")
     async def send_fallout(self, msg: FalloutMessage) -> None:
@@ -152,6 +178,7 @@ class MessagingActivities:
             ticket_id,
             render_trouble_ticket(ticket_id, msg.order_number, msg.fallout, msg.created),
         )
+        await self._notify(fallout_events(fault_id, msg.created, msg.order_number, msg.fallout))
 
     @activity.defn(name="send_jeopardy")
     async def send_jeopardy(self, msg: JeopardyMessage) -> None:
@@ -159,3 +186,6 @@ class MessagingActivities:
             msg.message_id, msg.order_number, msg.revision, msg.jeopardy, msg.lines, msg.created
         )
         await self._publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)
+        await self._notify(
+            jeopardy_events(msg.message_id, msg.created, msg.order_number, msg.jeopardy, msg.lines)
+        )

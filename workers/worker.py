@@ -1,4 +1,5 @@
-"""The o2a worker: both workflows and every activity on one task queue.
+"""The o2a worker: every workflow (orders, their SOM children, the event hub and its
+listeners' deliveries) and every activity on one task queue.
 
 Several processes (``--processes N``) share the queue for throughput on multi-core hosts;
 each process is a complete worker, so any of them may be killed and the others carry on.
@@ -18,12 +19,16 @@ from activities.bare import bare_noop
 from activities.decomposition import DecompositionActivities
 from activities.fulfillment import FulfillmentActivities
 from activities.messaging import MessagingActivities
+from activities.notifications import NotificationActivities
 from o2a.adapters import fulfillment_system, message_bus
 from o2a.client import connect
 from o2a.config import Settings
+from o2a.notifications import Notifier, TemporalNotifier
 from o2a.ports import FulfillmentSystem, MessageBus
 from workflows.bare import BareChildWorkflow, BareOrderWorkflow
 from workflows.customer_order import CustomerOrderWorkflow
+from workflows.listener_delivery import ListenerDeliveryWorkflow
+from workflows.notification_hub import NotificationHubWorkflow
 from workflows.provisioning_order import ProvisioningOrderWorkflow
 
 WORKFLOWS = [
@@ -31,6 +36,8 @@ WORKFLOWS = [
     ProvisioningOrderWorkflow,
     BareOrderWorkflow,
     BareChildWorkflow,
+    NotificationHubWorkflow,
+    ListenerDeliveryWorkflow,
 ]
 MAX_CONCURRENT_ACTIVITIES = 500
 MAX_CONCURRENT_WORKFLOW_TASKS = 100
@@ -42,12 +49,17 @@ def build_worker(
     *,
     bus: MessageBus | None = None,
     fulfillment: FulfillmentSystem | None = None,
+    notifier: Notifier | None = None,
     workflow_runner: WorkflowRunner | None = None,
 ) -> Worker:
-    """The adapters the settings name, unless given (tests bring their own)."""
+    """The adapters the settings name, unless given (tests bring their own). Events go to
+    the hub of the worker's task queue."""
     decomposition = DecompositionActivities(settings.catalog_path)
     _ = decomposition.catalog  # a broken catalog stops the worker at start, not an order
-    messaging = MessagingActivities(bus or message_bus(settings))
+    messaging = MessagingActivities(
+        bus or message_bus(settings), notifier or TemporalNotifier(client, settings.task_queue)
+    )
+    notifications = NotificationActivities()
     fulfillment_activities = FulfillmentActivities(fulfillment or fulfillment_system(settings))
     return Worker(
         client,
@@ -61,6 +73,7 @@ def build_worker(
             messaging.send_fallout,
             messaging.send_jeopardy,
             fulfillment_activities.fulfill,
+            notifications.deliver_event,
             bare_noop,
         ],
         workflow_runner=workflow_runner or SandboxedWorkflowRunner(),

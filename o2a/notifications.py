@@ -1,0 +1,399 @@
+"""TMF622 events for hub listeners (DESIGN.md §3 "HTTP API", Events), made from the order's
+own outbound messages, and the Notifier port that hands them to the listeners' delivery.
+
+Every event comes from a message the order workflow already sends, inside the activity
+that sends it, so the order workflow does not change and its histories still replay:
+
+| message                          | events                                                |
+|----------------------------------|-------------------------------------------------------|
+| UpdateSalesOrderEBM, order's 1st | ProductOrderCreateEvent                               |
+| every UpdateSalesOrderEBM        | ProductOrderStateChangeEvent (once per new state)     |
+|   each line with a milestone     | ProductOrderMilestoneEvent (once per new milestone)   |
+| jeopardy UpdateSalesOrderEBM     | ProductOrderJeopardyAlertEvent                        |
+| Fault + trouble ticket (fallout) | ProductOrderErrorMessageEvent (state held)            |
+
+The CRM update carries the AIA order status, not the OSM state, so the TMF state is read
+from the status (``STATUS_STATES``): a waiting, suspended or canceling order shows as its
+status does (acknowledged, inProgress, inProgress). "Once per new" is kept by each
+listener's delivery workflow (``TmfEvent.latest``), since only it knows what it last sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from o2a import ids
+from o2a.errors import InputError, NoWorkerError
+from o2a.models import FalloutView, FulfillmentStatus, JeopardyView, LineView, OrderState
+from o2a.tmf622 import API_ROOT, tmf_state
+from workflows.contracts.listener_delivery import (
+    EVENTS_SIGNAL,
+    Listener,
+    ListenerState,
+    TmfEvent,
+    listener_workflow_id,
+)
+from workflows.contracts.listener_delivery import WORKFLOW_TYPE as LISTENER_WORKFLOW_TYPE
+from workflows.contracts.notification_hub import (
+    MATCHING_QUERY,
+    SUBSCRIBE_UPDATE,
+    SUBSCRIPTIONS_QUERY,
+    UNSUBSCRIBE_UPDATE,
+    Fanout,
+    HubState,
+    Subscription,
+    hub_workflow_id,
+)
+from workflows.contracts.notification_hub import WORKFLOW_TYPE as HUB_WORKFLOW_TYPE
+
+
+class EventType(StrEnum):
+    CREATE = "ProductOrderCreateEvent"
+    STATE_CHANGE = "ProductOrderStateChangeEvent"
+    MILESTONE = "ProductOrderMilestoneEvent"
+    JEOPARDY_ALERT = "ProductOrderJeopardyAlertEvent"
+    ERROR_MESSAGE = "ProductOrderErrorMessageEvent"
+
+
+STATUS_STATES: dict[FulfillmentStatus, str] = {
+    FulfillmentStatus.OPEN: "acknowledged",
+    FulfillmentStatus.PENDING: "acknowledged",
+    FulfillmentStatus.IN_PROGRESS: "inProgress",
+    FulfillmentStatus.COMPLETE: "completed",
+    FulfillmentStatus.FAILED: tmf_state(OrderState.FAILED),
+    FulfillmentStatus.CANCELLED: "cancelled",
+    FulfillmentStatus.ABORTED: tmf_state(OrderState.ABORTED),
+}
+"""AIA order status → TMF state, as the §3 state mapping reads for the OSM state each status
+stands for (FAILED: the order waits in fallout, held; ABORTED: failed)."""
+
+ORDER_KEYS = frozenset(
+    {"id", "productOrder.id", "event.productOrder.id", "externalId", "productOrder.externalId"}
+)
+"""Filter keys meaning the order's id (the o2a order number, which is its first externalId)."""
+EVENT_TYPE_KEY = "eventType"
+HUB_TIMEOUT = timedelta(seconds=10)
+"""How long subscribe and unsubscribe wait for a worker to take them."""
+
+
+# --- events from messages -------------------------------------------------------------------
+
+
+def _event(
+    message_id: str,
+    kind: EventType,
+    created: datetime,
+    order_number: str,
+    details: dict[str, Any],
+    line: str | None = None,
+    latest: tuple[str, str] | None = None,
+) -> TmfEvent:
+    """The eventId is the message ID, the kind and the line (escaped): message IDs have no
+    ``/``, so it is unique per event and the same when the message is sent again."""
+    suffix = f"/{ids.escape(line)}" if line is not None else ""
+    order = {
+        "id": order_number,
+        "href": f"{API_ROOT}/productOrder/{quote(order_number, safe='')}",
+        "@type": "ProductOrder",
+        **details,
+    }
+    return TmfEvent(
+        event_id=f"{message_id}/{kind.value}{suffix}",
+        event_time=created,
+        event_type=kind.value,
+        event={"productOrder": order},
+        latest=latest,
+    )
+
+
+def _items(lines: Sequence[str]) -> list[dict[str, str]]:
+    return [{"productOrderItemId": line} for line in lines]
+
+
+def sales_order_update_events(
+    message_id: str,
+    created: datetime,
+    order_number: str,
+    revision: int,
+    status: FulfillmentStatus,
+    lines: Sequence[LineView],
+) -> list[TmfEvent]:
+    """The order's first CRM update (sequence 1, whatever its revision) also says the order
+    was created: it is sent as the order starts."""
+    state = {"state": STATUS_STATES[status]}
+    events = []
+    if message_id == ids.sales_order_update_message_id(order_number, revision, 1):
+        events.append(_event(message_id, EventType.CREATE, created, order_number, state))
+    key = ids.escape(order_number)
+    events.append(
+        _event(
+            message_id,
+            EventType.STATE_CHANGE,
+            created,
+            order_number,
+            state,
+            latest=(f"{key}/state", state["state"]),
+        )
+    )
+    for line in lines:
+        if line.milestone is None:
+            continue
+        milestone = {
+            "name": line.milestone,
+            "milestoneDate": created.isoformat(),
+            "status": line.status.value,
+            "productOrderItem": _items([line.id]),
+        }
+        events.append(
+            _event(
+                message_id,
+                EventType.MILESTONE,
+                created,
+                order_number,
+                {**state, "productOrderMilestone": [milestone]},
+                line=line.id,
+                latest=(f"{key}/{ids.escape(line.id)}/milestone", line.milestone),
+            )
+        )
+    return events
+
+
+def jeopardy_events(
+    message_id: str,
+    created: datetime,
+    order_number: str,
+    jeopardy: JeopardyView,
+    lines: Sequence[str],
+) -> list[TmfEvent]:
+    alert = {
+        "id": message_id,
+        "name": f"{jeopardy.component} late",
+        "jeopardyType": jeopardy.severity,
+        "alertDate": jeopardy.raised_at.isoformat(),
+        "message": f"component {jeopardy.component} was expected to complete by "
+        f"{jeopardy.expected_by.isoformat()}",
+        "productOrderItem": _items(lines),
+    }
+    details = {"productOrderJeopardyAlert": [alert]}
+    return [_event(message_id, EventType.JEOPARDY_ALERT, created, order_number, details)]
+
+
+def fallout_events(
+    message_id: str, created: datetime, order_number: str, fallout: FalloutView
+) -> list[TmfEvent]:
+    """An incident puts the order in fallout (failed, TMF held) until it is resolved."""
+    error = {
+        "id": fallout.id,
+        "code": fallout.code,
+        "reason": fallout.message,
+        "message": f"component {fallout.component or '-'}, step {fallout.step or '-'}: "
+        f"{fallout.message}",
+        "status": fallout.state,
+        "timestamp": (fallout.raised_at or created).isoformat(),
+        "productOrderItem": _items(fallout.lines),
+    }
+    details = {"state": tmf_state(OrderState.FAILED), "productOrderErrorMessage": [error]}
+    return [_event(message_id, EventType.ERROR_MESSAGE, created, order_number, details)]
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """A subscription's TMF query: ``eventType`` (a comma list) and equality on the order's
+    id; several keys must all hold; empty: every event."""
+
+    event_types: frozenset[str] = frozenset()
+    order_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, query: str) -> EventFilter:
+        event_types: set[str] = set()
+        order_ids: set[str] = set()
+        known = {t.value for t in EventType}
+        for key, value in parse_qsl(query.lstrip("?"), keep_blank_values=True):
+            values = {v.strip() for v in value.split(",") if v.strip()}
+            if not values:
+                raise InputError(f"query: {key} has no value")
+            if key == EVENT_TYPE_KEY:
+                unknown = sorted(values - known)
+                if unknown:
+                    raise InputError(
+                        f"query: unknown eventType {', '.join(unknown)}; known: "
+                        + ", ".join(sorted(known))
+                    )
+                event_types |= values
+            elif key in ORDER_KEYS:
+                order_ids |= values
+            else:
+                raise InputError(
+                    f"query: cannot filter on {key!r}; filters: {EVENT_TYPE_KEY}, "
+                    + ", ".join(sorted(ORDER_KEYS))
+                )
+        return cls(frozenset(event_types), frozenset(order_ids))
+
+    def matches(self, event: TmfEvent) -> bool:
+        return (not self.event_types or event.event_type in self.event_types) and (
+            not self.order_ids or event.order_id in self.order_ids
+        )
+
+
+def fanout(subscriptions: Sequence[Subscription], events: Sequence[TmfEvent]) -> list[Fanout]:
+    """Each subscription that wants any of the events, with those events in order."""
+    fanouts = []
+    for subscription in subscriptions:
+        wanted = EventFilter.parse(subscription.query)
+        matching = [event for event in events if wanted.matches(event)]
+        if matching:
+            fanouts.append(Fanout(subscription=subscription, events=matching))
+    return fanouts
+
+
+def check_callback(callback: str) -> None:
+    parts = urlsplit(callback)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"callback: {callback!r} is not an http or https URL")
+
+
+def signature(secret: str, body: bytes) -> str:
+    """``X-O2A-Signature``: the listener recomputes it over the raw body to know the event
+    came from o2a and was not changed."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+# --- the port and its Temporal adapter -------------------------------------------------------
+
+
+class Notifier(Protocol):
+    async def notify(self, events: Sequence[TmfEvent]) -> None:
+        """Hand the events, in order, to every listener that wants them; at least once:
+        notifying the same events again delivers nothing twice."""
+        ...
+
+
+def _not_found(err: RPCError) -> bool:
+    return err.status is RPCStatusCode.NOT_FOUND
+
+
+class TemporalNotifier:
+    """Asks the hub which subscriptions want the events and signal-with-starts each
+    listener's delivery workflow with them; with no hub, nobody has subscribed."""
+
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self._client = client
+        self._task_queue = task_queue
+
+    async def notify(self, events: Sequence[TmfEvent]) -> None:
+        if not events:
+            return
+        hub = self._client.get_workflow_handle(hub_workflow_id(self._task_queue))
+        try:
+            fanouts = await hub.query(MATCHING_QUERY, list(events), result_type=list[Fanout])
+        except RPCError as err:
+            if _not_found(err):
+                return
+            raise
+        for each in fanouts:
+            sub = each.subscription
+            listener = Listener(subscription_id=sub.id, callback=sub.callback, secret=sub.secret)
+            await self._client.start_workflow(
+                LISTENER_WORKFLOW_TYPE,
+                ListenerState(listener=listener),
+                id=listener_workflow_id(sub.id),
+                task_queue=self._task_queue,
+                start_signal=EVENTS_SIGNAL,
+                start_signal_args=[each.events],
+            )
+
+
+class Hub:
+    """The hub's use cases for the API door; subscriptions live in the hub workflow."""
+
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._id = hub_workflow_id(task_queue)
+
+    async def subscribe(self, callback: str, query: str, secret: str | None) -> Subscription:
+        """Starts the hub with the first subscription (update-with-start)."""
+        check_callback(callback)
+        EventFilter.parse(query)
+        if secret is not None and not secret:
+            raise InputError("secret: empty")
+        subscription = Subscription(
+            id=uuid.uuid4().hex,
+            callback=callback,
+            query=query,
+            secret=secret or secrets.token_hex(32),
+        )
+        start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(
+            HUB_WORKFLOW_TYPE,
+            HubState(),
+            id=self._id,
+            task_queue=self._task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            result_type=type(None),
+        )
+        try:
+            stored: Subscription = await self._client.execute_update_with_start_workflow(
+                SUBSCRIBE_UPDATE,
+                subscription,
+                start_workflow_operation=start,
+                result_type=Subscription,
+                rpc_timeout=HUB_TIMEOUT,
+            )
+        except WorkflowUpdateFailedError as err:
+            raise InputError(str(err.cause)) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise self._no_worker() from None
+        return stored
+
+    def _no_worker(self) -> NoWorkerError:
+        return NoWorkerError(f"no worker took the hub's update on task queue {self._task_queue!r}")
+
+    async def find(self, subscription_id: str) -> Subscription | None:
+        try:
+            subscriptions = await self._client.get_workflow_handle(self._id).query(
+                SUBSCRIPTIONS_QUERY, result_type=list[Subscription]
+            )
+        except RPCError as err:
+            if _not_found(err):
+                return None
+            raise
+        return next((s for s in subscriptions if s.id == subscription_id), None)
+
+    async def unsubscribe(self, subscription_id: str) -> bool:
+        """False for a subscription the hub does not have."""
+        try:
+            await self._client.get_workflow_handle(self._id).execute_update(
+                UNSUBSCRIBE_UPDATE, subscription_id, rpc_timeout=HUB_TIMEOUT
+            )
+        except WorkflowUpdateFailedError:
+            return False
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise self._no_worker() from None
+        except RPCError as err:
+            if _not_found(err):
+                return False
+            raise
+        return True
