@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from o2a.api import aia, errors, operator, product_order
+from o2a.api import aia, errors, hub, operator, product_order
 from o2a.api.auth import ApiKeys
 from o2a.api.errors import error_body
 from o2a.client import connect
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(product_order.router)
     app.include_router(aia.router)
     app.include_router(operator.router)
+    app.include_router(hub.router)
     app.add_middleware(RequestLog)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app

@@ -1,0 +1,218 @@
+"""TMF622 hub and listeners end to end: subscriptions through the real API, an order on a
+real worker, events POSTed to listeners the test serves with uvicorn on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from temporalio.client import Client
+
+from o2a.config import Settings
+from o2a.models import Step
+from o2a.tmf622 import API_ROOT
+from tests.support import (
+    PROV_FIXED,
+    Api,
+    GatedFulfillment,
+    StartWorker,
+    finished,
+    quick_triple_play,
+    running_api,
+    start,
+    until,
+)
+from workflows.contracts.listener_delivery import listener_workflow_id
+
+HUB = f"{API_ROOT}/hub"
+STATE_CHANGE = "ProductOrderStateChangeEvent"
+MILESTONE = "ProductOrderMilestoneEvent"
+
+
+@dataclass
+class Inbox:
+    """What one callback path received, in arrival order: (headers, raw body)."""
+
+    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.posts]
+
+    def ids(self) -> list[str]:
+        return [event["eventId"] for event in self.events()]
+
+    def states(self) -> list[str]:
+        return [
+            e["event"]["productOrder"]["state"]
+            for e in self.events()
+            if e["eventType"] == STATE_CHANGE
+        ]
+
+    async def has_state(self, state: str) -> bool:
+        return state in self.states()
+
+    async def caught_up(self, other: Inbox) -> bool:
+        return "completed" in self.states() and self.ids() == other.ids()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def listening(port: int, inboxes: dict[str, Inbox]) -> AsyncIterator[str]:
+    """A listener on ``port`` for the block: ``POST /{name}`` lands in ``inboxes[name]``."""
+
+    async def receive(request: Request) -> Response:
+        inboxes[request.path_params["name"]].posts.append(
+            (dict(request.headers), await request.body())
+        )
+        return Response(status_code=204)
+
+    app = Starlette(routes=[Route("/{name}", receive, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        if serving.done():
+            serving.result()
+        return bool(server.started)
+
+    try:
+        await until(started, timeout=10)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def subscribe(http: httpx.AsyncClient, api: Api, **body: str) -> dict[str, Any]:
+    response = await http.post(HUB, json=body, headers=api.headers())
+    assert response.status_code == 201, response.text
+    made: dict[str, Any] = response.json()
+    assert response.headers["location"] == f"{HUB}/{made['id']}"
+    return made
+
+
+def assert_signed(inbox: Inbox, secret: str) -> None:
+    for headers, body in inbox.posts:
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["x-o2a-signature"] == f"sha256={expected}"
+        assert headers["x-o2a-event-id"] == json.loads(body)["eventId"]
+
+
+async def test_listeners_get_the_orders_events_in_order_also_after_being_down(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    boxes = {name: Inbox() for name in ("down", "up", "states", "deleted", "other")}
+    down_port = free_port()
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+    async with (
+        worker(fulfillment=gated),
+        running_api(client, settings) as api,
+        httpx.AsyncClient(base_url=api.url) as http,
+        listening(free_port(), boxes) as up_url,
+    ):
+        async with listening(down_port, boxes) as down_url:
+            down = await subscribe(http, api, callback=f"{down_url}/down")
+        up = await subscribe(http, api, callback=f"{up_url}/up", secret="the-up-secret")
+        states = await subscribe(
+            http, api, callback=f"{up_url}/states", query=f"eventType={STATE_CHANGE}"
+        )
+        other = await subscribe(
+            http, api, callback=f"{up_url}/other", query="productOrder.id=NOT-THIS-ORDER"
+        )
+        deleted = await subscribe(http, api, callback=f"{up_url}/deleted")
+        assert up["secret"] == "the-up-secret" and len(down["secret"]) >= 32
+        shown = await http.get(f"{HUB}/{up['id']}", headers=api.headers())
+        assert shown.json() == {"id": up["id"], "callback": f"{up_url}/up", "query": ""}
+
+        gone = await http.delete(f"{HUB}/{deleted['id']}", headers=api.headers())
+        assert gone.status_code == 204
+        for again in (http.delete, http.get):
+            response = await again(f"{HUB}/{deleted['id']}", headers=api.headers())
+            assert response.status_code == 404, response.text
+
+        handle = await start(client, settings, quick_triple_play(order_number))
+        try:
+            await gate.wait_reached()
+            async with listening(down_port, boxes):
+                await until(lambda: boxes["down"].has_state("inProgress"))
+            # The listener is down while the order finishes: its events wait in Temporal.
+            gate.release()
+            await finished(handle)
+            await until(lambda: boxes["up"].has_state("completed"))
+            assert not await boxes["down"].has_state("completed")
+            async with listening(down_port, boxes):
+                # Missed nothing and in order: the same events as the listener never down.
+                await until(lambda: boxes["down"].caught_up(boxes["up"]), timeout=90)
+
+            everything = boxes["up"].ids()
+            assert len(set(everything)) == len(everything)
+            events = boxes["up"].events()
+            assert events[0]["eventType"] == "ProductOrderCreateEvent"
+            assert events[0]["event"]["productOrder"]["id"] == order_number
+            assert boxes["up"].states() == ["inProgress", "completed"]
+            milestones = [e for e in events if e["eventType"] == MILESTONE]
+            assert {
+                m["event"]["productOrder"]["productOrderMilestone"][0]["name"] for m in milestones
+            } >= {"PROVISION_COMPLETE"}
+            assert_signed(boxes["up"], "the-up-secret")
+            assert_signed(boxes["down"], down["secret"])
+            state_changes = [e["eventId"] for e in events if e["eventType"] == STATE_CHANGE]
+            assert boxes["states"].ids() == state_changes
+            assert boxes["deleted"].posts == [] and boxes["other"].posts == []
+
+            # Unsubscribed: its delivery workflow ends and nothing more comes.
+            assert (
+                await http.delete(f"{HUB}/{up['id']}", headers=api.headers())
+            ).status_code == 204
+            delivery = client.get_workflow_handle(listener_workflow_id(up["id"]))
+            await asyncio.wait_for(delivery.result(), 30)
+            assert states["id"] != other["id"]
+        finally:
+            gated.release_all()
+
+
+async def test_the_hub_is_the_integrators_and_checks_what_it_is_given(
+    client: Client, settings: Settings, worker: StartWorker
+) -> None:
+    async with (
+        worker(),
+        running_api(client, settings) as api,
+        httpx.AsyncClient(base_url=api.url) as http,
+    ):
+        body = {"callback": "http://127.0.0.1:9/events"}
+        assert (await http.post(HUB, json=body)).status_code == 401
+        assert (await http.post(HUB, json=body, headers=api.headers("viewer"))).status_code == 403
+        assert (await http.post(HUB, json=body, headers=api.headers("operator"))).status_code == 403
+        for bad in (
+            {"callback": "ftp://127.0.0.1/events"},
+            {"callback": "not a url"},
+            {**body, "query": "eventType=ProductOrderNoSuchEvent"},
+            {**body, "query": "customer=ACME"},
+        ):
+            response = await http.post(HUB, json=bad, headers=api.headers())
+            assert response.status_code == 422, (bad, response.text)
+            assert response.json()["reason"] == "Invalid subscription"
+        assert (await http.post(HUB, json={}, headers=api.headers())).status_code == 400
+        unknown = await http.delete(f"{HUB}/no-such-subscription", headers=api.headers())
+        assert unknown.status_code == 404
+        assert unknown.json()["code"] == "404"
