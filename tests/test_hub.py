@@ -133,10 +133,8 @@ async def test_listeners_get_the_orders_events_in_order_also_after_being_down(
         async with listening(down_port, boxes) as down_url:
             down = await subscribe(http, api, callback=f"{down_url}/down")
         up = await subscribe(http, api, callback=f"{up_url}/up", secret="the-up-secret")
-        states = await subscribe(
-            http, api, callback=f"{up_url}/states", query=f"eventType={STATE_CHANGE}"
-        )
-        other = await subscribe(
+        await subscribe(http, api, callback=f"{up_url}/states", query=f"eventType={STATE_CHANGE}")
+        await subscribe(
             http, api, callback=f"{up_url}/other", query="productOrder.id=NOT-THIS-ORDER"
         )
         deleted = await subscribe(http, api, callback=f"{up_url}/deleted")
@@ -186,7 +184,6 @@ async def test_listeners_get_the_orders_events_in_order_also_after_being_down(
             ).status_code == 204
             delivery = client.get_workflow_handle(listener_workflow_id(up["id"]))
             await asyncio.wait_for(delivery.result(), 30)
-            assert states["id"] != other["id"]
         finally:
             gated.release_all()
 
