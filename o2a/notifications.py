@@ -43,7 +43,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from o2a import ids
 from o2a.errors import InputError, NoWorkerError
 from o2a.models import FalloutView, FulfillmentStatus, JeopardyView, LineView, OrderState
-from o2a.tmf622 import API_ROOT, tmf_state
+from o2a.tmf622 import API_ROOT, ITEM_STATES, tmf_state
 from workflows.contracts.listener_delivery import (
     EVENTS_SIGNAL,
     Listener,
@@ -73,17 +73,10 @@ class EventType(StrEnum):
     ERROR_MESSAGE = "ProductOrderErrorMessageEvent"
 
 
-STATUS_STATES: dict[FulfillmentStatus, str] = {
-    FulfillmentStatus.OPEN: "acknowledged",
-    FulfillmentStatus.PENDING: "acknowledged",
-    FulfillmentStatus.IN_PROGRESS: "inProgress",
-    FulfillmentStatus.COMPLETE: "completed",
-    FulfillmentStatus.FAILED: tmf_state(OrderState.FAILED),
-    FulfillmentStatus.CANCELLED: "cancelled",
-    FulfillmentStatus.ABORTED: tmf_state(OrderState.ABORTED),
-}
-"""AIA order status → TMF state, as the §3 state mapping reads for the OSM state each status
-stands for (FAILED: the order waits in fallout, held; ABORTED: failed)."""
+STATUS_STATES = ITEM_STATES
+"""AIA order status → TMF state: the same table as a line's status → its item's state
+(o2a/tmf622.py), as the §3 state mapping reads for the OSM state each status stands for
+(FAILED: the order waits in fallout, held; ABORTED: failed)."""
 
 ORDER_KEYS = frozenset(
     {"id", "productOrder.id", "event.productOrder.id", "externalId", "productOrder.externalId"}
