@@ -349,6 +349,24 @@ class OrderService(OrderIntake):
             return answer.result
         return answer
 
+    async def receive(self, order: CustomerOrder) -> RequestReceipt | None:
+        """An order document as CRM sends it, to an endpoint or a queue: a new order starts
+        (None); a higher revision of an existing order, or a FulfillmentModeCode CANCEL, is
+        signalled to it (its receipt); a revision the order already has is a conflict."""
+        if order.fulfillment_mode is not FulfillmentMode.CANCEL:
+            try:
+                await self.submit(order)
+                return None
+            except OrderConflictError:  # it exists: a revision, if higher than the one it has
+                description = await self._describe(order.order_number)
+                current = description.typed_search_attributes.get(visibility.ORDER_REVISION)
+                if current is not None and order.revision <= current:
+                    raise OrderConflictError(
+                        f"order {order.order_number} is at revision {current}: "
+                        f"revision {order.revision} is not higher"
+                    ) from None
+        return await self.revise(order)
+
     async def revise(self, order: CustomerOrder, request_id: str | None = None) -> RequestReceipt:
         """Signal a revision (the whole order again); FulfillmentModeCode CANCEL makes it a
         cancel. The order takes it in its turn: ``request_outcome`` tells how it went."""

@@ -16,9 +16,7 @@ from o2a import ids
 from o2a.api.auth import Permission, Role, require
 from o2a.api.errors import TmfError
 from o2a.api.operator import Service
-from o2a.errors import OrderConflictError
-from o2a.models import CustomerOrder, FulfillmentMode, Model
-from o2a.service import OrderService
+from o2a.models import CustomerOrder, Model
 
 router = APIRouter(tags=["aia"])
 
@@ -74,26 +72,11 @@ async def process_sales_order_fulfillment(
         raise TmfError(415, "Unsupported media type", "send the EBM as application/xml or text/xml")
     order = await run_in_threadpool(service.parse_order, await request.body())
     request.state.order_number = order.order_number
-    if order.fulfillment_mode is not FulfillmentMode.CANCEL:
-        try:
-            await service.submit(order)
-        except OrderConflictError:  # it exists: a revision, if higher than the one it has
-            await _check_higher(service, order)
-        else:
-            return _received(order)
-    receipt = await service.revise(order)
+    receipt = await service.receive(order)
+    if receipt is None:
+        return _received(order)
     response.status_code = status.HTTP_202_ACCEPTED
     return _received(order, receipt.request_id)
-
-
-async def _check_higher(service: OrderService, order: CustomerOrder) -> None:
-    """409 for a revision the order already has (a resent document, a duplicate POST)."""
-    current = (await service.status(order.order_number)).revision
-    if order.revision <= current:
-        raise OrderConflictError(
-            f"order {order.order_number} is at revision {current}: "
-            f"revision {order.revision} is not higher"
-        )
 
 
 def _received(order: CustomerOrder, request_id: str | None = None) -> OrderReceived:
