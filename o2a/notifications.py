@@ -13,9 +13,10 @@ that sends it, so the order workflow does not change and its histories still rep
 | Fault + trouble ticket (fallout) | ProductOrderErrorMessageEvent (state held)            |
 
 The CRM update carries the AIA order status, not the OSM state, so the TMF state is read
-from the status (``STATUS_STATES``): a waiting, suspended or canceling order shows as its
-status does (acknowledged, inProgress, inProgress). "Once per new" is kept by each
-listener's delivery workflow (``TmfEvent.latest``), since only it knows what it last sent.
+from the status by the table of a line's status (``tmf622.ITEM_STATES``): a waiting,
+suspended or canceling order shows as its status does (acknowledged, inProgress,
+inProgress). "Once per new" is kept by each listener's delivery workflow
+(``TmfEvent.latest``), since only it knows what it last sent.
 """
 
 from __future__ import annotations
@@ -73,11 +74,6 @@ class EventType(StrEnum):
     ERROR_MESSAGE = "ProductOrderErrorMessageEvent"
 
 
-STATUS_STATES = ITEM_STATES
-"""AIA order status → TMF state: the same table as a line's status → its item's state
-(o2a/tmf622.py), as the §3 state mapping reads for the OSM state each status stands for
-(FAILED: the order waits in fallout, held; ABORTED: failed)."""
-
 ORDER_KEYS = frozenset(
     {"id", "productOrder.id", "event.productOrder.id", "externalId", "productOrder.externalId"}
 )
@@ -131,7 +127,7 @@ def sales_order_update_events(
 ) -> list[TmfEvent]:
     """The order's first CRM update (sequence 1, whatever its revision) also says the order
     was created: it is sent as the order starts."""
-    state = {"state": STATUS_STATES[status]}
+    state = {"state": ITEM_STATES[status]}
     events = []
     if message_id == ids.sales_order_update_message_id(order_number, revision, 1):
         events.append(_event(message_id, EventType.CREATE, created, order_number, state))
