@@ -83,10 +83,8 @@ from workflows.contracts.customer_order import (
 
 ANSWER_TIMEOUT = timedelta(seconds=5)
 """How long a query or an operator action waits for a worker before NoWorkerError. Only a
-worker that stopped within the last minutes costs this wait (the server still lists it)."""
-NO_POLLER_TIMEOUT = timedelta(seconds=1)
-"""The wait when no poller is listed on the order's task queue at all: still asked, since a
-worker that has just started may not be listed yet, but NoWorkerError within a second."""
+worker that stopped within the last minutes costs this wait: with no poller on the order's
+task queue at all, the answer is NoWorkerError at once."""
 
 NoWorkerHint = Callable[[str], object]
 """Told why a long wait (until the order needs someone, or answers a request) may not end
@@ -515,10 +513,11 @@ class OrderService(OrderIntake):
         query: str,
         result_type: type[T],
     ) -> T:
-        timeout = ANSWER_TIMEOUT if await self._worker_polls(description) else NO_POLLER_TIMEOUT
+        if not await self._worker_polls(description):
+            raise self._no_worker(order_number, description)
         try:
             answer: T = await self._handle(order_number).query(
-                query, result_type=result_type, rpc_timeout=timeout
+                query, result_type=result_type, rpc_timeout=ANSWER_TIMEOUT
             )
         except WorkflowQueryFailedError as exc:
             raise OrderConflictError(
@@ -566,16 +565,16 @@ class OrderService(OrderIntake):
     ) -> T | _Ended:
         """The update's answer, or how the workflow ended if it closed first. A refusal by
         the workflow (its validator, with the reason) is an OrderConflictError. With no
-        worker polling, an update due within ``rpc_timeout`` fails within a second; a long
-        wait goes on after telling ``on_no_worker``."""
+        worker polling, an update due within ``rpc_timeout`` fails at once; a long wait
+        goes on after telling ``on_no_worker``."""
         description = await self._describe(order_number)
         ended = await self._how_ended(description)
         if ended is not None:
             return ended
         if not await self._worker_polls(description):
             if rpc_timeout is not None:
-                rpc_timeout = min(rpc_timeout, NO_POLLER_TIMEOUT)
-            elif on_no_worker is not None:
+                raise self._no_worker(order_number, description)
+            if on_no_worker is not None:
                 on_no_worker(
                     f"no worker is polling task queue {description.task_queue!r}: "
                     f"order {order_number} makes no progress until one does; still waiting"
