@@ -707,7 +707,10 @@ async def test_status_shows_an_effect_being_retried_before_it_becomes_fallout(
         await service.submit(quick_triple_play(order_number))
 
         async def retried() -> bool:
-            status = await service.status(order_number)
+            try:
+                status = await service.status(order_number)
+            except NoWorkerError:  # the worker has just started: not yet listed as a poller
+                return False
             return any(r.attempt >= 2 for r in status.retrying)
 
         await until(retried)
