@@ -7,8 +7,9 @@ that sends it, so the order workflow does not change and its histories still rep
 | message                          | events                                                |
 |----------------------------------|-------------------------------------------------------|
 | UpdateSalesOrderEBM, order's 1st | ProductOrderCreateEvent                               |
-| every UpdateSalesOrderEBM        | ProductOrderStateChangeEvent (once per new state)     |
+| every UpdateSalesOrderEBM:       |                                                       |
 |   each line with a milestone     | ProductOrderMilestoneEvent (once per new milestone)   |
+|   then the order                 | ProductOrderStateChangeEvent (once per new state)     |
 | jeopardy UpdateSalesOrderEBM     | ProductOrderJeopardyAlertEvent                        |
 | Fault + trouble ticket (fallout) | ProductOrderErrorMessageEvent (state held)            |
 
@@ -126,22 +127,14 @@ def sales_order_update_events(
     lines: Sequence[LineView],
 ) -> list[TmfEvent]:
     """The order's first CRM update (sequence 1, whatever its revision) also says the order
-    was created: it is sent as the order starts."""
+    was created: it is sent as the order starts. The state change comes after the update's
+    milestones, as the order reaches its state by them: a completed order's last event
+    says it is completed."""
     state = {"state": ITEM_STATES[status]}
     events = []
     if message_id == ids.sales_order_update_message_id(order_number, revision, 1):
         events.append(_event(message_id, EventType.CREATE, created, order_number, state))
     key = ids.escape(order_number)
-    events.append(
-        _event(
-            message_id,
-            EventType.STATE_CHANGE,
-            created,
-            order_number,
-            state,
-            latest=(f"{key}/state", state["state"]),
-        )
-    )
     for line in lines:
         if line.milestone is None:
             continue
@@ -162,6 +155,16 @@ def sales_order_update_events(
                 latest=(f"{key}/{ids.escape(line.id)}/milestone", line.milestone),
             )
         )
+    events.append(
+        _event(
+            message_id,
+            EventType.STATE_CHANGE,
+            created,
+            order_number,
+            state,
+            latest=(f"{key}/state", state["state"]),
+        )
+    )
     return events
 
 
