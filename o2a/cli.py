@@ -25,6 +25,8 @@ from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
 from o2a.models import OperatorActionView, OrderState, RevisionView
+from o2a.nats_server import DEFAULT_PORT as NATS_PORT
+from o2a.nats_server import NatsServer
 from o2a.server import ServerError
 from o2a.service import OrderIntake, OrderService, RequestReceipt
 from workflows.contracts.customer_order import OperatorRequest
@@ -54,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--db", type=Path, default=Path("var/temporal.db"))
         p.add_argument("--port", type=int, default=7233)
         p.add_argument("--ui-port", type=int, default=8233)
+        p.add_argument("--nats-port", type=int, default=NATS_PORT)
+        p.add_argument(
+            "--no-nats",
+            action="store_true",
+            help="no embedded NATS server (also when O2A_NATS_URL names one of yours)",
+        )
     up.add_argument("--api-port", type=int, default=API_PORT)
 
     api = sub.add_parser("api", help=f"the HTTP API (keys and roles from {KEYS_VARIABLE})")
@@ -168,9 +176,13 @@ Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     command: str = args.command
     if command == "server":
-        from o2a.server import run_server
+        from o2a.server import DevServer, ServerProcess, run_foreground
 
-        return run_server(args.db, args.port, args.ui_port)
+        servers: list[ServerProcess] = [DevServer(args.db, args.port, args.ui_port)]
+        nats = _embedded_nats(args, settings)
+        if nats is not None:
+            servers.append(nats)
+        return run_foreground(servers)
     if command == "worker":
         from workers.worker import run_workers
 
@@ -192,11 +204,26 @@ async def _service(settings: Settings) -> OrderService:
     return OrderService(await connect(), settings)
 
 
-async def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.up import run_up
+def _embedded_nats(args: argparse.Namespace, settings: Settings) -> NatsServer | None:
+    """The NATS server `server` and `up` start beside Temporal, its store beside the
+    database; none with --no-nats or when O2A_NATS_URL names a bus of one's own."""
+    if args.no_nats or settings.nats_url is not None:
+        return None
+    db: Path = args.db
+    return NatsServer(store=db.parent / "nats", port=args.nats_port)
 
-    keys = os.environ.get(KEYS_VARIABLE)
-    return await run_up(settings, args.db, args.port, args.ui_port, args.api_port, keys)
+
+async def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.up import Stack, run_up
+
+    stack = Stack(
+        db=args.db,
+        port=args.port,
+        ui_port=args.ui_port,
+        api_port=args.api_port,
+        nats=_embedded_nats(args, settings),
+    )
+    return await run_up(settings, stack, os.environ.get(KEYS_VARIABLE))
 
 
 async def _api(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,6 +11,8 @@ DEFAULT_OUTBOX_DIR = "var/outbox"
 DEFAULT_UI_URL = "http://localhost:8233"
 DEFAULT_SINKS = ("outbox",)
 DEFAULT_FULFILLMENT = "simulator"
+BUS_SINKS = ("nats",)
+DEFAULT_SUBJECT_PREFIX = "o2a"
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,11 @@ class Settings:
     """MessageBus adapters by name; the worker checks them at start (o2a.adapters)."""
     fulfillment: str = DEFAULT_FULFILLMENT
     """The FulfillmentSystem adapter by name."""
+    nats_url: str | None = None
+    """The bus (``O2A_NATS_URL``); None: no bus, messages to the outbox, systems inline."""
+    subject_prefix: str = DEFAULT_SUBJECT_PREFIX
+    """Of every bus subject and stream (``O2A_SUBJECT_PREFIX``), so installations can share
+    a NATS cluster."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -30,12 +37,18 @@ class Settings:
         is refused by the worker that would wire it, as one clear line."""
         catalog = os.environ.get("O2A_CATALOG")
         sinks = os.environ.get("O2A_SINKS", "").lower().split(",")
+        nats_url = os.environ.get("O2A_NATS_URL", "").strip() or None
+        on_bus = nats_url is not None
         return cls(
             task_queue=os.environ.get("O2A_TASK_QUEUE", DEFAULT_TASK_QUEUE),
             outbox_dir=Path(os.environ.get("O2A_OUTBOX_DIR", DEFAULT_OUTBOX_DIR)),
             catalog_path=Path(catalog) if catalog else None,
             ui_url=os.environ.get("O2A_UI_URL", DEFAULT_UI_URL).rstrip("/"),
-            sinks=tuple(dict.fromkeys(s.strip() for s in sinks if s.strip())) or DEFAULT_SINKS,
+            sinks=tuple(dict.fromkeys(s.strip() for s in sinks if s.strip()))
+            or (BUS_SINKS if on_bus else DEFAULT_SINKS),
             fulfillment=os.environ.get("O2A_FULFILLMENT", "").strip().lower()
             or DEFAULT_FULFILLMENT,
+            nats_url=nats_url,
+            subject_prefix=os.environ.get("O2A_SUBJECT_PREFIX", "").strip()
+            or DEFAULT_SUBJECT_PREFIX,
         )

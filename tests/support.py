@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from lxml import etree
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import Priority, WorkflowIDReusePolicy
@@ -607,3 +609,21 @@ def _started(server: object, serving: asyncio.Task[None]) -> Callable[[], Awaita
         return bool(getattr(server, "started", False))
 
     return check
+
+
+async def bus_messages(js: JetStreamContext, subject: str) -> list[Msg]:
+    """Every message stored on ``subject`` now, oldest first (an ephemeral consumer reads
+    exactly as many as the stream holds: no waiting for a timeout)."""
+    stream = await js.find_stream_name_by_subject(subject)
+    info = await js.stream_info(stream, subjects_filter=subject)
+    count = (info.state.subjects or {}).get(subject, 0)
+    if not count:
+        return []
+    reader = await js.pull_subscribe(subject, stream=stream)
+    try:
+        found: list[Msg] = []
+        while len(found) < count:
+            found += await reader.fetch(count - len(found), timeout=WAIT)
+        return found
+    finally:
+        await reader.unsubscribe()

@@ -31,7 +31,7 @@ from activities.messaging import (
     ProvisioningOrderMessage,
     SalesOrderUpdateMessage,
 )
-from o2a.adapters import FanOutBus, fulfillment_system, message_bus
+from o2a.adapters import FanOutBus, Wiring, fulfillment_system, message_bus
 from o2a.adapters.outbox import OutboxBus
 from o2a.adapters.simulator import SimulatedFulfillment
 from o2a.client import DATA_CONVERTER
@@ -510,13 +510,35 @@ def settings(tmp_path: Path, **changes: object) -> Settings:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
+def wired(settings: Settings) -> Wiring:
+    return Wiring(settings, "test")
+
+
 def test_settings_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("O2A_SINKS", raising=False)
-    monkeypatch.delenv("O2A_FULFILLMENT", raising=False)
+    for variable in ("O2A_SINKS", "O2A_FULFILLMENT", "O2A_NATS_URL", "O2A_SUBJECT_PREFIX"):
+        monkeypatch.delenv(variable, raising=False)
     from_env = Settings.from_env()
     assert (from_env.sinks, from_env.fulfillment) == (("outbox",), "simulator")
+    assert (from_env.nats_url, from_env.subject_prefix) == (None, "o2a")
     constructed = settings(tmp_path)
     assert (constructed.sinks, constructed.fulfillment) == (("outbox",), "simulator")
+
+
+def test_a_bus_makes_it_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN.md: the default sink is ``nats`` where a bus is configured; explicit
+    settings still win."""
+    monkeypatch.delenv("O2A_SINKS", raising=False)
+    monkeypatch.delenv("O2A_FULFILLMENT", raising=False)
+    monkeypatch.setenv("O2A_NATS_URL", " nats://bus:4222 ")
+    from_env = Settings.from_env()
+    assert (from_env.nats_url, from_env.sinks) == ("nats://bus:4222", ("nats",))
+    monkeypatch.setenv("O2A_SINKS", "outbox")
+    assert Settings.from_env().sinks == ("outbox",)
+
+
+def test_the_nats_sink_needs_a_bus(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="O2A_NATS_URL is not set"):
+        message_bus(wired(settings(tmp_path, sinks=("nats",))))
 
 
 @pytest.mark.parametrize(
@@ -542,15 +564,18 @@ def test_fulfillment_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_adapters_the_settings_name(tmp_path: Path) -> None:
-    bus = message_bus(settings(tmp_path))
+    bus = message_bus(wired(settings(tmp_path)))
     assert isinstance(bus, OutboxBus) and bus.directory == tmp_path
-    assert isinstance(fulfillment_system(settings(tmp_path)), SimulatedFulfillment)
+    assert isinstance(fulfillment_system(wired(settings(tmp_path))), SimulatedFulfillment)
 
 
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [
-        ({"sinks": ("outbox", "kafka")}, "O2A_SINKS: unknown adapter 'kafka'; known: outbox"),
+        (
+            {"sinks": ("outbox", "kafka")},
+            "O2A_SINKS: unknown adapter 'kafka'; known: outbox, nats",
+        ),
         ({"sinks": ()}, "O2A_SINKS names no sink"),
     ],
 )
@@ -558,7 +583,7 @@ def test_unknown_sink_is_input_error(
     tmp_path: Path, changes: dict[str, object], fragment: str
 ) -> None:
     with pytest.raises(InputError) as info:
-        message_bus(settings(tmp_path, **changes))
+        message_bus(wired(settings(tmp_path, **changes)))
     assert str(info.value).startswith(fragment)
     assert "\n" not in str(info.value)
 
@@ -568,7 +593,7 @@ def test_unknown_fulfillment_is_input_error(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(
         InputError, match="O2A_FULFILLMENT: unknown adapter 'asap'; known: simulator"
     ):
-        fulfillment_system(Settings.from_env())
+        fulfillment_system(wired(Settings.from_env()))
 
 
 async def test_fan_out_publishes_to_every_bus(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from o2a import ids
+from o2a.bus import connect_bus
 from o2a.config import Settings
 from o2a.inbound import CC_NS, SO_NS
 from o2a.models import OrderState
@@ -195,8 +196,8 @@ def sample_json(order_number: str) -> dict[str, object]:
 # --- `o2a server` and `o2a up` --------------------------------------------------------------
 
 
-async def test_server_command_serves_temporal_and_web_ui(tmp_path: Path, settings: Settings):
-    port, ui_port = free_port(), free_port()
+async def test_server_command_serves_temporal_web_ui_and_nats(tmp_path: Path, settings: Settings):
+    port, ui_port, nats_port = free_port(), free_port(), free_port()
     db = tmp_path / "server" / "t.db"
     env = cli_env(f"127.0.0.1:{port}", settings)
     server = await Background.start(
@@ -207,6 +208,8 @@ async def test_server_command_serves_temporal_and_web_ui(tmp_path: Path, setting
         str(port),
         "--ui-port",
         str(ui_port),
+        "--nats-port",
+        str(nats_port),
         env=env,
         log=tmp_path / "server.log",
     )
@@ -227,6 +230,12 @@ async def test_server_command_serves_temporal_and_web_ui(tmp_path: Path, setting
             await asyncio.sleep(0.5)
         assert status == 200, f"GET {url} -> {status}\n{server.output()}"
         assert db.exists()
+        nats = await connect_bus(f"nats://127.0.0.1:{nats_port}", "test")
+        try:
+            await nats.jetstream().account_info()  # JetStream on, its store beside the db
+        finally:
+            await nats.close()
+        assert (db.parent / "nats" / "jetstream").is_dir()
 
         server.remember_descendants()
         server.signal(signal.SIGINT)
@@ -237,6 +246,7 @@ async def test_server_command_serves_temporal_and_web_ui(tmp_path: Path, setting
                 f"o2a server still running 20s after SIGINT:\n{server.output()}"
             ) from None
         await wait_until(lambda: not port_open(port), "the server port to close", 10)
+        await wait_until(lambda: not port_open(nats_port), "the NATS port to close", 10)
         assert "Traceback" not in server.output()
     finally:
         server.kill()
@@ -251,6 +261,8 @@ async def start_up(tmp_path: Path, port: int, ui_port: int, env: Mapping[str, st
         str(port),
         "--ui-port",
         str(ui_port),
+        "--nats-port",
+        str(free_port()),
         "--api-port",
         str(free_port()),
         env=env,
@@ -320,6 +332,8 @@ async def test_server_command_stops_its_dev_server_on_sigterm(tmp_path: Path, se
         str(port),
         "--ui-port",
         str(ui_port),
+        "--nats-port",
+        str(free_port()),
         env=cli_env(f"127.0.0.1:{port}", settings),
         log=tmp_path / "server.log",
     )

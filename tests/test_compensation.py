@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from o2a import ids
-from o2a.adapters import message_bus
+from o2a.adapters.outbox import OutboxBus
 from o2a.client import DATA_CONVERTER, interceptors
 from o2a.config import Settings
 from o2a.models import (
@@ -415,7 +415,7 @@ async def broadband_finishing(
     Yields the order, the fulfillment calls, and the event that lets the child go on."""
     gated = GatedFulfillment()
     final_report = ids.fulfillment_update_message_id(order.order_number, 1, PROV_BB, 3)
-    bus = GatedBus(message_bus(settings), final_report)
+    bus = GatedBus(OutboxBus(settings.outbox_dir), final_report)
     verify = gated.hold(Step.VERIFY, PROV_BB)
     if hold == "final report":
         verify.release()

@@ -60,15 +60,16 @@ async def start(
         str(port),
         "--ui-port",
         str(ui_port),
-        *api_port(command),
+        *own_ports(command),
         env=cli_env(f"127.0.0.1:{port}", settings),
         log=db.parent / log,
     )
 
 
-def api_port(command: str) -> list[str]:
-    """`o2a up` also serves the API: on a port of its own, never the default 8000."""
-    return ["--api-port", str(free_port())] if command == "up" else []
+def own_ports(command: str) -> list[str]:
+    """NATS (and for `o2a up` the API) on ports of their own, never the defaults."""
+    nats = ["--nats-port", str(free_port())]
+    return nats + (["--api-port", str(free_port())] if command == "up" else [])
 
 
 async def sigkill_and_wait_for_children(command: Background) -> None:
@@ -140,7 +141,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(
                 str(port),
                 "--ui-port",
                 str(free_port()),
-                *api_port(command),
+                *own_ports(command),
             ],
             env=cli_env(f"127.0.0.1:{port}", settings),
             capture_output=True,
@@ -149,6 +150,6 @@ def test_a_port_in_use_is_one_line_and_exit_1(
         )
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        f"o2a: port {port} is already in use (another `o2a up` or Temporal server?): "
-        "stop it, or choose other ports with --port / --ui-port"
+        f"o2a: port {port} is already in use (another `o2a up` or o2a server?): "
+        "stop it, or choose other ports with --port / --ui-port / --nats-port"
     ]

@@ -1,53 +1,90 @@
-"""`o2a up`: the embedded server, a worker and the HTTP API in one command and one event loop;
-Ctrl-C or SIGTERM stops the worker and the API (requests in flight finish), then the server
-they both need."""
+"""`o2a up`: the embedded servers (Temporal, NATS), a worker, the HTTP API and the bus
+services in one command and one event loop; Ctrl-C or SIGTERM stops the worker, the API
+(requests in flight finish) and the bus services, then the servers they need."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from o2a.api.auth import ApiKeys, Role, local_keys
 from o2a.api.server import api_server
 from o2a.config import Settings
+from o2a.nats_server import NatsServer
 from o2a.server import DevServer, ServerError, ensure_ports_free
 from workers.worker import run_worker
 
+BusService = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+BUS_SERVICES: list[BusService] = []
+"""What else runs on the bus (the inbound listener, the simulated fulfillment systems),
+each until the event is set."""
 
-async def run_up(
-    settings: Settings, db: Path, port: int, ui_port: int, api_port: int, keys_text: str | None
-) -> int:
+
+@dataclass(frozen=True)
+class Stack:
+    db: Path
+    port: int
+    ui_port: int
+    api_port: int
+    nats: NatsServer | None
+    """The embedded NATS server; None: none, or O2A_NATS_URL names the bus."""
+
+
+async def run_up(settings: Settings, stack: Stack, keys_text: str | None) -> int:
     """``keys_text`` is ``O2A_API_KEYS``; without it, local keys kept beside the database."""
     keys = ApiKeys.parse(keys_text) if keys_text else None
-    check_api_port(api_port, "--api-port")
-    log_file = db.parent / "temporal.log"
-    server = DevServer(db=db, port=port, ui_port=ui_port, log_file=log_file)
+    check_api_port(stack.api_port, "--api-port")
+    var = stack.db.parent
+    log_file = var / "temporal.log"
+    server = DevServer(db=stack.db, port=stack.port, ui_port=stack.ui_port, log_file=log_file)
+    nats = stack.nats
+    if nats is not None:
+        nats.log_file = var / "nats.log"
     server.start()
     try:
+        if nats is not None:
+            nats.start()
+            await nats.wait_ready()
+            # `up` means these servers, whatever the shell's variables say.
+            os.environ["O2A_NATS_URL"] = nats.url
         await server.wait_ready()
-        # `up` means this server, whatever the shell's TEMPORAL_ADDRESS says.
         os.environ["TEMPORAL_ADDRESS"] = server.address
+        settings = Settings.from_env()
         print(
-            f"Temporal dev server on {server.address} (db {db}, log {log_file})\n"
-            f"Web UI  http://localhost:{ui_port}\n"
-            f"API     http://localhost:{api_port} (docs /docs)\n"
+            f"Temporal dev server on {server.address} (db {stack.db}, log {log_file})\n"
+            f"Web UI  http://localhost:{stack.ui_port}\n"
+            + (
+                f"NATS    {nats.url} (JetStream, store {nats.store}, log {nats.log_file})\n"
+                if nats is not None
+                else ""
+            )
+            + f"API     http://localhost:{stack.api_port} (docs /docs)\n"
             "Submit an order in another terminal: .venv/bin/o2a submit samples/triple_play.xml",
             flush=True,
         )
         if keys is None:
-            keys = _local_keys(db.parent, api_port)
+            keys = _local_keys(var, stack.api_port)
         stop = asyncio.Event()
-        api = api_server(settings, keys, "127.0.0.1", api_port)
-        async with asyncio.TaskGroup() as tasks:  # one failing stops the other
+        api = api_server(settings, keys, "127.0.0.1", stack.api_port)
+        async with asyncio.TaskGroup() as tasks:  # one failing stops the others
             tasks.create_task(serve_api(api, stop))
             tasks.create_task(run_worker(settings, stop))
+            if settings.nats_url is not None:
+                for service in BUS_SERVICES:
+                    tasks.create_task(service(settings, stop))
     finally:
         server.stop()
         print("Temporal dev server stopped", flush=True)
+        if nats is not None:
+            nats.stop()
+            print("NATS server stopped", flush=True)
     return 0
 
 

@@ -20,7 +20,7 @@ from activities.decomposition import DecompositionActivities
 from activities.fulfillment import FulfillmentActivities
 from activities.messaging import MessagingActivities
 from activities.notifications import NotificationActivities
-from o2a.adapters import fulfillment_system, message_bus
+from o2a.adapters import Wiring, fulfillment_system, message_bus
 from o2a.client import connect
 from o2a.config import Settings
 from o2a.notifications import Notifier, TemporalNotifier
@@ -47,20 +47,23 @@ def build_worker(
     client: Client,
     settings: Settings,
     *,
+    wiring: Wiring | None = None,
     bus: MessageBus | None = None,
     fulfillment: FulfillmentSystem | None = None,
     notifier: Notifier | None = None,
     workflow_runner: WorkflowRunner | None = None,
 ) -> Worker:
-    """The adapters the settings name, unless given (tests bring their own). Events go to
-    the hub of the worker's task queue."""
+    """The adapters the settings name, unless given (tests bring their own), sharing the
+    ``wiring`` (its bus connection); the caller closes it. Events go to the hub of the
+    worker's task queue."""
+    wiring = wiring or Wiring(settings, "o2a-worker")
     decomposition = DecompositionActivities(settings.catalog_path)
     _ = decomposition.catalog  # a broken catalog stops the worker at start, not an order
     messaging = MessagingActivities(
-        bus or message_bus(settings), notifier or TemporalNotifier(client, settings.task_queue)
+        bus or message_bus(wiring), notifier or TemporalNotifier(client, settings.task_queue)
     )
     notifications = NotificationActivities()
-    fulfillment_activities = FulfillmentActivities(fulfillment or fulfillment_system(settings))
+    fulfillment_activities = FulfillmentActivities(fulfillment or fulfillment_system(wiring))
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -85,7 +88,8 @@ def build_worker(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set, or until SIGINT/SIGTERM; in-flight tasks finish first."""
     client = await connect("o2a-worker")
-    worker = build_worker(client, settings)
+    wiring = Wiring(settings, "o2a-worker")
+    worker = build_worker(client, settings, wiring=wiring)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -96,8 +100,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         f"fulfillment by {settings.fulfillment}",
         flush=True,
     )
-    async with worker:
-        await stop.wait()
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        await wiring.close()
     print("o2a worker stopped", flush=True)
 
 
@@ -110,8 +117,9 @@ def run_workers(settings: Settings, processes: int) -> None:
         _process_main(settings)
         return
     # Refuse unknown adapters here, once, rather than with a traceback in every child.
-    message_bus(settings)
-    fulfillment_system(settings)
+    wiring = Wiring(settings, "o2a-worker")
+    message_bus(wiring)
+    fulfillment_system(wiring)
     ctx = multiprocessing.get_context("spawn")
     children = [ctx.Process(target=_process_main, args=(settings,)) for _ in range(processes)]
     for child in children:

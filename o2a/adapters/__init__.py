@@ -1,7 +1,7 @@
 """Adapters of the ports, and the choice among them that the settings name.
 
-The worker wires what ``message_bus`` and ``fulfillment_system`` return; tests construct
-adapters of their own instead.
+The worker wires what ``message_bus`` and ``fulfillment_system`` return for its
+``Wiring``; tests construct adapters of their own instead.
 """
 
 from __future__ import annotations
@@ -10,20 +10,47 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from o2a.adapters.nats import NatsBus
 from o2a.adapters.outbox import OutboxBus
 from o2a.adapters.simulator import SimulatedFulfillment
+from o2a.bus import BusConnection, Subjects
 from o2a.config import Settings
 from o2a.errors import InputError
 from o2a.ports import Destination, FulfillmentSystem, MessageBus
 
 T = TypeVar("T")
 
-SINKS: dict[str, Callable[[Settings], MessageBus]] = {
-    "outbox": lambda settings: OutboxBus(settings.outbox_dir),
+
+class Wiring:
+    """What one process's adapters share: its settings and, made when the first adapter
+    needs it, its one connection to the bus."""
+
+    def __init__(self, settings: Settings, client_name: str) -> None:
+        self.settings = settings
+        self.client_name = client_name
+        self._bus: BusConnection | None = None
+
+    def bus(self) -> BusConnection:
+        if self.settings.nats_url is None:
+            raise InputError("O2A_NATS_URL is not set: the bus adapters need a NATS server")
+        if self._bus is None:
+            self._bus = BusConnection(
+                self.settings.nats_url, Subjects(self.settings.subject_prefix), self.client_name
+            )
+        return self._bus
+
+    async def close(self) -> None:
+        if self._bus is not None:
+            await self._bus.close()
+
+
+SINKS: dict[str, Callable[[Wiring], MessageBus]] = {
+    "outbox": lambda wiring: OutboxBus(wiring.settings.outbox_dir),
+    "nats": lambda wiring: NatsBus(wiring.bus()),
 }
 """MessageBus adapters by their ``O2A_SINKS`` name."""
-FULFILLMENT_SYSTEMS: dict[str, Callable[[Settings], FulfillmentSystem]] = {
-    "simulator": lambda settings: SimulatedFulfillment(),
+FULFILLMENT_SYSTEMS: dict[str, Callable[[Wiring], FulfillmentSystem]] = {
+    "simulator": lambda wiring: SimulatedFulfillment(),
 }
 """FulfillmentSystem adapters by their ``O2A_FULFILLMENT`` name."""
 
@@ -38,17 +65,19 @@ class FanOutBus:
         await asyncio.gather(*(b.publish(destination, message_id, document) for b in self.buses))
 
 
-def message_bus(settings: Settings) -> MessageBus:
+def message_bus(wiring: Wiring) -> MessageBus:
     """The bus the settings name; InputError for an unknown or missing sink."""
-    if not settings.sinks:
+    sinks = wiring.settings.sinks
+    if not sinks:
         raise InputError("O2A_SINKS names no sink; known: " + ", ".join(SINKS))
-    buses = [_named(SINKS, "O2A_SINKS", name)(settings) for name in settings.sinks]
+    buses = [_named(SINKS, "O2A_SINKS", name)(wiring) for name in sinks]
     return buses[0] if len(buses) == 1 else FanOutBus(buses)
 
 
-def fulfillment_system(settings: Settings) -> FulfillmentSystem:
+def fulfillment_system(wiring: Wiring) -> FulfillmentSystem:
     """The fulfillment adapter the settings name; InputError for an unknown one."""
-    return _named(FULFILLMENT_SYSTEMS, "O2A_FULFILLMENT", settings.fulfillment)(settings)
+    name = wiring.settings.fulfillment
+    return _named(FULFILLMENT_SYSTEMS, "O2A_FULFILLMENT", name)(wiring)
 
 
 def _named(known: Mapping[str, T], variable: str, name: str) -> T:

@@ -1,0 +1,31 @@
+"""The MessageBus port on NATS JetStream: each EBM to its subject, deduplicated by the
+broker on its EBMID (``Nats-Msg-Id``), done only once JetStream has stored it."""
+
+from __future__ import annotations
+
+from nats.errors import Error as NatsError
+
+from o2a.bus import MSG_ID, PUBLISH_TIMEOUT, BusConnection, BusUnavailable
+from o2a.ports import Destination
+
+
+class NatsBus:
+    def __init__(self, connection: BusConnection) -> None:
+        self._connection = connection
+
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+        """A retried publish of the same ID inside the duplicate window is acknowledged as
+        a duplicate and stored once. Raises BusUnavailable while NATS cannot take it, so
+        the activity retries."""
+        js = await self._connection.jetstream()
+        try:
+            await js.publish(
+                self._connection.subjects.of(destination),
+                document,
+                timeout=PUBLISH_TIMEOUT,
+                headers={MSG_ID: message_id},
+            )
+        except (NatsError, TimeoutError) as exc:
+            raise BusUnavailable(
+                f"NATS did not store {message_id}: {exc or type(exc).__name__}"
+            ) from exc
