@@ -4,7 +4,8 @@ destination of the party that reads it, under its deterministic ID.
 A message the bus can never take fails for good (OUTBOUND_MESSAGE_REJECTED_TYPE); a bus an
 operator must fix first is retried, with one warning line per attempt saying what to fix.
 Once a CRM update, jeopardy or fallout message is out, its TMF events go to the Notifier
-(hub listeners); a worker without one sends none."""
+(hub listeners); a worker without one sends none. A CRM update that reports a cancel's
+outcome also carries the cancelProductOrder task's last state change."""
 
 from __future__ import annotations
 
@@ -157,6 +158,7 @@ class MessagingActivities:
                 msg.revision,
                 msg.order_status,
                 msg.lines,
+                msg.revision_outcome,
             )
         )
 

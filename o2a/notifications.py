@@ -10,6 +10,8 @@ that sends it, so the order workflow does not change and its histories still rep
 | every UpdateSalesOrderEBM:       |                                                       |
 |   each line with a milestone     | ProductOrderMilestoneEvent (once per new milestone)   |
 |   then the order                 | ProductOrderStateChangeEvent (once per new state)     |
+|   then a cancel's outcome        | CancelProductOrderStateChangeEvent (done or           |
+|                                  | terminatedWithError: the task as GET shows it)        |
 | jeopardy UpdateSalesOrderEBM     | ProductOrderJeopardyAlertEvent                        |
 | Fault + trouble ticket (fallout) | ProductOrderErrorMessageEvent (state held)            |
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from temporalio.client import (
     Client,
@@ -44,8 +46,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from o2a import ids
 from o2a.errors import InputError, NoWorkerError
-from o2a.models import FalloutView, FulfillmentStatus, JeopardyView, LineView, OrderState
-from o2a.tmf622 import API_ROOT, ITEM_STATES, tmf_state
+from o2a.models import (
+    FalloutView,
+    FulfillmentStatus,
+    JeopardyView,
+    LineView,
+    OrderState,
+    RevisionView,
+)
+from o2a.tmf622 import ITEM_STATES, answered_cancel_task, order_href, tmf_state
 from workflows.contracts.listener_delivery import (
     EVENTS_SIGNAL,
     Listener,
@@ -73,6 +82,13 @@ class EventType(StrEnum):
     MILESTONE = "ProductOrderMilestoneEvent"
     JEOPARDY_ALERT = "ProductOrderJeopardyAlertEvent"
     ERROR_MESSAGE = "ProductOrderErrorMessageEvent"
+    CANCEL_STATE_CHANGE = "CancelProductOrderStateChangeEvent"
+
+
+CANCEL_KIND = "cancel"
+"""``RevisionView.kind`` of a cancel's outcome."""
+CANCEL_TASK = "cancelProductOrder"
+"""The resource a CancelProductOrderStateChangeEvent carries."""
 
 
 ORDER_KEYS = frozenset(
@@ -96,20 +112,27 @@ def _event(
     line: str | None = None,
     latest: tuple[str, str] | None = None,
 ) -> TmfEvent:
+    """An event about the order: ``event.productOrder`` is its id, href and ``details``."""
+    order = {"id": order_number, "href": order_href(order_number), "@type": "ProductOrder"}
+    return _tmf_event(message_id, kind, created, {"productOrder": order | details}, line, latest)
+
+
+def _tmf_event(
+    message_id: str,
+    kind: EventType,
+    created: datetime,
+    event: dict[str, Any],
+    line: str | None = None,
+    latest: tuple[str, str] | None = None,
+) -> TmfEvent:
     """The eventId is the message ID, the kind and the line (escaped): message IDs have no
     ``/``, so it is unique per event and the same when the message is sent again."""
     suffix = f"/{ids.escape(line)}" if line is not None else ""
-    order = {
-        "id": order_number,
-        "href": f"{API_ROOT}/productOrder/{quote(order_number, safe='')}",
-        "@type": "ProductOrder",
-        **details,
-    }
     return TmfEvent(
         event_id=f"{message_id}/{kind.value}{suffix}",
         event_time=created,
         event_type=kind.value,
-        event={"productOrder": order},
+        event=event,
         latest=latest,
     )
 
@@ -125,11 +148,13 @@ def sales_order_update_events(
     revision: int,
     status: FulfillmentStatus,
     lines: Sequence[LineView],
+    outcome: RevisionView | None = None,
 ) -> list[TmfEvent]:
     """The order's first CRM update (sequence 1, whatever its revision) also says the order
     was created: it is sent as the order starts. The state change comes after the update's
     milestones, as the order reaches its state by them: a completed order's last event
-    says it is completed."""
+    says it is completed. An update that reports a cancel's ``outcome`` ends with the
+    cancel task's state change."""
     state = {"state": ITEM_STATES[status]}
     events = []
     if message_id == ids.sales_order_update_message_id(order_number, revision, 1):
@@ -165,6 +190,13 @@ def sales_order_update_events(
             latest=(f"{key}/state", state["state"]),
         )
     )
+    if outcome is not None and outcome.kind == CANCEL_KIND and outcome.request_id is not None:
+        task = answered_cancel_task(order_number, outcome).model_dump(
+            mode="json", exclude_none=True
+        )
+        events.append(
+            _tmf_event(message_id, EventType.CANCEL_STATE_CHANGE, created, {CANCEL_TASK: task})
+        )
     return events
 
 
@@ -245,8 +277,15 @@ class EventFilter:
 
     def matches(self, event: TmfEvent) -> bool:
         return (not self.event_types or event.event_type in self.event_types) and (
-            not self.order_ids or event.order_id in self.order_ids
+            not self.order_ids or event_order_id(event) in self.order_ids
         )
+
+
+def event_order_id(event: TmfEvent) -> str:
+    """The order an event is about: its productOrder, or the one its cancel task cancels."""
+    resource = event.event.get(CANCEL_TASK, event.event)
+    order_id: str = resource["productOrder"]["id"]
+    return order_id
 
 
 def fanout(subscriptions: Sequence[Subscription], events: Sequence[TmfEvent]) -> list[Fanout]:

@@ -71,6 +71,7 @@ from o2a.models import (
     OrderDateTime,
     OrderState,
     OrderStatus,
+    RevisionView,
     SalesOrderLine,
     ServiceActionCode,
     Specification,
@@ -608,23 +609,51 @@ def cancel_task(
     """The task's state: ``terminatedWithError`` if the order ``refused`` it at once, or
     rejected it, or ended without answering it; ``done`` once the order recorded it
     cancelled; ``inProgress`` until then (``acknowledged`` when just sent)."""
-    task_id = cancel_task_id(order_number, request_id)
     outcome = next(
         (r for r in (status.revisions if status else []) if r.request_id == request_id), None
     )
-    if refused is None and outcome is not None and outcome.outcome != "cancelled":
-        refused = outcome.reason or f"order {order_number} refused the cancel"
     if refused is None and outcome is None and status is not None and status.state in FINAL_STATES:
         refused = (
             f"order {order_number} is {status.state.value}: only a running order can be cancelled"
         )
+    return _cancel_task(
+        order_number,
+        request_id,
+        outcome,
+        "acknowledged" if status is None else "inProgress",
+        reason,
+        created,
+        refused,
+    )
+
+
+def answered_cancel_task(order_number: str, outcome: RevisionView) -> CancelProductOrder:
+    """The task once the order has recorded the cancel's ``outcome``: as GET shows it from
+    then on (``done`` or ``terminatedWithError``)."""
+    if outcome.request_id is None:
+        raise ValueError(f"order {order_number}: an outcome without a request ID has no task")
+    return _cancel_task(order_number, outcome.request_id, outcome, "inProgress")
+
+
+def _cancel_task(
+    order_number: str,
+    request_id: str,
+    outcome: RevisionView | None,
+    unanswered: TaskState,
+    reason: str | None = None,
+    created: datetime | None = None,
+    refused: str | None = None,
+) -> CancelProductOrder:
+    task_id = cancel_task_id(order_number, request_id)
+    if refused is None and outcome is not None and outcome.outcome != "cancelled":
+        refused = outcome.reason or f"order {order_number} refused the cancel"
     state: TaskState
     if refused is not None:
         state = "terminatedWithError"
     elif outcome is not None:
         state, reason = "done", outcome.reason
     else:
-        state = "acknowledged" if status is None else "inProgress"
+        state = unanswered
     return CancelProductOrder(
         id=task_id,
         href=f"{API_ROOT}/cancelProductOrder/{_quote(task_id)}",

@@ -8,9 +8,11 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,8 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from temporalio.client import Client
 
+from o2a import ids, tmf622
 from o2a.config import Settings
-from o2a.models import Step
+from o2a.models import FulfillmentStatus, OrderState, OrderStatus, RevisionView, Step
+from o2a.notifications import EventFilter, sales_order_update_events
 from o2a.tmf622 import API_ROOT
 from tests.support import (
     PROV_FIXED,
@@ -38,8 +42,10 @@ from tests.support import (
 from workflows.contracts.listener_delivery import listener_workflow_id
 
 HUB = f"{API_ROOT}/hub"
+CANCELS = f"{API_ROOT}/cancelProductOrder"
 STATE_CHANGE = "ProductOrderStateChangeEvent"
 MILESTONE = "ProductOrderMilestoneEvent"
+CANCEL_STATE_CHANGE = "CancelProductOrderStateChangeEvent"
 
 
 @dataclass
@@ -66,6 +72,9 @@ class Inbox:
 
     async def caught_up(self, other: Inbox) -> bool:
         return "completed" in self.states() and self.ids() == other.ids()
+
+    async def has(self, count: int) -> bool:
+        return len(self.posts) >= count
 
 
 def free_port() -> int:
@@ -213,3 +222,85 @@ async def test_the_hub_is_the_integrators_and_checks_what_it_is_given(
         unknown = await http.delete(f"{HUB}/no-such-subscription", headers=api.headers())
         assert unknown.status_code == 404
         assert unknown.json()["code"] == "404"
+
+
+async def test_a_cancels_outcome_ends_its_cancel_task_for_listeners_as_get_shows_it(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """The cancel that cancels the order ends ``done``; one queued behind it is rejected,
+    ``terminatedWithError``; a listener filtering on the order and the event type gets both
+    tasks exactly as ``GET cancelProductOrder/{id}`` shows them."""
+    boxes = {name: Inbox() for name in ("cancels", "other")}
+    gated = GatedFulfillment()
+    gate = gated.hold(Step.ACTIVATE, PROV_FIXED)
+    async with (
+        worker(fulfillment=gated),
+        running_api(client, settings) as api,
+        httpx.AsyncClient(base_url=api.url, headers=api.headers()) as http,
+        listening(free_port(), boxes) as url,
+    ):
+        query = f"eventType={CANCEL_STATE_CHANGE}&productOrder.id="
+        made = await subscribe(http, api, callback=f"{url}/cancels", query=query + order_number)
+        await subscribe(http, api, callback=f"{url}/other", query=query + "NOT-THIS-ORDER")
+        handle = await start(client, settings, quick_triple_play(order_number))
+        try:
+            await gate.wait_reached()
+            tasks = []
+            for reason in ("customer moved", "asked twice"):
+                body = {"productOrder": {"id": order_number}, "cancellationReason": reason}
+                posted = await http.post(CANCELS, json=body)
+                assert (posted.status_code, posted.json()["state"]) == (201, "acknowledged")
+                tasks.append(posted.json()["id"])
+            gate.release()
+            await finished(handle)
+            await until(lambda: boxes["cancels"].has(2))
+        finally:
+            gated.release_all()
+        shown = [(await http.get(f"{CANCELS}/{task}")).json() for task in tasks]
+
+    events = boxes["cancels"].events()
+    assert [e["event"]["cancelProductOrder"] for e in events] == shown
+    assert [e["eventType"] for e in events] == [CANCEL_STATE_CHANGE] * 2
+    assert [task["state"] for task in shown] == ["done", "terminatedWithError"]
+    assert shown[0]["cancellationReason"] == "customer moved"
+    assert [e["message"] for e in shown[1]["errorMessage"]] == ["order is cancelled"]
+    update = re.escape(f"USO.{ids.escape(order_number)}.r1.u") + r"\d{3}"
+    for event in events:
+        assert re.fullmatch(f"{update}/{CANCEL_STATE_CHANGE}", event["eventId"]), event
+    assert_signed(boxes["cancels"], made["secret"])
+    assert boxes["other"].posts == []
+
+
+def test_a_cancel_task_event_is_the_same_each_time_its_message_is_sent() -> None:
+    """Made from the CRM update that reports the outcome: a resent update yields the same
+    event, the task as GET shows it, found by the order's id; a revision's outcome has no
+    task."""
+    at = datetime(2026, 11, 26, tzinfo=UTC)
+    cancelled = RevisionView(
+        number=1, outcome="cancelled", reason="moved", request_id="r1", kind="cancel"
+    )
+    message_id = ids.sales_order_update_message_id("O/1", 1, 7)
+
+    def events(outcome: RevisionView) -> list[Any]:
+        made = sales_order_update_events(
+            message_id, at, "O/1", 1, FulfillmentStatus.CANCELLED, [], outcome
+        )
+        return [e for e in made if e.event_type == CANCEL_STATE_CHANGE]
+
+    [event] = events(cancelled)
+    assert events(cancelled) == [event]
+    assert event.event_id == f"{message_id}/{CANCEL_STATE_CHANGE}"
+    status = OrderStatus(
+        order_number="O/1",
+        revision=1,
+        state=OrderState.CANCELLED,
+        status=FulfillmentStatus.CANCELLED,
+        lines=[],
+        components=[],
+        revisions=[cancelled],
+    )
+    get = tmf622.cancel_task("O/1", "r1", status).model_dump(mode="json", exclude_none=True)
+    assert event.event == {"cancelProductOrder": get}
+    assert EventFilter.parse(f"productOrder.id=O/1&eventType={CANCEL_STATE_CHANGE}").matches(event)
+    assert not EventFilter.parse("productOrder.id=O/2").matches(event)
+    assert events(cancelled.model_copy(update={"kind": "revision", "outcome": "accepted"})) == []
