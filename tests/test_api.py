@@ -11,6 +11,7 @@ import httpx
 from temporalio.client import Client
 
 from o2a.config import Settings
+from o2a.server import DevServer
 from tests.conftest import free_port
 from tests.support import API_KEYS, O2A, Background, cli_env, running_api, until
 
@@ -72,6 +73,41 @@ async def test_o2a_api_serves_until_sigterm(
         api.signal(signal.SIGTERM)
         assert await api.wait(10) == 0, api.output()
         assert "o2a API stopped" in api.output() and "Traceback" not in api.output()
+    finally:
+        await api.stop()
+
+
+async def test_o2a_api_starts_while_temporal_is_down_and_serves_once_it_is_up(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Readiness, not a crash: /healthz answers, the rest is a 503 with the TMF body until
+    Temporal answers, then the same process serves without a restart."""
+    temporal = DevServer(db=None, port=free_port(), ui_port=None, log_file=tmp_path / "t.log")
+    port = free_port()
+    env = cli_env(temporal.address, settings, O2A_API_KEYS=API_KEYS)
+    api = await Background.start("api", "--port", str(port), env=env, log=tmp_path / "api.log")
+    key = {"Authorization": f"Bearer {API_KEYS.split(',')[0].split(':')[0]}"}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+            async def healthy() -> bool:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:  # not listening yet
+                    return False
+
+            await until(healthy)
+            for path in ("/readyz", "/api/v1/orders"):
+                down = await http.get(path, headers=key)
+                assert down.status_code == 503, down.text
+                assert down.json()["reason"] == "Temporal unavailable", down.text
+            with temporal:
+                await temporal.wait_ready()
+                ready = await http.get("/readyz")
+                assert ready.json() == {"status": "ready"}, ready.text
+                orders = await http.get("/api/v1/orders", headers=key)
+                assert orders.status_code == 200, orders.text
+        assert "Traceback" not in api.output(), api.output()
     finally:
         await api.stop()
 

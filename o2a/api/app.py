@@ -1,9 +1,11 @@
-"""The ASGI application: one OrderService on one Temporal client for its lifetime, the
+"""The ASGI application: one OrderService on one Temporal client for its lifetime (made on
+first need, so the API starts and answers /healthz while Temporal is still down), the
 routers of each resource family, TMF error bodies, a body-size limit enforced while the body
 is read, and one log line per request."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -11,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
@@ -19,7 +21,7 @@ from temporalio.client import Client
 from o2a.api import aia, errors, hub, operator, product_order
 from o2a.api.auth import ApiKeys
 from o2a.api.errors import error_body
-from o2a.client import connect
+from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
 from o2a.service import OrderService
 
@@ -39,10 +41,13 @@ def create_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = await (client_factory or _connect)()
-        app.state.client = client
-        app.state.service = OrderService(client, settings)
+        try:
+            await temporal.connect(app)
+        except ConnectionFailed as exc:
+            log.warning("%s; the API answers 503 until Temporal is reachable", exc)
         yield
+
+    temporal = TemporalLink(settings, client_factory or _connect)
 
     app = FastAPI(
         title="o2a",
@@ -53,6 +58,7 @@ def create_app(
     )
     app.state.keys = keys
     app.state.settings = settings
+    app.state.temporal = temporal
     errors.install(app)
 
     @app.get("/healthz", tags=["health"])
@@ -63,17 +69,19 @@ def create_app(
     @app.get("/readyz", tags=["health"])
     async def readyz() -> dict[str, str]:
         """Temporal answers (503 with the TMF error body if not)."""
+        await temporal.connect(app)
         client: Client = app.state.client
         await client.workflow_service.get_system_info(
             GetSystemInfoRequest(), timeout=timedelta(seconds=2)
         )
         return {"status": "ready"}
 
-    # Resource families, one router module each:
-    app.include_router(product_order.router)
-    app.include_router(aia.router)
-    app.include_router(operator.router)
-    app.include_router(hub.router)
+    # Resource families, one router module each; each needs Temporal:
+    connected = [Depends(temporal_connected)]
+    app.include_router(product_order.router, dependencies=connected)
+    app.include_router(aia.router, dependencies=connected)
+    app.include_router(operator.router, dependencies=connected)
+    app.include_router(hub.router, dependencies=connected)
     app.add_middleware(RequestLog)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app
@@ -81,6 +89,31 @@ def create_app(
 
 async def _connect() -> Client:
     return await connect("o2a-api")
+
+
+class TemporalLink:
+    """Puts the client and the service on the app once Temporal first answers a connect;
+    until then each request tries again (ConnectionFailed: 503 with the TMF body). Once
+    made, the client reconnects by itself."""
+
+    def __init__(self, settings: Settings, factory: ClientFactory) -> None:
+        self._settings = settings
+        self._factory = factory
+        self._lock = asyncio.Lock()
+
+    async def connect(self, app: FastAPI) -> None:
+        if getattr(app.state, "client", None) is not None:
+            return
+        async with self._lock:
+            if getattr(app.state, "client", None) is None:
+                client = await self._factory()
+                app.state.client = client
+                app.state.service = OrderService(client, self._settings)
+
+
+async def temporal_connected(request: Request) -> None:
+    link: TemporalLink = request.app.state.temporal
+    await link.connect(request.app)
 
 
 class BodyLimit:
