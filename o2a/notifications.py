@@ -16,10 +16,14 @@ that sends it, so the order workflow does not change and its histories still rep
 | Fault + trouble ticket (fallout) | ProductOrderErrorMessageEvent (state held)            |
 
 The CRM update carries the AIA order status, not the OSM state, so the TMF state is read
-from the status by the table of a line's status (``tmf622.ITEM_STATES``): a waiting,
-suspended or canceling order shows as its status does (acknowledged, inProgress,
-inProgress). "Once per new" is kept by each listener's delivery workflow
-(``TmfEvent.latest``), since only it knows what it last sent.
+from the status by the table of a line's status (``tmf622.ITEM_STATES``). An order in
+fallout has the status FAILED, so it is held from its error message until it is resolved;
+but a waiting, suspended or canceling order shows as its status does (acknowledged,
+inProgress, inProgress), not as pending, held or pendingCancellation: for those the
+message would have to carry the OSM state, and the order would have to send a CRM update
+when it enters them, which it does not when no line changed (a new activity, so a workflow
+change). "Once per new" is kept by each listener's delivery workflow (``TmfEvent.latest``),
+since only it knows what it last sent.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from tests.support import (
     finished,
     quick_triple_play,
     running_api,
+    set_spec,
     start,
     until,
 )
@@ -46,6 +47,7 @@ CANCELS = f"{API_ROOT}/cancelProductOrder"
 STATE_CHANGE = "ProductOrderStateChangeEvent"
 MILESTONE = "ProductOrderMilestoneEvent"
 CANCEL_STATE_CHANGE = "CancelProductOrderStateChangeEvent"
+ERROR_MESSAGE = "ProductOrderErrorMessageEvent"
 
 
 @dataclass
@@ -59,6 +61,9 @@ class Inbox:
 
     def ids(self) -> list[str]:
         return [event["eventId"] for event in self.events()]
+
+    def types(self) -> list[str]:
+        return [event["eventType"] for event in self.events()]
 
     def states(self) -> list[str]:
         return [
@@ -269,6 +274,38 @@ async def test_a_cancels_outcome_ends_its_cancel_task_for_listeners_as_get_shows
         assert re.fullmatch(f"{update}/{CANCEL_STATE_CHANGE}", event["eventId"]), event
     assert_signed(boxes["cancels"], made["secret"])
     assert boxes["other"].posts == []
+
+
+async def test_an_order_in_fallout_is_held_for_listeners_until_resolved(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    boxes = {"states": Inbox()}
+    query = f"eventType={STATE_CHANGE},{ERROR_MESSAGE}"
+    order = set_spec(
+        quick_triple_play(order_number), "1.1.1", "SimulatedFault", "activate:PORT_UNAVAILABLE:1"
+    )
+    async with (
+        worker(),
+        running_api(client, settings) as api,
+        httpx.AsyncClient(base_url=api.url, headers=api.headers()) as http,
+        listening(free_port(), boxes) as url,
+    ):
+        await subscribe(http, api, callback=f"{url}/states", query=query)
+        handle = await start(client, settings, order)
+        await until(lambda: boxes["states"].has_state("held"))
+        resolved = await http.post(
+            f"/api/v1/orders/{order_number}/resolve", headers=api.headers("operator")
+        )
+        assert resolved.status_code == 200, resolved.text
+        await finished(handle)
+        await until(lambda: boxes["states"].has_state("completed"))
+    assert boxes["states"].types() == [STATE_CHANGE, ERROR_MESSAGE, *[STATE_CHANGE] * 3]
+    assert boxes["states"].states() == ["inProgress", "held", "inProgress", "completed"]
+    error = boxes["states"].events()[1]["event"]["productOrder"]
+    assert (error["state"], error["productOrderErrorMessage"][0]["code"]) == (
+        "held",
+        "PORT_UNAVAILABLE",
+    )
 
 
 def test_a_cancel_task_event_is_the_same_each_time_its_message_is_sent() -> None:
