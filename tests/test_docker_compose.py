@@ -2,14 +2,17 @@
 
 There is no Docker engine here, and the tests never call the docker CLI: the files are parsed
 and cross-checked against each other and against the project (pyproject.toml, the environment
-variables o2a reads, the search attributes it writes). Every checker returns a list of
-problems; the real files must give none, and each ``test_checker_catches`` case feeds a
-deliberately broken copy to prove the check can fail.
+variables o2a reads, the search attributes it writes, the `o2a` command line). Every checker
+returns a list of problems; the real files must give none, and each ``test_checker_catches``
+case feeds a deliberately broken copy to prove the check can fail.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import copy
+import io
 import json
 import os
 import re
@@ -20,6 +23,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -39,10 +43,18 @@ SCHEMA_JOB = "temporal-admin-tools"
 SERVER = "temporal"
 NAMESPACE_JOB = "temporal-create-namespace"
 UI = "temporal-ui"
+NATS = "nats"
 WORKER = "o2a-worker"
+LISTENER = "o2a-listener"
+SIMULATOR = "o2a-simulator"
+API = "o2a-api"
+API_PROFILE = "api"
 
 FRONTEND_PORT = 7233
 UI_PORT = 8080
+NATS_PORT = 4222
+NATS_URL = f"nats://{NATS}:{NATS_PORT}"
+API_PORT = 8000
 CONDITIONS = frozenset({"service_started", "service_healthy", "service_completed_successfully"})
 SCHEMA_ROOT = "/etc/temporal/schema/postgresql/v12"
 SCHEMA_DIRS = {
@@ -62,8 +74,40 @@ WORKER_ENV = {
     "TEMPORAL_NAMESPACE": "default",
     "O2A_TASK_QUEUE": "o2a",
     "O2A_OUTBOX_DIR": "/var/lib/o2a/outbox",
+    "O2A_NATS_URL": NATS_URL,
 }
 WORKER_ARGV = ["o2a", "worker"]
+# The bus services (DESIGN.md §3 "Commands", "Message bus"): what each runs, and whether it
+# talks to Temporal (then with the worker's server, namespace and task queue).
+BUS_SERVICES: dict[str, tuple[list[str], bool]] = {
+    LISTENER: (["o2a", "listen"], True),
+    SIMULATOR: (["o2a", "simulate"], False),
+}
+# Settings that every process on the bus must agree on, or they would not meet.
+BUS_SETTINGS = ("O2A_NATS_URL", "O2A_SUBJECT_PREFIX")
+TEMPORAL_SETTINGS = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "O2A_TASK_QUEUE")
+# DESIGN.md §3 commands that o2a.cli may not have yet (they are being added): accepted by
+# name until the parser has them, then parsed like every other command. Empty it once
+# `o2a listen` and `o2a simulate` are in o2a.cli.
+PENDING_SUBCOMMANDS = frozenset({"listen", "simulate"})
+# nats-server flags (Go's flag package: one dash or two, `-f v` or `-f=v`) by what they set.
+NATS_FLAGS = {
+    "js": "jetstream",
+    "jetstream": "jetstream",
+    "sd": "store_dir",
+    "store_dir": "store_dir",
+    "p": "port",
+    "port": "port",
+    "m": "http_port",
+    "http_port": "http_port",
+    "n": "server_name",
+    "name": "server_name",
+    "server_name": "server_name",
+    "c": "config",
+    "config": "config",
+}
+NATS_BOOLEAN_FLAGS = frozenset({"jetstream"})
+RESTARTING = frozenset({"always", "unless-stopped"})
 # Read by the Temporal SDK's environment configuration (temporalio.envconfig), not by o2a code.
 TEMPORAL_CLIENT_ENV = frozenset(
     {
@@ -220,6 +264,16 @@ def named_volume_at(compose: Compose, svc: Service, target: str) -> str | None:
     return None
 
 
+def named_volume_holding(compose: Compose, svc: Service, path: str) -> str | None:
+    """The named volume mounted at ``path`` or at one of its parent directories."""
+    declared = set(compose.get("volumes") or {})
+    for source, target in mounts(svc):
+        root = target.rstrip("/") + "/"
+        if source in declared and (path.rstrip("/") + "/").startswith(root):
+            return source
+    return None
+
+
 def host_path_for(svc: Service, container_path: str) -> Path | None:
     """The host file behind a container path, when it lies under a relative bind mount."""
     for source, target in mounts(svc):
@@ -230,13 +284,56 @@ def host_path_for(svc: Service, container_path: str) -> Path | None:
 
 
 def project_env_names() -> set[str]:
-    """Environment variables the project's code reads by name."""
-    pattern = re.compile(r"""(?:environ(?:\.get)?|getenv)\s*[(\[]\s*["']([A-Z][A-Z0-9_]*)["']""")
+    """Environment variables the project's code reads by name: a literal, or a module
+    constant holding one (``KEYS_VARIABLE = "O2A_API_KEYS"`` ... ``environ.get(KEYS_VARIABLE)``)."""
+    read = r"""(?:environ(?:\.get)?|getenv)\s*[(\[]\s*"""
+    literal = re.compile(read + r"""["']([A-Z][A-Z0-9_]*)["']""")
+    by_constant = re.compile(read + r"([A-Z][A-Z0-9_]*)\s*[)\],]")
+    constant = re.compile(
+        r"""^([A-Z][A-Z0-9_]*)\s*(?::[^=]+)?=\s*["']([A-Z][A-Z0-9_]*)["']""", re.MULTILINE
+    )
     names: set[str] = set()
+    constants: dict[str, str] = {}
+    used: set[str] = set()
     for directory in SOURCE_DIRS:
         for path in (ROOT / directory).rglob("*.py"):
-            names.update(pattern.findall(path.read_text(encoding="utf-8")))
-    return names
+            text = path.read_text(encoding="utf-8")
+            names.update(literal.findall(text))
+            used.update(by_constant.findall(text))
+            constants.update(constant.findall(text))
+    return names | {constants[name] for name in used if name in constants}
+
+
+def o2a_parser() -> argparse.ArgumentParser:
+    from o2a.cli import _parser
+
+    return _parser()
+
+
+def o2a_subcommands() -> set[str]:
+    parser = o2a_parser()
+    return {
+        str(name)
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }
+
+
+def check_o2a_argv(name: str, run: list[str]) -> list[str]:
+    """The argv must be a command line that `o2a` accepts (its own argparse parser)."""
+    if run[:1] != ["o2a"] or len(run) < 2:
+        return [f"{name}: runs {run}, not an o2a command"]
+    if run[1] not in o2a_subcommands():
+        if run[1] in PENDING_SUBCOMMANDS and len(run) == 2:
+            return []
+        return [f"{name}: runs {run}; {run[1]!r} is not an o2a command"]
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            o2a_parser().parse_args(run[1:])
+        except SystemExit:
+            return [f"{name}: runs {run}, not an o2a command line: {err.getvalue().strip()}"]
+    return []
 
 
 def project_search_attributes() -> dict[str, str]:
@@ -307,8 +404,9 @@ def copy_sources(text: str) -> list[str]:
     return sources
 
 
-def effective_worker_argv(svc: Service, dockerfile_text: str) -> list[str]:
-    """What the worker container runs: compose entrypoint/command over the image's."""
+def effective_argv(svc: Service, dockerfile_text: str) -> list[str]:
+    """What a container built from the Dockerfile runs: compose entrypoint/command over the
+    image's."""
     image_entrypoint, image_cmd = dockerfile_argv(dockerfile_text)
     if "entrypoint" in svc:
         return argv(svc["entrypoint"]) + argv(svc.get("command"))
@@ -588,7 +686,7 @@ def check_worker(compose: Compose, dockerfile_text: str, env_names: set[str]) ->
         problems.append(f"{WORKER}: is not built from the project root (build: .)")
     elif not (ROOT / str(spec.get("dockerfile", "Dockerfile"))).is_file():
         problems.append(f"{WORKER}: Dockerfile {spec.get('dockerfile', 'Dockerfile')} is missing")
-    run = effective_worker_argv(svc, dockerfile_text)
+    run = effective_argv(svc, dockerfile_text)
     if run != WORKER_ARGV:
         problems.append(f"{WORKER}: runs {run}, expected {WORKER_ARGV}")
     for key, value in WORKER_ENV.items():
@@ -604,6 +702,205 @@ def check_worker(compose: Compose, dockerfile_text: str, env_names: set[str]) ->
         problems.append(f"{WORKER}: outbox {outbox!r} is not on a named volume")
     if depends_on(svc).get(NAMESPACE_JOB) != "service_completed_successfully":
         problems.append(f"{WORKER}: does not wait for the namespace job to complete")
+    if depends_on(svc).get(NATS) != "service_healthy":
+        problems.append(f"{WORKER}: does not wait for {NATS} to be healthy")
+    return problems
+
+
+def nats_flags(svc: Service) -> tuple[dict[str, str], list[str]]:
+    """The nats-server flags of the service's command (the image's entrypoint runs
+    nats-server with them), and the arguments that are not flags nats-server knows here."""
+    run = argv(svc.get("command"))
+    if run[:1] == ["nats-server"]:
+        run = run[1:]
+    flags: dict[str, str] = {}
+    unknown: list[str] = []
+    i = 0
+    while i < len(run):
+        word = run[i]
+        name, eq, value = word.lstrip("-").partition("=")
+        key = NATS_FLAGS.get(name) if word.startswith("-") else None
+        if key is None:
+            unknown.append(word)
+        elif key in NATS_BOOLEAN_FLAGS:
+            flags[key] = value if eq else "true"
+        elif eq:
+            flags[key] = value
+        elif i + 1 < len(run):
+            flags[key] = run[i + 1]
+            i += 1
+        else:
+            unknown.append(word)
+        i += 1
+    return flags, unknown
+
+
+def check_nats(compose: Compose) -> list[str]:
+    """The official image, JetStream on, its store on a named volume, a healthcheck on the
+    monitoring port with a tool the image has, the client port published for the host."""
+    svc = service(compose, NATS)
+    problems: list[str] = []
+    repo, tag, _ = split_image(str(svc.get("image", "")))
+    if repo != "nats" or not tag or not re.fullmatch(r"2\.\d+\.\d+(?:-\w+)?", tag):
+        problems.append(f"{NATS}: expected the official nats image at a 2.x.y release tag")
+    if "entrypoint" in svc:
+        problems.append(f"{NATS}: the image's entrypoint (nats-server) is replaced")
+    flags, unknown = nats_flags(svc)
+    if unknown:
+        problems.append(f"{NATS}: command {unknown} is not nats-server flags")
+    if "config" in flags:
+        problems.append(f"{NATS}: configure by flags here, not with a config file")
+    if flags.get("jetstream", "false").lower() not in {"true", "1"}:
+        problems.append(f"{NATS}: JetStream is not on (--jetstream)")
+    store = flags.get("store_dir")
+    if not store or not store.startswith("/"):
+        problems.append(f"{NATS}: no absolute JetStream --store_dir")
+    elif named_volume_holding(compose, svc, store) is None:
+        problems.append(f"{NATS}: JetStream store {store} is not on a named volume")
+    port = int(flags.get("port", NATS_PORT))
+    if port != NATS_PORT or (NATS_PORT, NATS_PORT) not in published_ports(svc):
+        problems.append(f"{NATS}: client port {NATS_PORT} is not served and published")
+    check = svc.get("healthcheck") or {}
+    test = strings(check.get("test"))
+    monitor = flags.get("http_port")
+    if not test or check.get("disable"):
+        problems.append(f"{NATS}: no healthcheck")
+    elif monitor is None:
+        problems.append(f"{NATS}: no monitoring port (--http_port) for the healthcheck")
+    else:
+        text = " ".join(test)
+        if not re.search(rf"//(?:127\.0\.0\.1|localhost):{monitor}/healthz\b", text):
+            problems.append(f"{NATS}: healthcheck does not ask /healthz on monitoring {monitor}")
+        tool = test[1] if test[0] == "CMD" and len(test) > 1 else test[0]
+        if test[0] != "CMD-SHELL" and tool not in {"wget", "sh"}:
+            problems.append(f"{NATS}: healthcheck runs {tool!r}; the image has busybox wget")
+        elif "alpine" not in (tag or ""):
+            problems.append(f"{NATS}: the {tag} image is scratch: no shell, no wget")
+    if svc.get("restart") not in RESTARTING:
+        problems.append(f"{NATS}: no restart policy")
+    return problems
+
+
+def check_nats_clients(compose: Compose) -> list[str]:
+    """Every o2a process with O2A_NATS_URL dials the nats service, and they all agree on the
+    bus settings; each waits for NATS to be healthy."""
+    problems: list[str] = []
+    flags, _ = nats_flags(service(compose, NATS))
+    port = int(flags.get("port", NATS_PORT))
+    seen: dict[str, set[str | None]] = {key: set() for key in BUS_SETTINGS}
+    for name in (WORKER, *BUS_SERVICES):
+        svc = service(compose, name)
+        env = env_of(svc)
+        url = env.get("O2A_NATS_URL")
+        if not url:
+            problems.append(f"{name}: O2A_NATS_URL is not set")
+            continue
+        parts = urlsplit(url)
+        if parts.scheme != "nats" or parts.hostname != NATS or (parts.port or 4222) != port:
+            problems.append(f"{name}: O2A_NATS_URL={url!r}, expected nats://{NATS}:{port}")
+        if depends_on(svc).get(NATS) != "service_healthy":
+            problems.append(f"{name}: does not wait for {NATS} to be healthy")
+        for key in BUS_SETTINGS:
+            seen[key].add(env.get(key))
+    problems.extend(
+        f"bus services disagree on {key}: {sorted(map(str, values))}"
+        for key, values in seen.items()
+        if len(values) > 1
+    )
+    return problems
+
+
+def check_o2a_service(
+    compose: Compose,
+    name: str,
+    expected: list[str],
+    dockerfile_text: str,
+    env_names: set[str],
+    temporal: bool,
+) -> list[str]:
+    """An o2a process built from the Dockerfile: what it runs, its settings (names the project
+    reads; Temporal's as the worker has them), when it starts, how it stops and restarts."""
+    svc = service(compose, name)
+    env = env_of(svc)
+    worker_env = env_of(service(compose, WORKER))
+    problems: list[str] = []
+    build = svc.get("build")
+    spec = {"context": build} if isinstance(build, str) else build or {}
+    if str(spec.get("context", "")).rstrip("/") != "." or "image" in svc:
+        problems.append(f"{name}: is not built from the project root (build: .)")
+    run = effective_argv(svc, dockerfile_text)
+    if run != expected:
+        problems.append(f"{name}: runs {run}, expected {expected}")
+    problems.extend(check_o2a_argv(name, run))
+    for key in env:
+        if key.startswith("TEMPORAL_") and key not in TEMPORAL_CLIENT_ENV:
+            problems.append(f"{name}: {key} is not a Temporal client setting")
+        if key.startswith("O2A_") and key not in env_names:
+            problems.append(f"{name}: {key} is not read by the project")
+    if temporal:
+        for key in TEMPORAL_SETTINGS:
+            if env.get(key) != worker_env.get(key):
+                problems.append(
+                    f"{name}: {key}={env.get(key)!r}, the worker has {worker_env.get(key)!r}"
+                )
+        if depends_on(svc).get(NAMESPACE_JOB) != "service_completed_successfully":
+            problems.append(f"{name}: does not wait for the namespace job to complete")
+    if svc.get("init") is not True:
+        problems.append(f"{name}: no init (signals would not reach o2a, zombies not reaped)")
+    if not svc.get("stop_grace_period"):
+        problems.append(f"{name}: no stop_grace_period to finish work in hand")
+    if svc.get("restart") not in RESTARTING:
+        problems.append(f"{name}: no restart policy")
+    return problems
+
+
+def check_api(compose: Compose, dockerfile_text: str, env_names: set[str]) -> list[str]:
+    """`o2a api` on all interfaces, its port published, behind a profile so that a plain `up`
+    needs no keys, with O2A_API_KEYS passed through from the shell and no key in the file."""
+    svc = service(compose, API)
+    problems = check_o2a_service(
+        compose, API, effective_argv(svc, dockerfile_text), dockerfile_text, env_names, True
+    )
+    run = effective_argv(svc, dockerfile_text)
+    if run[:2] != ["o2a", "api"]:
+        problems.append(f"{API}: runs {run}, not `o2a api`")
+    else:
+        with contextlib.redirect_stderr(io.StringIO()):
+            try:
+                args = o2a_parser().parse_args(run[1:])
+            except SystemExit:
+                args = argparse.Namespace(host=None, port=None)
+        if args.host != "0.0.0.0":
+            problems.append(f"{API}: listens on {args.host!r}, not 0.0.0.0: unreachable")
+        if args.port is None or (API_PORT, int(args.port)) not in published_ports(svc):
+            problems.append(f"{API}: its port {args.port} is not published on {API_PORT}")
+    if API_PROFILE not in strings(svc.get("profiles")):
+        problems.append(f"{API}: not behind the {API_PROFILE!r} profile")
+    env = svc.get("environment") or {}
+    keys = "O2A_API_KEYS"
+    if isinstance(env, list):
+        entries = [str(item) for item in env if str(item).split("=", 1)[0] == keys]
+        passed_through = entries == [keys]
+    else:
+        passed_through = keys in env and env[keys] is None
+    if not passed_through:
+        problems.append(f"{API}: {keys} must be passed through from the shell, no key baked in")
+    return problems
+
+
+def check_profiles(compose: Compose) -> list[str]:
+    """A service that always starts must not need one that starts only with a profile."""
+    services = services_of(compose)
+    problems: list[str] = []
+    for name, svc in services.items():
+        if svc.get("profiles"):
+            continue
+        problems.extend(
+            f"{name}: depends on {dep}, which runs only with profile(s) "
+            f"{strings(services[dep]['profiles'])}"
+            for dep in depends_on(svc)
+            if dep in services and services[dep].get("profiles")
+        )
     return problems
 
 
@@ -697,7 +994,24 @@ def dockerfile_text() -> str:
 
 
 def test_compose_defines_the_expected_services(compose: Compose) -> None:
-    assert set(services_of(compose)) == {POSTGRES, SCHEMA_JOB, SERVER, NAMESPACE_JOB, UI, WORKER}
+    assert set(services_of(compose)) == {
+        POSTGRES,
+        SCHEMA_JOB,
+        SERVER,
+        NAMESPACE_JOB,
+        UI,
+        NATS,
+        WORKER,
+        LISTENER,
+        SIMULATOR,
+        API,
+    }
+
+
+def test_only_the_api_needs_a_profile(compose: Compose) -> None:
+    profiled = {name for name, svc in services_of(compose).items() if svc.get("profiles")}
+    assert profiled == {API}
+    assert check_profiles(compose) == []
 
 
 def test_images_are_pinned_and_current(compose: Compose) -> None:
@@ -754,6 +1068,61 @@ def test_worker_env_names_are_read_by_the_project() -> None:
     assert {key for key in WORKER_ENV if key.startswith("TEMPORAL_")} <= TEMPORAL_CLIENT_ENV
 
 
+def test_o2a_services_env_names_are_read_by_the_project(compose: Compose) -> None:
+    names = project_env_names()
+    assert {"O2A_NATS_URL", "O2A_SUBJECT_PREFIX", "O2A_API_KEYS"} <= names
+    for name in (WORKER, *BUS_SERVICES, API):
+        env = env_of(service(compose, name))
+        assert {key for key in env if key.startswith("O2A_")} <= names, name
+        assert {key for key in env if key.startswith("TEMPORAL_")} <= TEMPORAL_CLIENT_ENV, name
+
+
+def test_nats(compose: Compose) -> None:
+    assert check_nats(compose) == []
+
+
+def test_nats_runs_jetstream_on_its_volume(compose: Compose) -> None:
+    svc = service(compose, NATS)
+    flags, unknown = nats_flags(svc)
+    assert unknown == []
+    assert flags["jetstream"] == "true"
+    assert named_volume_holding(compose, svc, flags["store_dir"]) == "nats-data"
+    assert "nats-data" in (compose.get("volumes") or {})
+    assert svc["healthcheck"]["test"]
+
+
+def test_nats_clients_dial_the_nats_service(compose: Compose) -> None:
+    assert check_nats_clients(compose) == []
+
+
+@pytest.mark.parametrize(("name", "spec"), BUS_SERVICES.items(), ids=list(BUS_SERVICES))
+def test_bus_service(
+    name: str, spec: tuple[list[str], bool], compose: Compose, dockerfile_text: str
+) -> None:
+    expected, temporal = spec
+    problems = check_o2a_service(
+        compose, name, expected, dockerfile_text, project_env_names(), temporal
+    )
+    assert problems == []
+
+
+def test_simulator_talks_to_the_bus_only(compose: Compose) -> None:
+    svc = service(compose, SIMULATOR)
+    assert set(depends_on(svc)) == {NATS}
+    assert not {key for key in env_of(svc) if key.startswith("TEMPORAL_")}
+
+
+def test_api(compose: Compose, dockerfile_text: str) -> None:
+    assert check_api(compose, dockerfile_text, project_env_names()) == []
+
+
+def test_o2a_commands_are_real_subcommands(compose: Compose, dockerfile_text: str) -> None:
+    for name in (WORKER, *BUS_SERVICES, API):
+        run = effective_argv(service(compose, name), dockerfile_text)
+        assert check_o2a_argv(name, run) == []
+    assert {"worker", "api"} <= o2a_subcommands()
+
+
 def test_dockerfile(dockerfile_text: str) -> None:
     assert check_dockerfile(dockerfile_text, load_pyproject()) == []
 
@@ -803,6 +1172,18 @@ def _env(name: str, key: str, value: str | None) -> Callable[[Compose], None]:
     return mutate
 
 
+def _command(name: str, old: str, new: str | None) -> Callable[[Compose], None]:
+    """Mutator: replace (None: remove) one argument of a service's argv command."""
+
+    def mutate(compose: Compose) -> None:
+        command = compose["services"][name]["command"]
+        assert old in command, f"mutation target {old!r} not found"
+        index = command.index(old)
+        command[index : index + 1] = [] if new is None else [new]
+
+    return mutate
+
+
 def _drop_volume(name: str) -> Callable[[Compose], None]:
     def mutate(compose: Compose) -> None:
         del compose["volumes"][name]
@@ -831,7 +1212,18 @@ def _run_check(check: str, compose: Compose, dockerfile_text: str) -> list[str]:
         "namespace": lambda: check_namespace_job(compose, SEARCH_ATTRIBUTES),
         "ui": lambda: check_ui(compose),
         "worker": lambda: check_worker(compose, dockerfile_text, project_env_names()),
+        "nats": lambda: check_nats(compose),
+        "clients": lambda: check_nats_clients(compose),
+        "api": lambda: check_api(compose, dockerfile_text, project_env_names()),
+        "profiles": lambda: check_profiles(compose),
     }
+
+    def bus_service(name: str) -> Callable[[], list[str]]:
+        run, temporal = BUS_SERVICES[name]
+        env_names = project_env_names()
+        return lambda: check_o2a_service(compose, name, run, dockerfile_text, env_names, temporal)
+
+    checks.update({name.removeprefix("o2a-"): bus_service(name) for name in BUS_SERVICES})
     return checks[check]()
 
 
@@ -942,6 +1334,84 @@ COMPOSE_MUTATIONS: list[tuple[str, str, Callable[[Compose], None], str]] = [
         "starts-too-early",
         _set(f"{WORKER}.depends_on", {NAMESPACE_JOB: {"condition": "service_started"}}),
         "namespace job",
+    ),
+    ("worker", "no-nats-url", _env(WORKER, "O2A_NATS_URL", None), "O2A_NATS_URL"),
+    (
+        "worker",
+        "does-not-wait-for-nats",
+        _set(f"{WORKER}.depends_on.{NATS}", {"condition": "service_started"}),
+        "healthy",
+    ),
+    ("images", "nats-untagged", _set(f"{NATS}.image", "nats"), "not pinned"),
+    ("nats", "jetstream-off", _command(NATS, "--jetstream", None), "JetStream"),
+    ("nats", "jetstream-false", _command(NATS, "--jetstream", "--jetstream=false"), "JetStream"),
+    ("nats", "store-not-on-volume", _set(f"{NATS}.volumes", None), "named volume"),
+    (
+        "nats",
+        "store-elsewhere",
+        _command(NATS, "--store_dir=/data", "--store_dir=/tmp/jetstream"),
+        "named volume",
+    ),
+    ("nats", "no-store-dir", _command(NATS, "--store_dir=/data", None), "store_dir"),
+    ("nats", "unknown-flag", _command(NATS, "--jetstream", "--jetstreams"), "not nats-server"),
+    ("nats", "config-file", _command(NATS, "--jetstream", "-c=/etc/nats.conf"), "config"),
+    ("nats", "no-healthcheck", _set(f"{NATS}.healthcheck", None), "healthcheck"),
+    ("dependencies", "nats-healthy-without-check", _set(f"{NATS}.healthcheck", None), "healthy"),
+    ("nats", "no-monitoring-port", _command(NATS, "--http_port=8222", None), "monitoring"),
+    ("nats", "health-other-port", _command(NATS, "--http_port=8222", "-m=8223"), "/healthz"),
+    ("nats", "scratch-image-wget", _set(f"{NATS}.image", "nats:2.14.5"), "scratch"),
+    ("nats", "other-image", _set(f"{NATS}.image", "bitnami/nats:2.14.5"), "official"),
+    ("nats", "unpublished", _set(f"{NATS}.ports", None), str(NATS_PORT)),
+    ("nats", "other-client-port", _command(NATS, "--port=4222", "--port=4333"), str(NATS_PORT)),
+    ("nats", "no-restart", _set(f"{NATS}.restart", None), "restart"),
+    ("volumes", "nats-volume-undeclared", _drop_volume("nats-data"), "not declared"),
+    (
+        "clients",
+        "worker-dials-localhost",
+        _env(WORKER, "O2A_NATS_URL", "nats://localhost:4222"),
+        "O2A_NATS_URL",
+    ),
+    ("clients", "simulator-without-bus", _env(SIMULATOR, "O2A_NATS_URL", None), "O2A_NATS_URL"),
+    ("clients", "prefix-disagrees", _env(LISTENER, "O2A_SUBJECT_PREFIX", "lab"), "PREFIX"),
+    (
+        "clients",
+        "listener-before-nats",
+        _set(f"{LISTENER}.depends_on.{NATS}", {"condition": "service_started"}),
+        "healthy",
+    ),
+    ("listener", "wrong-subcommand", _set(f"{LISTENER}.command", ["o2a", "listener"]), "runs"),
+    ("listener", "not-o2a", _set(f"{LISTENER}.command", ["python", "-m", "o2a"]), "runs"),
+    ("listener", "no-temporal", _env(LISTENER, "TEMPORAL_ADDRESS", None), "TEMPORAL_ADDRESS"),
+    ("listener", "other-queue", _env(LISTENER, "O2A_TASK_QUEUE", "other"), "O2A_TASK_QUEUE"),
+    (
+        "listener",
+        "env-typo",
+        _rename_env(LISTENER, "O2A_NATS_URL", "O2A_NATS"),
+        "O2A_NATS is not read",
+    ),
+    (
+        "listener",
+        "starts-too-early",
+        _set(f"{LISTENER}.depends_on.{NAMESPACE_JOB}", {"condition": "service_started"}),
+        "namespace job",
+    ),
+    ("listener", "own-image", _set(f"{LISTENER}.image", "o2a:1.0"), "build"),
+    ("simulator", "no-init", _set(f"{SIMULATOR}.init", None), "init"),
+    ("simulator", "no-grace", _set(f"{SIMULATOR}.stop_grace_period", None), "grace"),
+    ("simulator", "no-restart", _set(f"{SIMULATOR}.restart", "no"), "restart"),
+    ("simulator", "runs-the-worker", _set(f"{SIMULATOR}.command", None), "runs"),
+    ("api", "baked-key", _env(API, "O2A_API_KEYS", "s3cret:integrator"), "baked"),
+    ("api", "no-keys", _env(API, "O2A_API_KEYS", None), "O2A_API_KEYS"),
+    ("api", "loopback", _command(API, "0.0.0.0", "127.0.0.1"), "0.0.0.0"),
+    ("api", "bad-option", _command(API, "--host", "--hots"), "not an o2a command line"),
+    ("api", "port-unpublished", _set(f"{API}.ports", ["8000:8001"]), str(API_PORT)),
+    ("api", "no-profile", _set(f"{API}.profiles", None), "profile"),
+    ("api", "other-namespace", _env(API, "TEMPORAL_NAMESPACE", "o2a"), "TEMPORAL_NAMESPACE"),
+    (
+        "profiles",
+        "core-needs-the-api",
+        _set(f"{WORKER}.depends_on.{API}", {"condition": "service_started"}),
+        "profile",
     ),
 ]
 
