@@ -37,11 +37,6 @@ class TmfEvent(Model):
     line's milestone): a listener already told that value for that subject is not told
     again. Not part of the document."""
 
-    @property
-    def order_id(self) -> str:
-        order_id: str = self.event["productOrder"]["id"]
-        return order_id
-
     def document(self) -> dict[str, Any]:
         return {
             "eventId": self.event_id,
