@@ -300,6 +300,28 @@ class LineView(Model):
     data: dict[str, str] = Field(default_factory=dict)
 
 
+class RunKind(StrEnum):
+    DO = "do"
+    UNDO = "undo"
+    """Compensation run by COM: the component's finished work taken back."""
+    WAIT = "wait"
+    """Future-dated: waiting for its computed start."""
+
+
+class ComponentRun(Model):
+    """One run of a component in workflow time: what the console's timeline draws, and the
+    run number its message IDs carry."""
+
+    kind: RunKind
+    run: int
+    """As in message IDs: a wait and the run it ends in share the number."""
+    revision: int
+    started_at: datetime
+    ended_at: datetime | None = None
+    outcome: ComponentState | None = None
+    """How it ended: completed, failed, cancelled, aborted (pending: recalled)."""
+
+
 class ComponentView(Model):
     id: str
     function: str
@@ -309,6 +331,7 @@ class ComponentView(Model):
     milestone: str | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    runs: list[ComponentRun] = Field(default_factory=list)
 
 
 class FalloutView(Model):
@@ -347,6 +370,8 @@ class RevisionView(Model):
     """The caller's ID of the request, so a caller can wait for this very outcome."""
     kind: str = "revision"
     """revision or cancel."""
+    compensation: dict[str, str] = Field(default_factory=dict)
+    """Component → do, undo, redo or amend: the compensation an accepted change ran."""
 
 
 class OperatorActionView(Model):

@@ -58,6 +58,14 @@ class RevisionPlan(Model):
     def is_empty(self) -> bool:
         return all(c.kind is Compensation.NONE for c in self.compensations)
 
+    def summary(self) -> dict[str, str]:
+        """Component → what it must do, for the components that must do anything."""
+        return {
+            c.component_id: c.kind.value
+            for c in self.compensations
+            if c.kind is not Compensation.NONE
+        }
+
     def of(self, component_id: str) -> ComponentCompensation:
         for c in self.compensations:
             if c.component_id == component_id:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from o2a import ids
 from o2a.models import (
+    ComponentRun,
     ComponentState,
     ComponentUpdate,
     ComponentView,
@@ -27,6 +28,7 @@ from o2a.models import (
     OrderState,
     OrderStatus,
     RevisionView,
+    RunKind,
     SalesOrderLine,
     ServiceActionCode,
 )
@@ -124,6 +126,7 @@ class FulfillmentTracker:
         if component is None:  # a component no revision of this order has known
             return
         component.state = update.state
+        self._note_run(component, update.state, at)
         if update.state is ComponentState.IN_PROGRESS and component.started_at is None:
             component.started_at = at
         if update.state is ComponentState.COMPLETED:
@@ -144,6 +147,46 @@ class FulfillmentTracker:
         if update.state is ComponentState.FAILED:
             self._raise_fallout(update, at)
         self._refresh(touched)
+
+    # --- runs: what the console's timeline draws -----------------------------------------------
+
+    def _note_run(self, component: ComponentView, state: ComponentState, at: datetime) -> None:
+        """A run opens when the component starts (or starts waiting) and closes with the
+        state it ends in; a wait ends in the run it waited for, under the same number."""
+        current = _open_run(component)
+        if state is ComponentState.IN_PROGRESS:
+            if current is None:
+                self._begin_run(component, RunKind.DO, at)
+            elif current.kind is RunKind.WAIT:
+                _end_run(component, state, at)
+                self._begin_run(component, RunKind.DO, at, current.run)
+        elif state is ComponentState.WAITING:
+            if current is None:
+                self._begin_run(component, RunKind.WAIT, at)
+        else:
+            _end_run(component, state, at)
+
+    def _begin_run(
+        self, component: ComponentView, kind: RunKind, at: datetime, number: int | None = None
+    ) -> None:
+        component.runs.append(
+            ComponentRun(
+                kind=kind,
+                run=number or (component.runs[-1].run + 1 if component.runs else 1),
+                revision=self.order.revision,
+                started_at=at,
+            )
+        )
+
+    def undoing(self, component_id: str, at: datetime) -> None:
+        """COM takes back a finished component's work (a run of its own): recorded for the
+        timeline only, the component's state stays what it was until the undo ends."""
+        component = self.components[component_id]
+        _end_run(component, component.state, at)
+        self._begin_run(component, RunKind.UNDO, at)
+
+    def undone(self, component_id: str, at: datetime) -> None:
+        _end_run(self.components[component_id], ComponentState.CANCELLED, at)
 
     def _note_point_of_no_return(self, update: ComponentUpdate) -> None:
         spec = self._spec(update.component_id)
@@ -258,10 +301,11 @@ class FulfillmentTracker:
         """Future-dated: the component waits for its start time."""
         self.apply(ComponentUpdate(component_id=component_id, state=ComponentState.WAITING), at)
 
-    def recall(self, component_ids: list[str]) -> None:
+    def recall(self, component_ids: list[str], at: datetime | None = None) -> None:
         """Future-dated components not yet started go back to pending for a new plan."""
         for cid in component_ids:
             self.components[cid].state = ComponentState.PENDING
+            _end_run(self.components[cid], ComponentState.PENDING, at)
         self._refresh_components(component_ids)
 
     def reopen(self, component_id: str, state: ComponentState) -> None:
@@ -273,7 +317,7 @@ class FulfillmentTracker:
                 fallout.state = "resolved"
         self._refresh_components([component_id])
 
-    def abort(self) -> None:
+    def abort(self, at: datetime | None = None) -> None:
         """Stopped by an operator without compensation: everything unfinished ends ABORTED,
         open incidents close with it."""
         self.aborted = True
@@ -281,6 +325,7 @@ class FulfillmentTracker:
         for component in self.components.values():
             if component.state not in finished:
                 component.state = ComponentState.ABORTED
+            _end_run(component, ComponentState.ABORTED, at)
         for fallout in self.fallouts:
             if fallout.state == "open":
                 fallout.state = "closed"
@@ -380,6 +425,8 @@ class FulfillmentTracker:
         for cid, view in self.components.items():
             # Dropped by an earlier revision: still visible, and still awaited while it undoes.
             new.components.setdefault(cid, view.model_copy(deep=True))
+            if not new.components[cid].runs:  # planned afresh: its past runs stay shown
+                new.components[cid].runs = [run.model_copy() for run in view.runs]
         new.cancelled_lines |= self.cancelled_lines & set(new.lines)
         new.fallouts = [f.model_copy() for f in self.fallouts]
         compensated = {
@@ -406,13 +453,14 @@ class FulfillmentTracker:
     def plan_ids(self) -> frozenset[str]:
         return self._plan_ids
 
-    def cancel_all(self) -> None:
+    def cancel_all(self, at: datetime | None = None) -> None:
         """Every line CANCELLED, every component's work undone, every incident closed."""
         self.cancelled_lines = set(self.lines)
         for fallout in self.fallouts:
             fallout.state = "resolved"
         for component in self.components.values():
             component.state = ComponentState.CANCELLED
+            _end_run(component, ComponentState.CANCELLED, at)
         self._refresh_all()
 
     def only_waiting(self) -> bool:
@@ -507,3 +555,16 @@ class FulfillmentTracker:
             open_fallouts = [f for f in self.fallouts if f.state == "open"]
             rows.append(f"fallout: {len(open_fallouts)} open")
         return "\n".join(rows)
+
+
+def _open_run(component: ComponentView) -> ComponentRun | None:
+    last = component.runs[-1] if component.runs else None
+    return last if last is not None and last.ended_at is None else None
+
+
+def _end_run(component: ComponentView, outcome: ComponentState, at: datetime | None) -> None:
+    """Without a time (a caller that has none), an open run stays open: never a guess."""
+    current = _open_run(component)
+    if current is not None and at is not None:
+        current.ended_at = at
+        current.outcome = outcome

@@ -424,3 +424,44 @@ def test_reopen_after_a_failed_undo(tracker: FulfillmentTracker) -> None:
     assert tracker.components[SYNC].state is C.COMPLETED
     assert [f.state for f in tracker.fallouts] == ["resolved"]
     assert not tracker.has_failed()
+
+
+def test_runs_record_waits_retries_and_undo(tracker: FulfillmentTracker) -> None:
+    """Each start, wait, retry and undo is a run of its own, numbered as message IDs number
+    them (a wait and the run it ends in share one), timed by the workflow clock."""
+    minute = timedelta(minutes=1)
+    tracker.wait(SHIP, T0)
+    tracker.apply(update(SHIP, C.IN_PROGRESS), T0 + minute)
+    tracker.apply(update(SHIP, C.FAILED, fault_code="NO_STOCK"), T0 + 2 * minute)
+    tracker.reset_failed(SHIP)
+    tracker.apply(update(SHIP, C.IN_PROGRESS), T0 + 3 * minute)
+    tracker.apply(update(SHIP, C.IN_PROGRESS, "SHIPPED"), T0 + 4 * minute)  # a milestone
+    tracker.apply(update(SHIP, C.COMPLETED), T0 + 5 * minute)
+    tracker.undoing(SHIP, T0 + 6 * minute)
+    assert tracker.components[SHIP].state is C.COMPLETED  # until the undo is done
+    tracker.undone(SHIP, T0 + 7 * minute)
+    shown = {c.id: c for c in tracker.snapshot(OrderState.IN_PROGRESS, 0).components}
+    runs = [
+        (r.kind.value, r.run, r.outcome, r.started_at - T0, r.ended_at and r.ended_at - T0)
+        for r in shown[SHIP].runs
+    ]
+    assert runs == [
+        ("wait", 1, C.IN_PROGRESS, 0 * minute, minute),
+        ("do", 1, C.FAILED, minute, 2 * minute),
+        ("do", 2, C.COMPLETED, 3 * minute, 5 * minute),
+        ("undo", 3, C.CANCELLED, 6 * minute, 7 * minute),
+    ]
+    assert {r.revision for r in tracker.components[SHIP].runs} == {1}
+
+
+def test_runs_end_with_abort_and_recall(tracker: FulfillmentTracker) -> None:
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS), T0)
+    tracker.wait(SHIP, T0)
+    tracker.recall([SHIP], T0 + timedelta(seconds=1))
+    tracker.abort(T0 + timedelta(seconds=2))
+    assert [(r.kind.value, r.outcome) for r in tracker.components[SHIP].runs] == [
+        ("wait", C.PENDING)
+    ]
+    assert [(r.kind.value, r.outcome) for r in tracker.components[PROV_FIXED].runs] == [
+        ("do", C.ABORTED)
+    ]

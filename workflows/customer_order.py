@@ -84,7 +84,7 @@ class CustomerOrderWorkflow:
         while True:
             if ctx.abort is not None:
                 # At once, without compensation; the children close with this workflow.
-                ctx.tracker.abort()
+                ctx.tracker.abort(workflow.now())
                 ctx.state = OrderState.ABORTED
                 await self._reporter.publish()
                 break

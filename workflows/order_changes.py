@@ -174,7 +174,12 @@ class ChangeCoordinator:
             ):
                 self._work.hold_fulfilled(cid, self._work.lines_of(comp.keep_lines, current))
         self._reporter.record_outcome(
-            RevisionView(number=order.revision, outcome="accepted", request_id=request.request_id)
+            RevisionView(
+                number=order.revision,
+                outcome="accepted",
+                request_id=request.request_id,
+                compensation=revision.summary(),
+            )
         )
         workflow.upsert_search_attributes([visibility.ORDER_REVISION.value_set(order.revision)])
 
@@ -260,7 +265,7 @@ class ChangeCoordinator:
         again = {cid: self._work.lines_of(plan.component(cid).lines, order) for cid in failed}
         if not await self._undo_waves(again, plan):
             return False
-        tracker.cancel_all()
+        tracker.cancel_all(workflow.now())
         ctx.state = OrderState.CANCELLED
         self._reporter.record_outcome(
             RevisionView(
@@ -269,6 +274,7 @@ class ChangeCoordinator:
                 reason=reason,
                 request_id=request.request_id,
                 kind="cancel",
+                compensation=revision.summary(),
             )
         )
         await self._reporter.publish()
@@ -338,6 +344,7 @@ class ChangeCoordinator:
     async def _undo(self, component: OrderComponent, lines: list[SalesOrderLine]) -> bool:
         tracker = self._ctx.tracker
         before = tracker.components[component.id].state
+        tracker.undoing(component.id, workflow.now())
         try:
             await self._work.undo(component, lines)
         except FailureError as err:
@@ -345,6 +352,7 @@ class ChangeCoordinator:
             self._undo_failed.append(component.id)
             tracker.apply(failed_update(component.id, err), workflow.now())
             return False
+        tracker.undone(component.id, workflow.now())
         return True
 
     async def _retry_dropped_undo(self, component_id: str) -> bool:

@@ -92,7 +92,7 @@ class ComponentRunner:
         waiting = [cid for cid, run in self._in_flight.items() if run.phase is Phase.WAITING]
         for cid in waiting:
             del self._in_flight[cid]
-        self._ctx.tracker.recall(waiting)
+        self._ctx.tracker.recall(waiting, workflow.now())
 
     async def tell_children(self, action: str) -> None:
         """Suspend or resume every running child; one that finished meanwhile has nothing
@@ -129,6 +129,7 @@ class ComponentRunner:
         """Run again the undo of a component a revision dropped, after its fallout was
         resolved: the component ends cancelled once its work is taken back."""
         spec, lines = self._ctx.tracker.retired[component_id]
+        self._ctx.tracker.undoing(component_id, workflow.now())
         self._ctx.tracker.apply(
             ComponentUpdate(component_id=component_id, state=ComponentState.IN_PROGRESS),
             workflow.now(),
