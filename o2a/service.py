@@ -11,14 +11,15 @@ See docs/architecture.md §2, "The application service".
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -129,6 +130,26 @@ class OrderSummary(Model):
     customer: str
     workflow_id: str
     started: datetime
+
+
+class TimedStatus(Model):
+    """The status with the order's workflow times and its page in the Temporal Web UI."""
+
+    status: OrderStatus
+    started: datetime
+    closed: datetime | None
+    web_ui: str
+
+
+class OrderFilters(TypedDict, total=False):
+    """What ``list_orders`` and ``count_orders`` narrow by besides state and order number."""
+
+    status: FulfillmentStatus | None
+    customer: str | None
+    number_prefix: str | None
+    """Order numbers starting with this (the exact number included)."""
+    started_after: datetime | None
+    started_before: datetime | None
 
 
 class RevisionPreview(Model):
@@ -279,7 +300,61 @@ class OrderService(OrderIntake):
 
     async def status(self, order_number: str) -> OrderStatus:
         """A finished order answers from its result (no worker needed); a running one by query."""
+        return await self._status(order_number, await self._describe(order_number))
+
+    async def timed_status(self, order_number: str) -> TimedStatus:
+        """The status with when the order started and closed: one describe for both."""
         description = await self._describe(order_number)
+        return TimedStatus(
+            status=await self._status(order_number, description),
+            started=description.start_time,
+            closed=description.close_time,
+            web_ui=ids.web_ui_link(self._settings.ui_url, self._client.namespace, description.id),
+        )
+
+    async def order_in_force(self, order_number: str) -> tuple[CustomerOrder, OrderPlan] | None:
+        """The revision in force and its plan: asked of a running order; read from a closed
+        one's history (its start and the accepted revise) and planned again. None while
+        a running order is not yet decomposed."""
+        description = await self._describe(order_number)
+        if await self._how_ended(description) is None:
+            try:
+                basis = await self._query(
+                    order_number, description, REVISION_BASIS_QUERY, RevisionBasis
+                )
+            except OrderConflictError:
+                return None
+            return basis.order, basis.plan
+        revision = description.typed_search_attributes.get(visibility.ORDER_REVISION)
+        order = await self._order_from_history(order_number, revision)
+        return (order, self.plan(order)) if order is not None else None
+
+    async def _order_from_history(
+        self, order_number: str, revision: int | None
+    ) -> CustomerOrder | None:
+        found: CustomerOrder | None = None
+        convert = self._client.data_converter
+        async for event in self._handle(order_number).fetch_history_events():
+            if event.HasField("workflow_execution_started_event_attributes"):
+                payloads = event.workflow_execution_started_event_attributes.input.payloads
+                [found] = await convert.decode(payloads, [CustomerOrder])
+            elif (
+                event.HasField("workflow_execution_signaled_event_attributes")
+                and event.workflow_execution_signaled_event_attributes.signal_name == REVISE_SIGNAL
+            ):
+                payloads = event.workflow_execution_signaled_event_attributes.input.payloads
+                [request] = await convert.decode(payloads, [RevisionRequest])
+                revised: CustomerOrder = request.order
+                if (
+                    revised.revision == revision
+                    and revised.fulfillment_mode is FulfillmentMode.DELIVER
+                ):
+                    found = revised
+        return found
+
+    async def _status(
+        self, order_number: str, description: WorkflowExecutionDescription
+    ) -> OrderStatus:
         ended = await self._how_ended(description)
         if ended is not None and ended.result is not None:
             return ended.result
@@ -300,16 +375,13 @@ class OrderService(OrderIntake):
         states: Collection[OrderState] = (),
         order_numbers: Collection[str] = (),
         offset: int = 0,
-        status: FulfillmentStatus | None = None,
-        customer: str | None = None,
+        **filters: Unpack[OrderFilters],
     ) -> list[OrderSummary]:
         """The newest ``limit`` orders by start time after the first ``offset``, in ``state``
-        or any of ``states``, among ``order_numbers`` if given, of that fulfillment
-        ``status`` and ``customer`` account if given. SQL visibility cannot ORDER BY, so
+        or any of ``states``, among ``order_numbers`` if given, narrowed by ``filters``
+        (fulfillment status, customer account, ...). SQL visibility cannot ORDER BY, so
         every matching order is read and the newest kept."""
-        query = _list_query(
-            states or ([state] if state else []), order_numbers, status=status, customer=customer
-        )
+        query = _list_query(states or ([state] if state else []), order_numbers, **filters)
         found: list[OrderSummary] = []
         async for wf in self._client.list_workflows(query):
             attrs = wf.typed_search_attributes
@@ -327,10 +399,20 @@ class OrderService(OrderIntake):
         return heapq.nlargest(offset + limit, found, key=lambda o: o.started)[offset:]
 
     async def count_orders(
-        self, states: Collection[OrderState] = (), order_numbers: Collection[str] = ()
+        self,
+        states: Collection[OrderState] = (),
+        order_numbers: Collection[str] = (),
+        **filters: Unpack[OrderFilters],
     ) -> int:
         """How many orders ``list_orders`` with the same filters pages through."""
-        return (await self._client.count_workflows(_list_query(states, order_numbers))).count
+        query = _list_query(states, order_numbers, **filters)
+        return (await self._client.count_workflows(query)).count
+
+    async def count_by_state(self, **filters: Unpack[OrderFilters]) -> dict[OrderState, int]:
+        """Orders per state: one count each, at once (visibility groups by no custom
+        attribute)."""
+        counts = await asyncio.gather(*(self.count_orders([s], **filters) for s in OrderState))
+        return dict(zip(OrderState, counts, strict=True))
 
     async def wait_for_attention(
         self, order_number: str, on_no_worker: NoWorkerHint | None = None
@@ -635,11 +717,10 @@ def _not_running(order_number: str, ended: _Ended, done: str) -> OrderConflictEr
 def _list_query(
     states: Collection[OrderState],
     order_numbers: Collection[str],
-    *,
-    status: FulfillmentStatus | None = None,
-    customer: str | None = None,
+    **filters: Unpack[OrderFilters],
 ) -> str:
     """Order numbers are matched by workflow ID: escaped, they need no quoting."""
+    status, customer = filters.get("status"), filters.get("customer")
     query = f"WorkflowType = '{WORKFLOW_TYPE}'"
     if states:
         named = ", ".join(f"'{state.value}'" for state in states)
@@ -651,6 +732,14 @@ def _list_query(
         query += f" AND {visibility.ORDER_STATUS.name} = '{status.value}'"
     if customer is not None:
         query += f" AND {visibility.CUSTOMER_ID.name} = '{_query_literal(customer)}'"
+    if prefix := filters.get("number_prefix"):
+        query += f" AND {visibility.ORDER_NUMBER.name} STARTS_WITH '{_query_literal(prefix)}'"
+    for operator, moment in (
+        (">=", filters.get("started_after")),
+        ("<", filters.get("started_before")),
+    ):
+        if moment is not None:
+            query += f" AND StartTime {operator} '{moment.astimezone(UTC).isoformat()}'"
     return query
 
 
