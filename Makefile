@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: install run test lint typecheck unit bench demo clean
+.PHONY: install run test lint typecheck unit bench demo clean browser
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,19 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/o2a up
 
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/pytest
+
+# The console's browser tests drive Debian's chromium (Playwright's Python package, never its
+# own browser downloads): installed from the distribution when it is missing.
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -23,6 +23,7 @@ from o2a.api.auth import ApiKeys
 from o2a.api.errors import error_body
 from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
+from o2a.console import router as console
 from o2a.service import OrderService
 
 log = logging.getLogger("o2a.api")
@@ -82,6 +83,7 @@ def create_app(
     app.include_router(aia.router, dependencies=connected)
     app.include_router(operator.router, dependencies=connected)
     app.include_router(hub.router, dependencies=connected)
+    app.include_router(console)  # the operator console: pages, connecting as it needs
     app.add_middleware(RequestLog)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app

@@ -1,0 +1,296 @@
+"""The operator console in a real browser: Debian's chromium driven by Playwright, against a
+real API (uvicorn), worker and Temporal dev server. Orders are held mid-flight with gates,
+so "while it runs" is a state the test controls; waits are Playwright's own expectations.
+
+Every page visited is saved as a screenshot under the session's tmp dir; with
+``O2A_UPDATE_SCREENSHOTS=1`` they are also copied to docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from temporalio.client import Client
+
+from o2a.config import Settings
+from o2a.models import OrderState
+from o2a.service import OrderService
+from tests.support import (
+    PROV_FIXED,
+    ROOT,
+    Api,
+    StartWorker,
+    closed,
+    held_mid_flight,
+    quick_triple_play,
+    running_api,
+    until,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 30_000
+DOCS_SHOTS = ROOT / "docs" / "screenshots"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="no /usr/bin/chromium: `make browser` installs it"
+)
+
+Shot = Callable[[Page, str], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        found = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield found
+        finally:
+            await found.close()
+
+
+@pytest.fixture(scope="session")
+def shots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("console-screenshots")
+
+
+@pytest.fixture
+def shot(shots_dir: Path) -> Shot:
+    async def take(page: Page, name: str) -> None:
+        path = shots_dir / f"{name}.png"
+        await page.screenshot(path=path, full_page=True)
+        if os.environ.get("O2A_UPDATE_SCREENSHOTS") == "1":
+            DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, DOCS_SHOTS / path.name)
+
+    return take
+
+
+async def signed_in(browser: Browser, api: Api, role: str, shot: Shot | None = None) -> Page:
+    """A browser of its own that signs in with the role's key through the form."""
+    context: BrowserContext = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(f"{api.url}/console/orders")
+    await expect(page).to_have_url(f"{api.url}/console/login?next=/console/orders")
+    await page.get_by_label("API key").fill(api.keys[role])
+    if shot is not None:
+        await shot(page, "sign-in")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{api.url}/console/orders")
+    return page
+
+
+async def test_search_finds_an_order_whose_page_updates_live_until_completed(
+    client: Client,
+    settings: Settings,
+    worker: StartWorker,
+    order_number: str,
+    browser: Browser,
+    shot: Shot,
+) -> None:
+    service = OrderService(client, settings)
+    async with held_mid_flight(worker) as gate, running_api(client, settings) as api:
+        await service.submit(quick_triple_play(order_number))
+        await gate.wait_reached()
+        page = await signed_in(browser, api, "operator", shot)
+
+        await page.get_by_label("Order number").fill(order_number)
+        await page.get_by_label("Customer account").fill("CA-100245")
+        await page.get_by_role("button", name="Search", exact=True).click()
+        row = page.get_by_role("link", name=order_number)
+        await expect(row).to_be_visible(timeout=WAIT_MS)
+        await expect(page.get_by_role("status")).to_have_text("1 order")
+        await expect(page.get_by_role("button", name="In progress 1")).to_be_visible()
+        assert "CA-100245" not in page.url  # the customer travelled in the form, not the URL
+        await shot(page, "orders")
+
+        await row.click()
+        await expect(page.get_by_role("heading", name=f"Order {order_number}")).to_be_visible()
+        graph = page.locator("svg.plan-graph")
+        await expect(graph.locator("g.node")).to_have_count(7)
+        await expect(graph.locator(f'g.node[data-component="{PROV_FIXED}"]')).to_have_class(
+            "node state-in-progress"
+        )
+        await expect(page.locator("svg.timeline rect.run")).not_to_have_count(0)
+        await expect(page.locator("#order-state")).to_have_text("in progress")
+        await expect(page.get_by_role("link", name="History in the Temporal UI")).to_have_attribute(
+            "href", f"{settings.ui_url}/namespaces/default/workflows/order-{order_number}"
+        )
+        await page.evaluate("window.notReloaded = true")
+        await shot(page, "order-running")
+
+        gate.release()
+        await expect(page.locator("#order-state")).to_have_text("completed", timeout=WAIT_MS)
+        assert await page.evaluate("window.notReloaded === true")  # swapped, never reloaded
+        await expect(graph.locator("g.node.state-completed")).to_have_count(7)
+        await expect(page.locator("svg.timeline rect.run.outcome-completed")).to_have_count(7)
+        await expect(
+            page.get_by_role("row", name="ProcessProvisioningOrderEBM").first
+        ).to_be_visible()
+        await shot(page, "order-completed")
+        await page.set_viewport_size({"width": 820, "height": 1180})
+        await shot(page, "order-tablet")
+        await page.context.close()
+
+
+async def test_a_viewer_sees_no_actions_and_a_forged_post_is_refused(
+    client: Client,
+    settings: Settings,
+    worker: StartWorker,
+    order_number: str,
+    browser: Browser,
+    shot: Shot,
+) -> None:
+    service = OrderService(client, settings)
+    path = f"/console/orders/{order_number}"
+    async with held_mid_flight(worker) as gate, running_api(client, settings) as api:
+        await service.submit(quick_triple_play(order_number))
+        await gate.wait_reached()
+
+        viewer = await signed_in(browser, api, "viewer")
+        await viewer.goto(f"{api.url}{path}")
+        await expect(viewer.locator("#order-state")).to_have_text("in progress")
+        await expect(
+            viewer.get_by_role("heading", name="Operator actions", exact=True)
+        ).to_have_count(0)
+        await expect(viewer.get_by_role("button", name="Apply")).to_have_count(0)
+        await shot(viewer, "order-viewer")
+        refused = await viewer.context.request.post(
+            f"{api.url}{path}/actions",
+            form={"action": "suspend", "csrf": "anything"},
+            max_redirects=0,
+        )
+        assert refused.status == 403  # a viewer may not act, token or not
+
+        operator = await signed_in(browser, api, "operator")
+        await operator.goto(f"{api.url}{path}")
+        await expect(operator.get_by_role("button", name="Apply")).to_be_visible()
+        posted = operator.context.request  # the browser's own cookies, as a forged form has
+        for form in ({"action": "abort"}, {"action": "abort", "csrf": "forged"}):
+            answer = await posted.post(f"{api.url}{path}/actions", form=form, max_redirects=0)
+            assert answer.status == 403, await answer.text()
+            assert "CSRF token is missing or invalid" in await answer.text()
+        assert (await service.status(order_number)).state is OrderState.IN_PROGRESS
+
+        # The genuine form, confirmed: the workflow's answer shows in place.
+        operator.once("dialog", lambda dialog: dialog.accept())
+        await operator.get_by_label("Action", exact=True).select_option("suspend")
+        await operator.get_by_role("textbox", name="Reason").fill("checking the line")
+        await operator.get_by_role("button", name="Apply").click()
+        await expect(operator.locator("#action-outcome")).to_contain_text("Suspend accepted")
+        await expect(operator.locator("#order-state")).to_have_text("suspended", timeout=WAIT_MS)
+        await shot(operator, "order-suspended")
+        gate.release()
+        for page in (viewer, operator):
+            await page.context.close()
+
+
+async def test_keys_sessions_and_search_without_a_browser(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """Bearer keys serve pages directly; a browser without a session is sent to sign in;
+    the search's filters and chips; wrong keys and stale forms are refused."""
+    service = OrderService(client, settings)
+    async with worker(), running_api(client, settings) as api:
+        await service.submit(quick_triple_play(order_number))
+        await closed(client, order_number)
+        await until(lambda: _listed(service, order_number, OrderState.COMPLETED))
+        async with httpx.AsyncClient(base_url=api.url) as http:
+            anonymous = await http.get("/console/orders")
+            assert (anonymous.status_code, anonymous.headers["location"]) == (
+                303,
+                "/console/login?next=/console/orders",
+            )
+            fragment = await http.get("/console/orders", headers={"HX-Request": "true"})
+            assert fragment.status_code == 401
+            assert fragment.headers["HX-Redirect"].startswith("/console/login")
+            wrong = await http.get("/console/orders", headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+
+            viewer = api.headers("viewer")
+            found = await http.get(
+                "/console/orders",
+                params={"number": order_number, "state": "completed", "customer": "x"},
+                headers=viewer,
+            )
+            assert found.status_code == 200, found.text
+            assert found.headers["content-security-policy"].startswith("default-src 'self'")
+            assert f">{order_number}</a>" in found.text  # the customer in a URL is ignored
+            none = await http.get(
+                "/console/orders",
+                params={"number": order_number, "state": "failed"},
+                headers=viewer,
+            )
+            assert f">{order_number}</a>" not in none.text
+            dated = await http.post(
+                "/console/orders",
+                data={
+                    "number": order_number,
+                    "customer": "CA-100245",
+                    "since": "2000-01-01",
+                    "until": "2000-12-31",
+                    "chip": "all",
+                },
+                headers={**viewer, "HX-Request": "true"},
+            )
+            assert dated.status_code == 200, dated.text
+            assert "0 orders" in dated.text and "<html" not in dated.text
+            bad = await http.post(
+                "/console/orders",
+                data={"number": order_number, "since": "yesterday"},
+                headers=viewer,
+            )
+            assert bad.status_code == 400 and "since: not a date" in bad.text
+            assert f">{order_number}</a>" in bad.text  # the rest was still searched
+
+            page = await http.get(f"/console/orders/{order_number}", headers=viewer)
+            assert page.status_code == 200 and "Orchestration plan" in page.text
+            assert "hx-trigger" not in page.text  # a completed order is not polled
+            unknown = await http.get("/console/orders/NO-SUCH-ORDER", headers=viewer)
+            assert unknown.status_code == 404 and "No such order" in unknown.text
+            act = await http.post(
+                f"/console/orders/{order_number}/actions",
+                data={"action": "resolve"},
+                headers=api.headers("operator"),
+            )
+            assert act.status_code == 409 and "only a running order" in act.text
+
+            login = await http.get("/console/login")
+            csrf = login.text.split('name="csrf" value="')[1].split('"')[0]
+            bad_key = await http.post(
+                "/console/login", data={"csrf": csrf, "key": "wrong", "next": "//evil.example"}
+            )
+            assert bad_key.status_code == 401 and "That key is not valid" in bad_key.text
+            signed = await http.post(
+                "/console/login",
+                data={"csrf": csrf, "key": api.keys["viewer"], "next": "//evil.example"},
+            )
+            assert (signed.status_code, signed.headers["location"]) == (303, "/console/orders")
+            cookie = signed.headers["set-cookie"].lower()
+            assert (
+                "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
+            )
+            assert (await http.get(f"/console/orders/{order_number}")).status_code == 200
+            stale = await http.post("/console/logout", data={"csrf": csrf})
+            assert stale.status_code == 403  # the sign-in form's token is not the session's
+
+
+async def _listed(service: OrderService, number: str, state: OrderState) -> bool:
+    return bool(await service.list_orders(state, order_numbers=[number]))
