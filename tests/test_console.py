@@ -3,13 +3,12 @@ real API (uvicorn), worker and Temporal dev server. Orders are held mid-flight w
 so "while it runs" is a state the test controls; waits are Playwright's own expectations.
 
 Every page visited is saved as a screenshot under the session's tmp dir; with
-``O2A_UPDATE_SCREENSHOTS=1`` they are also copied to docs/screenshots/ for the README.
+``O2A_UPDATE_SCREENSHOTS=1`` also as JPEG in docs/screenshots/, which the README shows.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tests.support import (
     held_mid_flight,
     quick_triple_play,
     running_api,
+    set_spec,
     until,
 )
 
@@ -46,6 +46,8 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = 30_000
 DOCS_SHOTS = ROOT / "docs" / "screenshots"
+DOCS = {"sign-in", "orders", "order-running", "order-completed", "order-fallout", "order-tablet"}
+DOCS_HEIGHT = 1500
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="no /usr/bin/chromium: `make browser` installs it"
@@ -74,19 +76,32 @@ def shots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def shot(shots_dir: Path) -> Shot:
     async def take(page: Page, name: str) -> None:
-        path = shots_dir / f"{name}.png"
-        await page.screenshot(path=path, full_page=True)
-        if os.environ.get("O2A_UPDATE_SCREENSHOTS") == "1":
+        await page.screenshot(path=shots_dir / f"{name}.png", full_page=True)
+        if name in DOCS and os.environ.get("O2A_UPDATE_SCREENSHOTS") == "1":
+            # The top of the page (summary, plan, timeline): what the README shows.
+            size = page.viewport_size or {"width": 1280, "height": 900}
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": DOCS_HEIGHT}
             DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, DOCS_SHOTS / path.name)
+            await page.screenshot(path=DOCS_SHOTS / f"{name}.png", full_page=True, clip=clip)
 
     return take
 
 
-async def signed_in(browser: Browser, api: Api, role: str, shot: Shot | None = None) -> Page:
+@pytest.fixture
+def page_errors() -> list[str]:
+    """Script errors and console errors (a CSP violation among them) of every page a test
+    opens: none is expected."""
+    return []
+
+
+async def signed_in(
+    browser: Browser, api: Api, role: str, errors: list[str], shot: Shot | None = None
+) -> Page:
     """A browser of its own that signs in with the role's key through the form."""
     context: BrowserContext = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     await page.goto(f"{api.url}/console/orders")
     await expect(page).to_have_url(f"{api.url}/console/login?next=/console/orders")
     await page.get_by_label("API key").fill(api.keys[role])
@@ -104,12 +119,13 @@ async def test_search_finds_an_order_whose_page_updates_live_until_completed(
     order_number: str,
     browser: Browser,
     shot: Shot,
+    page_errors: list[str],
 ) -> None:
     service = OrderService(client, settings)
     async with held_mid_flight(worker) as gate, running_api(client, settings) as api:
         await service.submit(quick_triple_play(order_number))
         await gate.wait_reached()
-        page = await signed_in(browser, api, "operator", shot)
+        page = await signed_in(browser, api, "operator", page_errors, shot)
 
         await page.get_by_label("Order number").fill(order_number)
         await page.get_by_label("Customer account").fill("CA-100245")
@@ -148,6 +164,7 @@ async def test_search_finds_an_order_whose_page_updates_live_until_completed(
         await page.set_viewport_size({"width": 820, "height": 1180})
         await shot(page, "order-tablet")
         await page.context.close()
+    assert page_errors == []
 
 
 async def test_a_viewer_sees_no_actions_and_a_forged_post_is_refused(
@@ -157,6 +174,7 @@ async def test_a_viewer_sees_no_actions_and_a_forged_post_is_refused(
     order_number: str,
     browser: Browser,
     shot: Shot,
+    page_errors: list[str],
 ) -> None:
     service = OrderService(client, settings)
     path = f"/console/orders/{order_number}"
@@ -164,7 +182,7 @@ async def test_a_viewer_sees_no_actions_and_a_forged_post_is_refused(
         await service.submit(quick_triple_play(order_number))
         await gate.wait_reached()
 
-        viewer = await signed_in(browser, api, "viewer")
+        viewer = await signed_in(browser, api, "viewer", page_errors)
         await viewer.goto(f"{api.url}{path}")
         await expect(viewer.locator("#order-state")).to_have_text("in progress")
         await expect(
@@ -179,7 +197,7 @@ async def test_a_viewer_sees_no_actions_and_a_forged_post_is_refused(
         )
         assert refused.status == 403  # a viewer may not act, token or not
 
-        operator = await signed_in(browser, api, "operator")
+        operator = await signed_in(browser, api, "operator", page_errors)
         await operator.goto(f"{api.url}{path}")
         await expect(operator.get_by_role("button", name="Apply")).to_be_visible()
         posted = operator.context.request  # the browser's own cookies, as a forged form has
@@ -200,6 +218,48 @@ async def test_a_viewer_sees_no_actions_and_a_forged_post_is_refused(
         gate.release()
         for page in (viewer, operator):
             await page.context.close()
+    assert page_errors == []
+
+
+async def test_an_operator_resolves_fallout_from_the_order_page(
+    client: Client,
+    settings: Settings,
+    worker: StartWorker,
+    order_number: str,
+    browser: Browser,
+    shot: Shot,
+    page_errors: list[str],
+) -> None:
+    service = OrderService(client, settings)
+    failing = set_spec(
+        quick_triple_play(order_number), "1.1.1", "SimulatedFault", "activate:PORT_REJECTED:1"
+    )
+    async with worker(), running_api(client, settings) as api:
+        await service.submit(failing)
+        assert (await service.wait_for_attention(order_number)).state is OrderState.FAILED
+        page = await signed_in(browser, api, "operator", page_errors)
+        await page.goto(f"{api.url}/console/orders/{order_number}")
+        await expect(page.locator("#order-state")).to_have_text("failed")
+        failed = page.locator(f'svg.plan-graph g.node[data-component="{PROV_FIXED}"]')
+        await expect(failed).to_have_class("node state-failed")
+        incident = page.get_by_role("region", name="Fallout", exact=True).get_by_role("row").nth(1)
+        await expect(incident).to_contain_text("PORT_REJECTED")
+        await expect(page.locator("svg.timeline rect.fallout-wait")).to_have_count(1)
+        await shot(page, "order-fallout")
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        await page.get_by_label("Action", exact=True).select_option("resolve")
+        await page.get_by_role("textbox", name="Reason").fill("port released by the donor")
+        await page.get_by_role("button", name="Apply").click()
+        await expect(page.locator("#action-outcome")).to_contain_text("Resolve accepted")
+        await expect(page.locator("#order-state")).to_have_text("completed", timeout=WAIT_MS)
+        await expect(incident).to_contain_text("resolved")
+        timeline = page.locator("svg.timeline")
+        await expect(timeline.locator("rect.run-do.outcome-failed")).to_have_count(1)
+        await expect(timeline.locator("rect.run-do.outcome-completed")).to_have_count(7)
+        await shot(page, "order-resolved")
+        await page.context.close()
+    assert page_errors == []
 
 
 async def test_keys_sessions_and_search_without_a_browser(

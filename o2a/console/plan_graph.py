@@ -148,7 +148,7 @@ def _node(node: Node, anchors: Mapping[str, str]) -> str:
         f'<text x="{node.x + 10:.0f}" y="{node.y + 20:.0f}" class="node-title">'
         f"{escape(fit(title, 28))}</text>"
         f'<text x="{node.x + 10:.0f}" y="{node.y + 36:.0f}" class="node-sub">'
-        f"{escape(fit(node.subtitle, 34))}</text>"
+        f"{escape(fit(node.subtitle, 31))}</text>"
         f'<text x="{node.x + 10:.0f}" y="{node.y + 50:.0f}" class="node-state">'
         f"{escape(node.state.value.replace('_', ' '))}</text>"
     )
