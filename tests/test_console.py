@@ -133,7 +133,11 @@ async def test_search_finds_an_order_whose_page_updates_live_until_completed(
         row = page.get_by_role("link", name=order_number)
         await expect(row).to_be_visible(timeout=WAIT_MS)
         await expect(page.get_by_role("status")).to_have_text("1 order")
-        await expect(page.get_by_role("button", name="In progress 1")).to_be_visible()
+        chip = page.get_by_role("button", name="In progress 1")
+        await chip.click()  # the chips filter in place, the other fields kept
+        await expect(chip).to_have_attribute("aria-pressed", "true")
+        await expect(chip).to_be_focused()
+        await expect(page.get_by_role("button", name="Failed 0")).to_be_visible()
         assert "CA-100245" not in page.url  # the customer travelled in the form, not the URL
         await shot(page, "orders")
 
