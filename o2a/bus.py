@@ -127,19 +127,28 @@ async def connect_bus(url: str, name: str) -> Nats:
             log.warning("lost the connection to NATS at %s; reconnecting", url)
 
     try:
-        await connection.connect(
-            url,
-            name=name,
-            connect_timeout=CONNECT_TIMEOUT,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-            allow_reconnect=True,
-            error_cb=_on_error,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=_on_reconnected,
+        # With reconnects for ever, nats-py also retries the first connect for ever.
+        await asyncio.wait_for(
+            connection.connect(
+                url,
+                name=name,
+                connect_timeout=CONNECT_TIMEOUT,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                allow_reconnect=True,
+                error_cb=_on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=_on_reconnected,
+            ),
+            CONNECT_TIMEOUT,
         )
         return connection
-    except (NoServersError, OSError, NatsError, TimeoutError) as exc:
+    except TimeoutError:
+        await connection.close()
+        raise BusUnavailable(
+            f"cannot reach NATS at {url} (no answer within {CONNECT_TIMEOUT}s)"
+        ) from None
+    except (NoServersError, OSError, NatsError) as exc:
         raise BusUnavailable(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from exc
 
 
