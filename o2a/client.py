@@ -42,9 +42,12 @@ class ConnectionFailed(ConnectionError):
     """Temporal is not reachable: one line for the user, not a traceback."""
 
 
-async def connect(service_name: str = "o2a") -> Client:
+async def connect(service_name: str = "o2a", address: str | None = None) -> Client:
+    """``address`` instead of the configured one (a server of a test's own)."""
     configure_tracing(service_name)
     config = connect_config()
+    if address is not None:
+        config["target_host"] = address
     try:
         return await Client.connect(
             **config, data_converter=DATA_CONVERTER, interceptors=interceptors()

@@ -21,6 +21,11 @@ class OrderConflictError(RuntimeError):
     the reason (e.g. a second submit, an operator action its state does not allow)."""
 
 
+class StaleRevision(OrderConflictError):
+    """The order already has this revision or a higher one: the document was sent again, or
+    a later revision overtook it. A queue consumer acks it as a duplicate; nothing changes."""
+
+
 class NoWorkerError(RuntimeError):
     """A running order has to answer (a query or an operator action) and no worker did."""
 

@@ -8,6 +8,8 @@ share an ID, and no order's workflow ID equals a child's (docs/architecture.md Â
 
 from __future__ import annotations
 
+import hashlib
+import re
 import string
 from urllib.parse import quote
 
@@ -129,6 +131,25 @@ def jeopardy_message_id(
     order_number: str, revision: int, component_id: str, severity: str, run: int = 1
 ) -> str:
     return _message_id("JEOP", order_number, revision, run, component_id, severity)
+
+
+def dead_letter_message_id(order_number: str | None, sequence: int, document: bytes) -> str:
+    """The dead letter of an inbound message: the same for every redelivery of that stored
+    message (its stream sequence and content), so it is dead-lettered once. An order number
+    that could not be read is ``~``, which no escaped order number is."""
+    digest = hashlib.sha256(document).hexdigest()[:16]
+    order = ESCAPE if order_number is None else escape(order_number)
+    return f"DL.{order}.s{sequence}.{digest}"
+
+
+def names_order(message_id: str, order_number: str) -> bool:
+    """Whether one of o2a's message IDs is about that order: ``KIND.<order>.â€¦``, or for a
+    fault and a trouble ticket ``KIND.<order>-F<n>`` (the incident ID)."""
+    parts = message_id.split(".")
+    if len(parts) < 2:
+        return False
+    order, incident = escape(order_number), parts[1]
+    return incident == order or re.fullmatch(re.escape(order) + r"-F[0-9]+", incident) is not None
 
 
 def web_ui_link(ui_url: str, namespace: str, workflow_id: str) -> str:

@@ -13,6 +13,7 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from lxml import etree
 from pydantic import ValidationError
@@ -146,7 +147,29 @@ def _decoded(data: bytes) -> str:
         ) from None
 
 
-def _parse_xml(data: bytes) -> CustomerOrder:
+class Envelope(NamedTuple):
+    """What names any EBM, whatever its body: its root element and ``EBMHeader/EBMID``."""
+
+    root: str
+    ebm_id: str | None
+    """None when absent, or unfit for a message header (not printable, over 255 bytes)."""
+
+
+def envelope(data: bytes) -> Envelope | None:
+    """The envelope of a document read as warily as an order; None if it cannot be read
+    (not XML, a DTD, too big or deep). For naming a message on the bus, not for trusting it."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        return None
+    try:
+        root = _read_xml(data)
+    except MalformedDocument:
+        return None
+    ebm_id = (root.findtext(f"{{{CC_NS}}}EBMHeader/{{{CC_NS}}}EBMID") or "").strip()
+    fit = ebm_id.isprintable() and 0 < len(ebm_id.encode()) <= 255
+    return Envelope(etree.QName(root).localname, ebm_id if fit else None)
+
+
+def _read_xml(data: bytes) -> etree._Element:
     # A DOCTYPE is the door to XXE and entity expansion; an order never needs one. Look for it
     # anywhere in the decoded text before libxml2 sees the document, and ask libxml2 after
     # parsing too, whatever encoding it read: an unexpanded entity reference would silently
@@ -161,6 +184,11 @@ def _parse_xml(data: bytes) -> CustomerOrder:
     if dtd is not None or next(root.iter(etree.Entity), None) is not None:
         raise MalformedDocument(_DTD_REFUSED)
     _check_depth(root)
+    return root
+
+
+def _parse_xml(data: bytes) -> CustomerOrder:
+    root = _read_xml(data)
     if etree.QName(root).localname != ROOT:
         raise MalformedDocument(f"root element is {etree.QName(root).localname}, expected {ROOT}")
     if etree.QName(root).namespace != SO_NS:

@@ -6,6 +6,7 @@ published under, so a retried delivery replaces the message instead of adding on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from lxml import etree
@@ -178,6 +179,48 @@ def render_sales_order_update(
     return _serialize(root)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """The content of an AIA Fault: what failed, where, and what an operator can do."""
+
+    code: str
+    text: str
+    severity: str
+    stack: str
+    faulting_service: str
+    implementation: str
+    corrective_action: str
+    incident_id: str
+
+
+def render_aia_fault(
+    message_id: str, fault: Fault, failed_message_id: str | None, created: datetime
+) -> bytes:
+    """The AIA common error message, for the error-handling service; it names the EBM that
+    failed (``EBMReference``) when that EBM had an ID."""
+    root = etree.Element(f"{{{FAULT_NS}}}Fault", nsmap={"corecom": FAULT_NS})
+    header = _sub(root, CC_NS, "EBMHeader")
+    _sub(header, CC_NS, "EBMID", message_id)
+    _sub(header, CC_NS, "EBMName", "Fault")
+    _sub(header, CC_NS, "CreationDateTime", created.isoformat())
+    _sub(_sub(header, CC_NS, "Sender"), CC_NS, "ID", SENDER)
+    if failed_message_id is not None:
+        _sub(_sub(root, CC_NS, "EBMReference"), CC_NS, "EBMID", failed_message_id)
+    notification = _sub(root, CC_NS, "FaultNotification")
+    _sub(notification, CC_NS, "ReportingDateTime", created.isoformat())
+    message = _sub(notification, CC_NS, "FaultMessage")
+    _sub(message, CC_NS, "Code", fault.code)
+    _sub(message, CC_NS, "Text", fault.text)
+    _sub(message, CC_NS, "Severity", fault.severity)
+    _sub(message, CC_NS, "Stack", fault.stack)
+    service = _sub(notification, CC_NS, "FaultingService")
+    _sub(service, CC_NS, "ID", fault.faulting_service)
+    _sub(service, CC_NS, "ImplementationCode", fault.implementation)
+    _sub(notification, CC_NS, "CorrectiveAction", fault.corrective_action)
+    _sub(notification, CC_NS, "IncidentID", fault.incident_id)
+    return _serialize(root)
+
+
 def render_fault(
     message_id: str,
     order_number: str,
@@ -185,39 +228,21 @@ def render_fault(
     failed_message_id: str,
     created: datetime,
 ) -> bytes:
-    """The AIA common error message, for the error-handling service."""
-    root = etree.Element(f"{{{FAULT_NS}}}Fault", nsmap={"corecom": FAULT_NS})
-    header = _sub(root, CC_NS, "EBMHeader")
-    _sub(header, CC_NS, "EBMID", message_id)
-    _sub(header, CC_NS, "EBMName", "Fault")
-    _sub(header, CC_NS, "CreationDateTime", created.isoformat())
-    _sub(_sub(header, CC_NS, "Sender"), CC_NS, "ID", SENDER)
-    _sub(_sub(root, CC_NS, "EBMReference"), CC_NS, "EBMID", failed_message_id)
-    notification = _sub(root, CC_NS, "FaultNotification")
-    _sub(notification, CC_NS, "ReportingDateTime", created.isoformat())
-    fault = _sub(notification, CC_NS, "FaultMessage")
-    _sub(fault, CC_NS, "Code", fallout.code)
-    _sub(fault, CC_NS, "Text", fallout.message)
-    _sub(fault, CC_NS, "Severity", fallout.severity)
-    _sub(
-        fault,
-        CC_NS,
-        "Stack",
-        f"order {order_number} / component {fallout.component} / step {fallout.step or '-'}"
-        f" / lines {', '.join(fallout.lines)}",
+    """An order's fallout as an AIA Fault."""
+    fault = Fault(
+        code=fallout.code,
+        text=fallout.message,
+        severity=fallout.severity,
+        stack=f"order {order_number} / component {fallout.component} / step "
+        f"{fallout.step or '-'} / lines {', '.join(fallout.lines)}",
+        faulting_service=fallout.component,
+        implementation="TemporalWorkflow",
+        corrective_action="Fix the cause in the target system, then resolve the fallout "
+        f"(retry component {fallout.component}); or send a revision without the faulty line; "
+        "or cancel the order",
+        incident_id=fallout.id,
     )
-    service = _sub(notification, CC_NS, "FaultingService")
-    _sub(service, CC_NS, "ID", fallout.component)
-    _sub(service, CC_NS, "ImplementationCode", "TemporalWorkflow")
-    _sub(
-        notification,
-        CC_NS,
-        "CorrectiveAction",
-        "Fix the cause in the target system, then resolve the fallout (retry component "
-        f"{fallout.component}); or send a revision without the faulty line; or cancel the order",
-    )
-    _sub(notification, CC_NS, "IncidentID", fallout.id)
-    return _serialize(root)
+    return render_aia_fault(message_id, fault, failed_message_id, created)
 
 
 def render_trouble_ticket(

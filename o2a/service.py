@@ -47,7 +47,13 @@ from o2a import ids, visibility
 from o2a.catalog import Catalog, load_catalog
 from o2a.config import Settings
 from o2a.decomposition import decompose, validate_order
-from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
+from o2a.errors import (
+    InputError,
+    NoWorkerError,
+    OrderConflictError,
+    StaleRevision,
+    UnknownOrderError,
+)
 from o2a.inbound import parse_order, read_order_file
 from o2a.models import (
     CustomerOrder,
@@ -429,10 +435,14 @@ class OrderService(OrderIntake):
             return answer.result
         return answer
 
-    async def receive(self, order: CustomerOrder) -> RequestReceipt | None:
+    async def receive(
+        self, order: CustomerOrder, request_id: str | None = None
+    ) -> RequestReceipt | None:
         """An order document as CRM sends it, to an endpoint or a queue: a new order starts
         (None); a higher revision of an existing order, or a FulfillmentModeCode CANCEL, is
-        signalled to it (its receipt); a revision the order already has is a conflict."""
+        signalled to it (its receipt); a revision the order already has, or a cancel of a
+        cancelled order, is a StaleRevision.
+        ``request_id`` names the revise or cancel (a queue's message ID, say)."""
         if order.fulfillment_mode is not FulfillmentMode.CANCEL:
             try:
                 await self.submit(order)
@@ -441,11 +451,19 @@ class OrderService(OrderIntake):
                 description = await self._describe(order.order_number)
                 current = description.typed_search_attributes.get(visibility.ORDER_REVISION)
                 if current is not None and order.revision <= current:
-                    raise OrderConflictError(
+                    raise StaleRevision(
                         f"order {order.order_number} is at revision {current}: "
                         f"revision {order.revision} is not higher"
                     ) from None
-        return await self.revise(order)
+        try:
+            return await self.revise(order, request_id)
+        except OrderConflictError:
+            if order.fulfillment_mode is not FulfillmentMode.CANCEL:
+                raise
+            ended = await self._ended(order.order_number)
+            if ended is not None and ended.state == OrderState.CANCELLED.value:
+                raise StaleRevision(f"order {order.order_number} is already cancelled") from None
+            raise
 
     async def revise(self, order: CustomerOrder, request_id: str | None = None) -> RequestReceipt:
         """Signal a revision (the whole order again); FulfillmentModeCode CANCEL makes it a

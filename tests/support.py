@@ -25,6 +25,8 @@ from typing import NamedTuple
 from lxml import etree
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo
+from nats.js.errors import NotFoundError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import Priority, WorkflowIDReusePolicy
@@ -33,8 +35,11 @@ from temporalio.worker import Worker
 
 from o2a import ids
 from o2a.adapters.simulator import SimulatedFulfillment
+from o2a.bus import BusConnection, Subjects
+from o2a.bus_messages import stored
 from o2a.config import Settings
 from o2a.inbound import read_order_file
+from o2a.listener import ClientFactory, Listener, Redelivery
 from o2a.models import (
     ComponentState,
     CustomerOrder,
@@ -612,18 +617,80 @@ def _started(server: object, serving: asyncio.Task[None]) -> Callable[[], Awaita
 
 
 async def bus_messages(js: JetStreamContext, subject: str) -> list[Msg]:
-    """Every message stored on ``subject`` now, oldest first (an ephemeral consumer reads
-    exactly as many as the stream holds: no waiting for a timeout)."""
-    stream = await js.find_stream_name_by_subject(subject)
-    info = await js.stream_info(stream, subjects_filter=subject)
-    count = (info.state.subjects or {}).get(subject, 0)
-    if not count:
-        return []
-    reader = await js.pull_subscribe(subject, stream=stream)
+    """Every message stored on ``subject`` now, oldest first (what ``o2a messages`` reads)."""
+    return await stored(js, subject)
+
+
+# --- the bus listener --------------------------------------------------------------------------
+
+
+def sample_document(order_number: str, name: str = "triple_play.xml") -> bytes:
+    """A sample EBM (TP-1001) as CRM would send it for this order number: its EBMID made
+    the order's own too, or the broker would drop a second order's as a duplicate."""
+    data = (SAMPLES / name).read_bytes()
+    assert data.count(b">TP-1001<") == 2
+    data = data.replace(b">TP-1001<", f">{order_number}<".encode())
+    ebm_id, end, rest = data.partition(b"</corecom:EBMID>")
+    return ebm_id + f".{order_number}".encode() + end + rest
+
+
+@contextlib.asynccontextmanager
+async def bus_connection(settings: Settings) -> AsyncIterator[BusConnection]:
+    """The test's own connection to the bus of ``settings`` (its streams made)."""
+    assert settings.nats_url is not None
+    connection = BusConnection(settings.nats_url, Subjects(settings.subject_prefix), "test")
     try:
-        found: list[Msg] = []
-        while len(found) < count:
-            found += await reader.fetch(count - len(found), timeout=WAIT)
-        return found
+        yield connection
     finally:
-        await reader.unsubscribe()
+        await connection.close()
+
+
+def same_client(client: Client) -> ClientFactory:
+    """A listener's Temporal connection: the test's client."""
+
+    async def connected() -> Client:
+        return client
+
+    return connected
+
+
+@contextlib.asynccontextmanager
+async def running_listener(
+    settings: Settings, connect_client: ClientFactory, redelivery: Redelivery | None = None
+) -> AsyncIterator[Listener]:
+    """The bus listener of ``settings`` in this process for the block, from the moment its
+    consumer exists; stopped as `o2a up` stops it (the batch in hand finishes)."""
+    stop = asyncio.Event()
+    listener = Listener(settings, connect_client, redelivery)
+    task = asyncio.create_task(listener.run(stop))
+    try:
+        async with bus_connection(settings) as connection:
+
+            async def consuming() -> bool:
+                if task.done():
+                    task.result()  # it failed: say why
+                with contextlib.suppress(NotFoundError):
+                    return bool(await consumer_info(connection, listener))
+                return False
+
+            await until(consuming)
+        yield listener
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+
+
+async def consumer_info(connection: BusConnection, listener: Listener) -> ConsumerInfo:
+    js = await connection.jetstream()
+    return await js.consumer_info(listener.stream, listener.consumer)
+
+
+async def acked(
+    connection: BusConnection, listener: Listener, sequence: int, timeout: float = WAIT
+) -> None:
+    """Wait until the listener has acked every inbound message up to stream ``sequence``."""
+
+    async def done() -> bool:
+        return (await consumer_info(connection, listener)).ack_floor.stream_seq >= sequence
+
+    await until(done, timeout)

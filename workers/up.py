@@ -17,6 +17,7 @@ import uvicorn
 from o2a.api.auth import ApiKeys, Role, local_keys
 from o2a.api.server import api_server
 from o2a.config import Settings
+from o2a.listener import run_listener
 from o2a.nats_server import NatsServer
 from o2a.server import DevServer, ServerError, ensure_ports_free
 from workers.worker import run_worker
@@ -25,6 +26,7 @@ BusService = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 BUS_SERVICES: list[BusService] = []
 """What else runs on the bus (the inbound listener, the simulated fulfillment systems),
 each until the event is set."""
+BUS_SERVICES.append(run_listener)
 
 
 @dataclass(frozen=True)
