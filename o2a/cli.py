@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -21,6 +22,8 @@ from temporalio.service import RPCError
 from o2a import cli_format
 from o2a.api.auth import KEYS_VARIABLE
 from o2a.api.server import DEFAULT_PORT as API_PORT
+from o2a.bus import DEFAULT_URL as NATS_URL
+from o2a.bus import BusConnection, BusUnavailable, Subjects
 from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
@@ -114,6 +117,24 @@ def _parser() -> argparse.ArgumentParser:
         if command == "resolve":
             action.add_argument("--component", help="only this failed component")
 
+    sub.add_parser("listen", help="the inbound bus listener: orders from CRM (O2A_NATS_URL)")
+    publish = sub.add_parser(
+        "publish", help="publish a file's document to the bus, as CRM would (any document)"
+    )
+    publish.add_argument("file", type=Path)
+    publish.add_argument(
+        "--subject", help="subject, with or without the prefix (default: crm.salesorder)"
+    )
+    messages = sub.add_parser("messages", help="the messages a bus subject stores, oldest first")
+    messages.add_argument(
+        "subject",
+        help="with or without the prefix: crm.salesorder, crm.salesorder.update, "
+        "crm.salesorder.deadletter, som.provisioningorder, errorhandling.fault, ...",
+    )
+    messages.add_argument("--order", help="only o2a's messages about this order")
+    messages.add_argument("--limit", type=int, default=50, help="the newest N (default 50)")
+    messages.add_argument("--xml", action="store_true", help="each document too")
+
     demo = sub.add_parser("demo", help="run the sample orders end to end")
     demo.add_argument("--samples", type=Path, default=Path("samples"))
 
@@ -146,9 +167,8 @@ def _os_user() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings.from_env()
     try:
-        return _dispatch(args, settings)
+        return _dispatch(args, Settings.from_env())
     except InputError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (
@@ -156,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         OrderConflictError,
         NoWorkerError,
         ConnectionFailed,
+        BusUnavailable,
         ServerError,
     ) as exc:
         return _fail(str(exc), EXIT_FAILED)
@@ -322,6 +343,58 @@ async def _operator_action(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def _listen(args: argparse.Namespace, settings: Settings) -> int:
+    from o2a.listener import run_listener
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_listener(settings, stop)
+    return EXIT_OK
+
+
+def _bus(settings: Settings, name: str) -> BusConnection:
+    """The bus for a one-off command: O2A_NATS_URL, else the one `o2a up` starts locally."""
+    return BusConnection(settings.nats_url or NATS_URL, Subjects(settings.subject_prefix), name)
+
+
+async def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from o2a.bus_messages import publish_document, published, subject_named
+
+    path: Path = args.file
+    try:
+        document = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    bus = _bus(settings, "o2a-publish")
+    subject = subject_named(bus.subjects, args.subject or bus.subjects.sales_order)
+    try:
+        ack = await publish_document(bus, subject, document)
+    finally:
+        await bus.close()
+    print(published(str(path), subject, ack))
+    return EXIT_OK
+
+
+async def _messages(args: argparse.Namespace, settings: Settings) -> int:
+    from o2a.bus_messages import read_stored, subject_named
+
+    bus = _bus(settings, "o2a-messages")
+    subject = subject_named(bus.subjects, args.subject)
+    try:
+        found = await read_stored(bus, subject, args.order, args.limit)
+    finally:
+        await bus.close()
+    for message in found:
+        print(message.line())
+        if args.xml:
+            print(message.document.decode(errors="replace"))
+    if not found:
+        print(f"no messages on {subject}" + (f" about order {args.order}" if args.order else ""))
+    return EXIT_OK
+
+
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from starters.demo import run_demo
 
@@ -357,6 +430,9 @@ COMMANDS: dict[str, Command] = {
     **dict.fromkeys(OPERATOR_COMMANDS, _operator_action),
     "demo": _demo,
     "bench": _bench,
+    "listen": _listen,
+    "publish": _publish,
+    "messages": _messages,
 }
 
 

@@ -44,9 +44,14 @@ from tests.support import (
     SHIP,
     Background,
     StartWorker,
+    acked,
+    bus_connection,
     cli_env,
     closed,
     held_mid_flight,
+    running_listener,
+    same_client,
+    sample_document,
     signalled,
     until,
     wait_for_state,
@@ -1073,3 +1078,99 @@ async def test_submit_wait_returns_when_the_order_falls_out(
         aborted = await o2a("abort", order_number, "--reason", "gave up", env=env)
         assert aborted.returncode == 0, aborted
         assert (await closed(client, order_number)).state is OrderState.ABORTED
+
+
+# --- the bus: `o2a publish`, `o2a messages`, `o2a listen` ------------------------------------
+
+
+async def test_publish_and_read_the_messages_of_an_order_and_a_dead_letter(
+    client: Client,
+    worker: StartWorker,
+    temporal_address: str,
+    bus_settings: Settings,
+    order_number: str,
+    tmp_path: Path,
+):
+    assert bus_settings.nats_url is not None
+    env = cli_env(
+        temporal_address,
+        bus_settings,
+        O2A_NATS_URL=bus_settings.nats_url,
+        O2A_SUBJECT_PREFIX=bus_settings.subject_prefix,
+    )
+    prefix = bus_settings.subject_prefix
+    order = tmp_path / "order.xml"
+    order.write_bytes(sample_document(order_number))
+    invalid = tmp_path / "invalid.xml"
+    invalid.write_bytes(
+        sample_document(f"{order_number}-X").replace(b"Fibre 500", b"<Fibre>500</Fibre>")
+    )
+    stream = f"{prefix.upper()}_SALESORDER"
+    published = await o2a("publish", str(order), env=env)
+    assert published.stdout == (
+        f"{order}: stored on {prefix}.crm.salesorder (stream {stream}, sequence 1)\n"
+    ), published
+    again = await o2a("publish", str(order), env=env)  # CRM sending it again: one message
+    assert again.stdout == (
+        f"{order}: not stored again, a duplicate of the message stored on "
+        f"{prefix}.crm.salesorder (stream {stream}, sequence 1)\n"
+    ), again
+    assert (await o2a("publish", str(invalid), env=env)).returncode == 0
+
+    async with (
+        worker(bus_settings),
+        bus_connection(bus_settings) as connection,
+        running_listener(bus_settings, same_client(client)) as listener,
+    ):
+        await acked(connection, listener, 2)
+        assert (await closed(client, order_number)).state is OrderState.COMPLETED
+
+    inbound = await o2a("messages", "crm.salesorder", env=env)
+    assert [line.split() for line in inbound.stdout.splitlines()] == [
+        ["1", ebm_id_of(order), "ProcessSalesOrderFulfillmentEBM"],
+        ["2", ebm_id_of(invalid), "ProcessSalesOrderFulfillmentEBM"],
+    ], inbound
+    updates = await o2a("messages", "crm.salesorder.update", "--order", order_number, env=env)
+    rows = [line.split() for line in updates.stdout.splitlines()]
+    assert rows and all(
+        message_id.startswith(f"USO.{order_number}.") and root == "UpdateSalesOrderEBM"
+        for _, message_id, root in rows
+    ), updates
+    letters = await o2a("messages", f"{prefix}.crm.salesorder.deadletter", "--xml", env=env)
+    first, *document = letters.stdout.splitlines()
+    assert first.split()[1:3] == [
+        ids.dead_letter_message_id(None, 2, invalid.read_bytes()),
+        "Fault",
+    ], letters
+    assert first.endswith("reason: Name must hold text only, not elements"), letters
+    assert f"<corecom:EBMID>{ebm_id_of(invalid)}</corecom:EBMID>" in "\n".join(document)
+
+
+def ebm_id_of(path: Path) -> str:
+    found = etree.parse(str(path)).findtext("cc:EBMHeader/cc:EBMID", namespaces=NS)
+    assert found
+    return found
+
+
+async def test_bus_commands_refuse_in_one_line(
+    bus_settings: Settings, temporal_address: str, settings: Settings, tmp_path: Path
+):
+    assert bus_settings.nats_url is not None
+    env = cli_env(temporal_address, settings, O2A_NATS_URL=bus_settings.nats_url)
+    missing = await o2a("publish", str(tmp_path / "missing.xml"), env=env)
+    nowhere = await o2a("messages", "crm.nowhere", env=env)
+    no_bus = await o2a("listen", env=cli_env(temporal_address, settings))
+    unreachable = await o2a(
+        "publish",
+        str(SAMPLES / "triple_play.xml"),
+        env={**env, "O2A_NATS_URL": f"nats://127.0.0.1:{free_port()}"},
+    )
+    for run, code, text in [
+        (missing, 2, "missing.xml: No such file or directory"),
+        (nowhere, 2, "no o2a stream stores o2a.crm.nowhere"),
+        (no_bus, 2, "O2A_NATS_URL is not set"),
+        (unreachable, 1, "cannot reach NATS at nats://127.0.0.1:"),
+    ]:
+        assert run.returncode == code and len(run.stderr_lines) == 1, run
+        assert text in run.stderr_lines[0], run
+        assert "Traceback" not in run.stderr, run
