@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
             action.add_argument("--component", help="only this failed component")
 
     sub.add_parser("listen", help="the inbound bus listener: orders from CRM (O2A_NATS_URL)")
+    sub.add_parser(
+        "simulate", help="the simulated fulfillment systems, answering on the bus (O2A_NATS_URL)"
+    )
     publish = sub.add_parser(
         "publish", help="publish a file's document to the bus, as CRM would (any document)"
     )
@@ -395,6 +398,13 @@ async def _messages(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.simulate import run_simulator
+
+    await run_simulator(settings)
+    return EXIT_OK
+
+
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from starters.demo import run_demo
 
@@ -433,6 +443,7 @@ COMMANDS: dict[str, Command] = {
     "listen": _listen,
     "publish": _publish,
     "messages": _messages,
+    "simulate": _simulate,
 }
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from o2a.errors import InputError
+from o2a.models import DEFAULT_FULFILLMENT_DEADLINE
 
 DEFAULT_TASK_QUEUE = "o2a"
 DEFAULT_OUTBOX_DIR = "var/outbox"
@@ -12,6 +16,7 @@ DEFAULT_UI_URL = "http://localhost:8233"
 DEFAULT_SINKS = ("outbox",)
 DEFAULT_FULFILLMENT = "simulator"
 BUS_SINKS = ("nats",)
+BUS_FULFILLMENT = "bus"
 DEFAULT_SUBJECT_PREFIX = "o2a"
 
 
@@ -25,6 +30,9 @@ class Settings:
     """MessageBus adapters by name; the worker checks them at start (o2a.adapters)."""
     fulfillment: str = DEFAULT_FULFILLMENT
     """The FulfillmentSystem adapter by name."""
+    fulfillment_deadline: float = DEFAULT_FULFILLMENT_DEADLINE
+    """Seconds a system on the bus has to answer a step before it is fallout
+    (``O2A_FULFILLMENT_DEADLINE``)."""
     nats_url: str | None = None
     """The bus (``O2A_NATS_URL``); None: no bus, messages to the outbox, systems inline."""
     subject_prefix: str = DEFAULT_SUBJECT_PREFIX
@@ -34,7 +42,8 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         """Names are only read here: every command reads settings, and an unknown adapter
-        is refused by the worker that would wire it, as one clear line."""
+        is refused by the worker that would wire it, as one clear line. Where a bus is
+        configured, messages and fulfillment systems go over it unless told otherwise."""
         catalog = os.environ.get("O2A_CATALOG")
         sinks = os.environ.get("O2A_SINKS", "").lower().split(",")
         nats_url = os.environ.get("O2A_NATS_URL", "").strip() or None
@@ -47,8 +56,22 @@ class Settings:
             sinks=tuple(dict.fromkeys(s.strip() for s in sinks if s.strip()))
             or (BUS_SINKS if on_bus else DEFAULT_SINKS),
             fulfillment=os.environ.get("O2A_FULFILLMENT", "").strip().lower()
-            or DEFAULT_FULFILLMENT,
+            or (BUS_FULFILLMENT if on_bus else DEFAULT_FULFILLMENT),
+            fulfillment_deadline=_seconds("O2A_FULFILLMENT_DEADLINE", DEFAULT_FULFILLMENT_DEADLINE),
             nats_url=nats_url,
             subject_prefix=os.environ.get("O2A_SUBJECT_PREFIX", "").strip()
             or DEFAULT_SUBJECT_PREFIX,
         )
+
+
+def _seconds(variable: str, default: float) -> float:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InputError(f"{variable} must be a number of seconds above 0, got {raw!r}")
+    return seconds

@@ -204,11 +204,33 @@ class OrderComponent(Model):
     complete_milestone: str | None = None
 
 
+class RouteMode(StrEnum):
+    INLINE = "inline"
+    """The activity calls the system and returns its answer (the inline simulator)."""
+    BUS = "bus"
+    """The request goes out on the bus; the activity completes when the response comes back."""
+
+
+DEFAULT_FULFILLMENT_DEADLINE = 86_400.0
+"""Seconds a system on the bus has to answer a step (``O2A_FULFILLMENT_DEADLINE``)."""
+
+
+class FulfillmentRoute(Model):
+    """How an order's fulfillment systems are reached. Workflow code cannot read settings,
+    so the decomposition activity records the worker's choice in the plan (in history); an
+    order planned before the bus existed, or inline, keeps calling inline on replay."""
+
+    mode: RouteMode = RouteMode.INLINE
+    deadline_seconds: float = Field(default=DEFAULT_FULFILLMENT_DEADLINE, gt=0)
+    """A step over the bus that gets no response within this becomes fallout (NO_RESPONSE)."""
+
+
 class OrderPlan(Model):
     order_number: str
     revision: int
     components: list[OrderComponent]
     line_patterns: dict[str, str]
+    fulfillment: FulfillmentRoute = Field(default_factory=FulfillmentRoute)
 
     _by_id: dict[str, OrderComponent] | None = PrivateAttr(default=None)
 
@@ -433,6 +455,8 @@ class ProvisioningOrder(Model):
     """Lines whose work from an earlier run stands (a redo after a revision skips them)."""
     undo_lines: list[SalesOrderLine] = Field(default_factory=list)
     """Lines, as they were, whose earlier work must be undone before anything is done."""
+    fulfillment: FulfillmentRoute = Field(default_factory=FulfillmentRoute)
+    """The order's plan's route to the systems, as the child cannot read settings either."""
 
 
 class ProvisioningRevision(Model):

@@ -7,7 +7,7 @@ worker wires the ones its settings name. Tests plug in adapters of their own.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from o2a.models import LineUpdate, Model, SalesOrderLine, Step
 
@@ -75,4 +75,15 @@ class FulfillmentSystem(Protocol):
     async def execute(self, request: FulfillmentRequest) -> list[LineUpdate]:
         """Do the step for the request's lines; the data each line got back (service IDs,
         numbers). Raises FulfillmentFault or FulfillmentUnavailable."""
+        ...
+
+
+@runtime_checkable
+class FulfillmentRequester(Protocol):
+    """A fulfillment system that answers later (over the bus): the request is handed over
+    now, with a reply token the system echoes back in its response; what completes the
+    step is that response, not this call."""
+
+    async def send(self, request: FulfillmentRequest, reply_token: bytes) -> None:
+        """Hand the request over once. Raises FulfillmentUnavailable when it could not be."""
         ...

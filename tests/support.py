@@ -120,12 +120,18 @@ class Gate:
 
     step: Step
     component: str | None
+    revision: int | None = None
+    """Only the calls made under this revision (None: any)."""
     reached: asyncio.Event = field(default_factory=asyncio.Event)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     held: list[FulfillmentRequest] = field(default_factory=list)
 
     def matches(self, request: FulfillmentRequest) -> bool:
-        return request.step is self.step and self.component in (None, request.component_id)
+        return (
+            request.step is self.step
+            and self.component in (None, request.component_id)
+            and self.revision in (None, request.revision)
+        )
 
     async def wait_reached(self, timeout: float = WAIT) -> FulfillmentRequest:
         await asyncio.wait_for(self.reached.wait(), timeout)
@@ -143,8 +149,8 @@ class GatedFulfillment:
         self._gates: list[Gate] = []
         self.calls: list[FulfillmentRequest] = []
 
-    def hold(self, step: Step, component: str | None = None) -> Gate:
-        gate = Gate(step, component)
+    def hold(self, step: Step, component: str | None = None, revision: int | None = None) -> Gate:
+        gate = Gate(step, component, revision)
         self._gates.append(gate)
         return gate
 

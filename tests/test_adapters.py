@@ -32,6 +32,7 @@ from activities.messaging import (
     SalesOrderUpdateMessage,
 )
 from o2a.adapters import FanOutBus, Wiring, fulfillment_system, message_bus
+from o2a.adapters.bus_fulfillment import BusFulfillment
 from o2a.adapters.outbox import OutboxBus
 from o2a.adapters.simulator import SimulatedFulfillment
 from o2a.client import DATA_CONVERTER
@@ -525,15 +526,38 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 def test_a_bus_makes_it_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DESIGN.md: the default sink is ``nats`` where a bus is configured; explicit
-    settings still win."""
+    """DESIGN.md: the default sink is ``nats`` and fulfillment systems are reached over the
+    bus where a bus is configured; explicit settings still win."""
     monkeypatch.delenv("O2A_SINKS", raising=False)
     monkeypatch.delenv("O2A_FULFILLMENT", raising=False)
     monkeypatch.setenv("O2A_NATS_URL", " nats://bus:4222 ")
     from_env = Settings.from_env()
     assert (from_env.nats_url, from_env.sinks) == ("nats://bus:4222", ("nats",))
+    assert from_env.fulfillment == "bus"
     monkeypatch.setenv("O2A_SINKS", "outbox")
-    assert Settings.from_env().sinks == ("outbox",)
+    monkeypatch.setenv("O2A_FULFILLMENT", "simulator")
+    assert (Settings.from_env().sinks, Settings.from_env().fulfillment) == (
+        ("outbox",),
+        "simulator",
+    )
+
+
+def test_fulfillment_deadline_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("O2A_FULFILLMENT_DEADLINE", raising=False)
+    assert Settings.from_env().fulfillment_deadline == 86_400
+    monkeypatch.setenv("O2A_FULFILLMENT_DEADLINE", " 2.5 ")
+    assert Settings.from_env().fulfillment_deadline == 2.5
+    for bad in ("0", "-1", "soon", "nan", "inf"):
+        monkeypatch.setenv("O2A_FULFILLMENT_DEADLINE", bad)
+        with pytest.raises(InputError, match="O2A_FULFILLMENT_DEADLINE must be a number"):
+            Settings.from_env()
+
+
+def test_the_bus_fulfillment_needs_a_bus(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="O2A_NATS_URL is not set"):
+        fulfillment_system(wired(settings(tmp_path, fulfillment="bus")))
+    adapter = fulfillment_system(wired(settings(tmp_path, fulfillment="bus", nats_url="nats://x")))
+    assert isinstance(adapter, BusFulfillment)
 
 
 def test_the_nats_sink_needs_a_bus(tmp_path: Path) -> None:
@@ -591,7 +615,7 @@ def test_unknown_sink_is_input_error(
 def test_unknown_fulfillment_is_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("O2A_FULFILLMENT", "asap")
     with pytest.raises(
-        InputError, match="O2A_FULFILLMENT: unknown adapter 'asap'; known: simulator"
+        InputError, match=r"O2A_FULFILLMENT: unknown adapter 'asap'; known: simulator, bus$"
     ):
         fulfillment_system(wired(Settings.from_env()))
 

@@ -20,6 +20,7 @@ from o2a.config import Settings
 from o2a.listener import run_listener
 from o2a.nats_server import NatsServer
 from o2a.server import DevServer, ServerError, ensure_ports_free
+from workers.simulate import run_simulator
 from workers.worker import run_worker
 
 BusService = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
@@ -27,6 +28,7 @@ BUS_SERVICES: list[BusService] = []
 """What else runs on the bus (the inbound listener, the simulated fulfillment systems),
 each until the event is set."""
 BUS_SERVICES.append(run_listener)
+BUS_SERVICES.append(run_simulator)
 
 
 @dataclass(frozen=True)

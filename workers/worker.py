@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from temporalio.client import Client
 from temporalio.worker import Worker, WorkflowRunner
@@ -20,11 +22,13 @@ from activities.decomposition import DecompositionActivities
 from activities.fulfillment import FulfillmentActivities
 from activities.messaging import MessagingActivities
 from activities.notifications import NotificationActivities
-from o2a.adapters import Wiring, fulfillment_system, message_bus
+from o2a.adapters import FulfillmentAdapter, Wiring, fulfillment_system, message_bus
 from o2a.client import connect
 from o2a.config import Settings
+from o2a.models import FulfillmentRoute, RouteMode
 from o2a.notifications import Notifier, TemporalNotifier
-from o2a.ports import FulfillmentSystem, MessageBus
+from o2a.ports import FulfillmentRequester, MessageBus
+from workers.fulfillment_responses import FulfillmentResponses
 from workflows.bare import BareChildWorkflow, BareOrderWorkflow
 from workflows.customer_order import CustomerOrderWorkflow
 from workflows.listener_delivery import ListenerDeliveryWorkflow
@@ -49,21 +53,28 @@ def build_worker(
     *,
     wiring: Wiring | None = None,
     bus: MessageBus | None = None,
-    fulfillment: FulfillmentSystem | None = None,
+    fulfillment: FulfillmentAdapter | None = None,
     notifier: Notifier | None = None,
     workflow_runner: WorkflowRunner | None = None,
 ) -> Worker:
     """The adapters the settings name, unless given (tests bring their own), sharing the
     ``wiring`` (its bus connection); the caller closes it. Events go to the hub of the
-    worker's task queue."""
+    worker's task queue. The orders this worker plans reach their fulfillment systems the
+    way its adapter does (inline, or over the bus: then run it with ``serving``, which
+    also reads the systems' responses)."""
     wiring = wiring or Wiring(settings, "o2a-worker")
-    decomposition = DecompositionActivities(settings.catalog_path)
+    adapter = fulfillment or fulfillment_system(wiring)
+    if isinstance(adapter, FulfillmentRequester):
+        mode, fulfillment_activities = RouteMode.BUS, FulfillmentActivities(None, adapter)
+    else:
+        mode, fulfillment_activities = RouteMode.INLINE, FulfillmentActivities(adapter)
+    route = FulfillmentRoute(mode=mode, deadline_seconds=settings.fulfillment_deadline)
+    decomposition = DecompositionActivities(settings.catalog_path, route)
     _ = decomposition.catalog  # a broken catalog stops the worker at start, not an order
     messaging = MessagingActivities(
         bus or message_bus(wiring), notifier or TemporalNotifier(client, settings.task_queue)
     )
     notifications = NotificationActivities()
-    fulfillment_activities = FulfillmentActivities(fulfillment or fulfillment_system(wiring))
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -76,6 +87,7 @@ def build_worker(
             messaging.send_fallout,
             messaging.send_jeopardy,
             fulfillment_activities.fulfill,
+            fulfillment_activities.request_fulfillment,
             notifications.deliver_event,
             bare_noop,
         ],
@@ -85,23 +97,48 @@ def build_worker(
     )
 
 
+@asynccontextmanager
+async def serving(
+    client: Client,
+    settings: Settings,
+    *,
+    wiring: Wiring,
+    bus: MessageBus | None = None,
+    fulfillment: FulfillmentAdapter | None = None,
+) -> AsyncIterator[Worker]:
+    """The worker running and, when its fulfillment systems are on the bus, the consumer of
+    their responses beside it, for the block; the caller closes the ``wiring``."""
+    adapter = fulfillment or fulfillment_system(wiring)
+    worker = build_worker(client, settings, wiring=wiring, bus=bus, fulfillment=adapter)
+    stop = asyncio.Event()
+    async with worker:
+        if not isinstance(adapter, FulfillmentRequester):
+            yield worker
+            return
+        responses = asyncio.create_task(FulfillmentResponses(client, wiring.bus()).run(stop))
+        try:
+            yield worker
+        finally:
+            stop.set()
+            await responses
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set, or until SIGINT/SIGTERM; in-flight tasks finish first."""
     client = await connect("o2a-worker")
     wiring = Wiring(settings, "o2a-worker")
-    worker = build_worker(client, settings, wiring=wiring)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(
-        f"o2a worker polling task queue {settings.task_queue!r}, "
-        f"messages to {', '.join(settings.sinks)} (outbox {settings.outbox_dir}), "
-        f"fulfillment by {settings.fulfillment}",
-        flush=True,
-    )
     try:
-        async with worker:
+        async with serving(client, settings, wiring=wiring):
+            print(
+                f"o2a worker polling task queue {settings.task_queue!r}, "
+                f"messages to {', '.join(settings.sinks)} (outbox {settings.outbox_dir}), "
+                f"fulfillment by {settings.fulfillment}",
+                flush=True,
+            )
             await stop.wait()
     finally:
         await wiring.close()

@@ -133,6 +133,7 @@ class ComponentWork:
             run=self._ctx.runs.get(component.id, 1),
             step=step,
             lines=lines,
+            route=self._ctx.tracker.plan.fulfillment,
         )
 
     async def call_function(self, component: OrderComponent) -> list[LineUpdate]:
@@ -198,6 +199,7 @@ class ComponentWork:
             if undo_lines
             else [line.id for line in self._fulfilled.pop(component.id, [])],
             undo_lines=undo_lines or [],
+            fulfillment=ctx.tracker.plan.fulfillment,
         )
         await workflow.execute_activity_method(
             MessagingActivities.send_provisioning_order,

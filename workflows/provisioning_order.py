@@ -13,8 +13,10 @@ undoes everything done and ends the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messaging import FulfillmentUpdateMessage, MessagingActivities
@@ -24,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         ComponentKind,
         ComponentState,
         LineUpdate,
+        RouteMode,
         SalesOrderLine,
         Step,
     )
@@ -150,11 +153,14 @@ class ProvisioningOrderWorkflow:
             run=order.run,
             step=step,
             lines=lines,
+            route=order.fulfillment,
         )
 
     async def _run_step(self, step: Step) -> None:
         todo = [line for lid, line in self._lines.items() if step not in self._done.get(lid, [])]
-        results = await self._execute(step, todo)
+        results = await self._call(step, todo)
+        if results is None:
+            return
         for line in todo:
             self._done.setdefault(line.id, []).append(step)
         changed = [result for result in results if result.data]
@@ -171,6 +177,33 @@ class ProvisioningOrderWorkflow:
                 ),
                 notify_parent=True,
             )
+
+    async def _call(self, step: Step, todo: list[SalesOrderLine]) -> list[LineUpdate] | None:
+        """The step's call; None when a revise or cancel superseded it while it waited.
+
+        Inline, a step under way finishes first and the change is applied after it. Over
+        the bus a system may take hours, so a change that makes the step's lines stale (or
+        a cancel) supersedes it: the step is let go (its late response then finds nothing
+        waiting and changes nothing) and taken back with its undo step, in case the system
+        did the work anyway (undoing work never done is a no-op for a system); the change
+        decides what runs next, under the new revision's request IDs."""
+        if self._order.fulfillment.mode is RouteMode.INLINE:
+            return await self._execute(step, todo)
+        call = asyncio.ensure_future(self._execute(step, todo))
+        await workflow.wait_condition(lambda: call.done() or self._supersedes(todo))
+        if call.done():
+            return call.result()
+        call.cancel()
+        with contextlib.suppress(ActivityError, asyncio.CancelledError):
+            await call
+        await self._execute(step.undo(), todo)
+        return None
+
+    def _supersedes(self, todo: list[SalesOrderLine]) -> bool:
+        if self._cancel:
+            return True
+        line_ids = [line.id for line in todo]
+        return any(_stale(revision, line_ids) for revision in self._revisions)
 
     async def _undo(self, work: dict[str, tuple[SalesOrderLine, list[Step]]]) -> None:
         """Undo done steps, latest first, each undo step for all its lines in one call."""
@@ -199,11 +232,7 @@ class ProvisioningOrderWorkflow:
         while self._revisions:
             revision = self._revisions.pop(0)
             new_lines = {line.id: line for line in revision.lines}
-            # In line order, never set order: the undo calls are commands, and their order
-            # must be the same in every worker process (str hashing is randomised).
-            stale = [
-                lid for lid in self._lines if lid in revision.undo_lines or lid not in new_lines
-            ]
+            stale = _stale(revision, list(self._lines))
             # The undo takes back work done under the old revision; what follows is the new.
             await self._undo(
                 {lid: (self._lines[lid], self._done[lid]) for lid in stale if self._done.get(lid)}
@@ -274,3 +303,11 @@ class ProvisioningOrderWorkflow:
             return
         parent = workflow.get_external_workflow_handle(order.parent_workflow_id)
         await asyncio.gather(message, parent.signal(COMPONENT_UPDATE_SIGNAL, update))
+
+
+def _stale(revision: ProvisioningRevision, line_ids: list[str]) -> list[str]:
+    """The lines whose work so far the revision takes back (changed or dropped), in the
+    order given, never as a set: the undo calls are commands, and their order must be the
+    same in every worker process (str hashing is randomised)."""
+    kept = {line.id for line in revision.lines}
+    return [lid for lid in line_ids if lid in revision.undo_lines or lid not in kept]

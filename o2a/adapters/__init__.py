@@ -10,13 +10,14 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from o2a.adapters.bus_fulfillment import BusFulfillment
 from o2a.adapters.nats import NatsBus
 from o2a.adapters.outbox import OutboxBus
 from o2a.adapters.simulator import SimulatedFulfillment
 from o2a.bus import BusConnection, Subjects
 from o2a.config import Settings
 from o2a.errors import InputError
-from o2a.ports import Destination, FulfillmentSystem, MessageBus
+from o2a.ports import Destination, FulfillmentRequester, FulfillmentSystem, MessageBus
 
 T = TypeVar("T")
 
@@ -49,8 +50,11 @@ SINKS: dict[str, Callable[[Wiring], MessageBus]] = {
     "nats": lambda wiring: NatsBus(wiring.bus()),
 }
 """MessageBus adapters by their ``O2A_SINKS`` name."""
-FULFILLMENT_SYSTEMS: dict[str, Callable[[Wiring], FulfillmentSystem]] = {
+FulfillmentAdapter = FulfillmentSystem | FulfillmentRequester
+"""Inline (answers within the call) or over the bus (answers later, by reply token)."""
+FULFILLMENT_SYSTEMS: dict[str, Callable[[Wiring], FulfillmentAdapter]] = {
     "simulator": lambda wiring: SimulatedFulfillment(),
+    "bus": lambda wiring: BusFulfillment(wiring.bus()),
 }
 """FulfillmentSystem adapters by their ``O2A_FULFILLMENT`` name."""
 
@@ -74,7 +78,7 @@ def message_bus(wiring: Wiring) -> MessageBus:
     return buses[0] if len(buses) == 1 else FanOutBus(buses)
 
 
-def fulfillment_system(wiring: Wiring) -> FulfillmentSystem:
+def fulfillment_system(wiring: Wiring) -> FulfillmentAdapter:
     """The fulfillment adapter the settings name; InputError for an unknown one."""
     name = wiring.settings.fulfillment
     return _named(FULFILLMENT_SYSTEMS, "O2A_FULFILLMENT", name)(wiring)
