@@ -10,7 +10,7 @@ from lxml import etree
 from o2a import ids
 from o2a.api.auth import Role
 from o2a.catalog import load_catalog
-from o2a.console.order_view import line_tree, sent_messages
+from o2a.console.order_view import first_lines, line_tree, sent_messages
 from o2a.console.orders import Search
 from o2a.console.plan_graph import MAX_NODES, plan_graph
 from o2a.console.session import LIFETIME_SECONDS, SessionSigner
@@ -103,6 +103,10 @@ def test_lines_are_a_tree_of_offer_bundle_and_products() -> None:
     assert [c.line.id for c in bundles[0].children] == ["1.1.1", "1.1.2"]
     flat = [r.line.id for r in line_tree(status, None)]  # no order: every line at the top
     assert flat == [line.id for line in status.lines]
+    cut = first_lines(roots, 4)  # a big order's page shows its first lines, as a tree
+    assert [(n.line.id, [c.line.id for c in n.children]) for n in cut[0].children] == [
+        ("1.1", ["1.1.1", "1.1.2"])
+    ]
 
 
 def test_sent_messages_are_named_by_their_ids() -> None:

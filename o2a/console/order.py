@@ -18,7 +18,7 @@ from fastapi import Depends, Path, Query, Request, Response
 
 from o2a.console.access import Operator, Posted, Reader, Service
 from o2a.console.actions import Action, offered, perform
-from o2a.console.order_view import line_tree, sent_messages
+from o2a.console.order_view import first_lines, line_tree, sent_messages
 from o2a.console.plan_graph import plan_graph
 from o2a.console.timeline import timeline
 from o2a.console.web import ConsoleError, app_singleton, is_htmx, page_router, render
@@ -26,6 +26,9 @@ from o2a.models import CustomerOrder, OrderPlan, OrderState
 from o2a.service import OrderService
 
 POLL_SECONDS = 2
+SHOWN = {"lines": 500, "timeline": 60, "messages": 300}
+"""How many lines, timeline rows and messages a page shows (big orders have thousands);
+the page says how many more there are."""
 FINAL = {OrderState.COMPLETED, OrderState.CANCELLED, OrderState.ABORTED}
 
 router = page_router()
@@ -76,6 +79,7 @@ async def _view(request: Request, service: OrderService, number: str) -> dict[st
     now = datetime.now(UTC)
     anchors = {c.id: f"component-{i}" for i, c in enumerate(status.components, start=1)}
     states = {c.id: c.state for c in status.components}
+    messages = sent_messages(status, plan)
     digest = hashlib.sha256(f"{timed.model_dump_json()}|{plan is not None}".encode()).hexdigest()[
         :16
     ]
@@ -88,13 +92,23 @@ async def _view(request: Request, service: OrderService, number: str) -> dict[st
         "live": status.state not in FINAL,
         "poll_seconds": POLL_SECONDS,
         "digest": digest,
-        "tree": line_tree(status, order),
+        "tree": first_lines(line_tree(status, order), SHOWN["lines"]),
         "anchors": anchors,
         "graph": plan_graph(plan, states, anchors) if plan is not None else None,
         "timeline": timeline(
-            status.components, status.jeopardies, timed.started, timed.closed or now, anchors
+            status.components[: SHOWN["timeline"]],
+            status.jeopardies,
+            timed.started,
+            timed.closed or now,
+            anchors,
         ),
-        "messages": sent_messages(status, plan),
+        "messages": messages[: SHOWN["messages"]],
+        "totals": {
+            "lines": len(status.lines),
+            "timeline": len(status.components),
+            "messages": len(messages),
+        },
+        "shown": SHOWN,
         "actions": offered(status.state),
         "drawn_at": now,
     }

@@ -49,6 +49,24 @@ def line_tree(status: OrderStatus, order: CustomerOrder | None) -> list[LineNode
     return roots
 
 
+def first_lines(roots: list[LineNode], limit: int) -> list[LineNode]:
+    """The tree cut after ``limit`` lines in reading order: a page of a 5,000-line order
+    stays a page."""
+    left = limit
+
+    def cut(nodes: list[LineNode]) -> list[LineNode]:
+        nonlocal left
+        kept = []
+        for node in nodes:
+            if left <= 0:
+                break
+            left -= 1
+            kept.append(LineNode(node.line, cut(node.children)))
+        return kept
+
+    return cut(roots)
+
+
 def _is_ancestor(line_id: str, of: str | None, parent_of: dict[str, str]) -> bool:
     """A cycle of parent references (malformed input) must not hide lines."""
     seen = set()
