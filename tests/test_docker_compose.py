@@ -86,10 +86,6 @@ BUS_SERVICES: dict[str, tuple[list[str], bool]] = {
 # Settings that every process on the bus must agree on, or they would not meet.
 BUS_SETTINGS = ("O2A_NATS_URL", "O2A_SUBJECT_PREFIX")
 TEMPORAL_SETTINGS = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "O2A_TASK_QUEUE")
-# DESIGN.md §3 commands that o2a.cli may not have yet (they are being added): accepted by
-# name until the parser has them, then parsed like every other command. Empty it once
-# `o2a listen` and `o2a simulate` are in o2a.cli.
-PENDING_SUBCOMMANDS = frozenset({"listen", "simulate"})
 # nats-server flags (Go's flag package: one dash or two, `-f v` or `-f=v`) by what they set.
 NATS_FLAGS = {
     "js": "jetstream",
@@ -325,8 +321,6 @@ def check_o2a_argv(name: str, run: list[str]) -> list[str]:
     if run[:1] != ["o2a"] or len(run) < 2:
         return [f"{name}: runs {run}, not an o2a command"]
     if run[1] not in o2a_subcommands():
-        if run[1] in PENDING_SUBCOMMANDS and len(run) == 2:
-            return []
         return [f"{name}: runs {run}; {run[1]!r} is not an o2a command"]
     with contextlib.redirect_stderr(io.StringIO()) as err:
         try:
