@@ -358,3 +358,27 @@ async def test_keys_sessions_and_search_without_a_browser(
 
 async def _listed(service: OrderService, number: str, state: OrderState) -> bool:
     return bool(await service.list_orders(state, order_numbers=[number]))
+
+
+async def test_the_newest_orders_are_paged_from_visibility(
+    client: Client, settings: Settings, order_number: str
+) -> None:
+    """A page of the newest orders reads only recent start times (counted first), and
+    still pages exactly: newest first, no order twice, none left out."""
+    service = OrderService(client, settings)
+    numbers = [f"{order_number}-{i}" for i in range(5)]
+    for number in numbers:  # one after the other: their start times are in this order
+        await service.submit(quick_triple_play(number))
+    await until(lambda: _counted(service, order_number, 5))
+    pages = [
+        [
+            o.order_number
+            for o in await service.list_orders(None, 2, offset=offset, number_prefix=order_number)
+        ]
+        for offset in (0, 2, 4)
+    ]
+    assert pages == [numbers[4:2:-1], numbers[2:0:-1], numbers[:1]]
+
+
+async def _counted(service: OrderService, prefix: str, expected: int) -> bool:
+    return await service.count_orders(number_prefix=prefix) == expected
