@@ -60,6 +60,8 @@ async def run_up(settings: Settings, stack: Stack, keys_text: str | None) -> int
             os.environ["O2A_NATS_URL"] = nats.url
         await server.wait_ready()
         os.environ["TEMPORAL_ADDRESS"] = server.address
+        if "O2A_UI_URL" not in os.environ:  # links to this server's Web UI
+            os.environ["O2A_UI_URL"] = f"http://localhost:{stack.ui_port}"
         settings = Settings.from_env()
         print(
             f"Temporal dev server on {server.address} (db {stack.db}, log {log_file})\n"
@@ -69,7 +71,7 @@ async def run_up(settings: Settings, stack: Stack, keys_text: str | None) -> int
                 if nats is not None
                 else ""
             )
-            + f"API     http://localhost:{stack.api_port} (docs /docs)\n"
+            + f"API     http://localhost:{stack.api_port} (docs /docs, console /console)\n"
             "Submit an order in another terminal: .venv/bin/o2a submit samples/triple_play.xml",
             flush=True,
         )
