@@ -46,7 +46,15 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = 30_000
 DOCS_SHOTS = ROOT / "docs" / "screenshots"
-DOCS = {"sign-in", "orders", "order-running", "order-completed", "order-fallout", "order-tablet"}
+DOCS = {
+    "sign-in",
+    "orders",
+    "order-running",
+    "order-completed",
+    "order-fallout",
+    "order-tablet",
+    "fallout",
+}
 DOCS_HEIGHT = 1500
 
 pytestmark = pytest.mark.skipif(
@@ -382,3 +390,76 @@ async def test_the_newest_orders_are_paged_from_visibility(
 
 async def _counted(service: OrderService, prefix: str, expected: int) -> bool:
     return await service.count_orders(number_prefix=prefix) == expected
+
+
+async def _failed_orders(service: OrderService, prefix: str, count: int) -> list[str]:
+    """``count`` orders failed at the fixed-line provisioning (PORT_REJECTED once), listed
+    as failed by visibility, which the fallout page reads."""
+    numbers = [f"{prefix}-{i}" for i in range(count)]
+    for number in numbers:
+        order = set_spec(
+            quick_triple_play(number), "1.1.1", "SimulatedFault", "activate:PORT_REJECTED:1"
+        )
+        await service.submit(order)
+    for number in numbers:
+        assert (await service.wait_for_attention(number)).state is OrderState.FAILED
+        await until(lambda n=number: _listed(service, n, OrderState.FAILED))  # type: ignore[misc]
+    return numbers
+
+
+async def _apply_to(page: Page, numbers: list[str], action: str, reason: str) -> None:
+    """Select the numbers' incidents on the fallout page and apply, confirmed."""
+    for number in numbers:
+        await page.get_by_label(f"Select {number}-F1", exact=True).check()
+    await page.get_by_label("Action", exact=True).select_option(action)
+    await page.get_by_role("textbox", name="Reason").fill(reason)
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Apply to selected").click()
+
+
+async def test_fallout_is_retried_from_the_fallout_page_one_and_three_at_once(
+    client: Client,
+    settings: Settings,
+    worker: StartWorker,
+    order_number: str,
+    browser: Browser,
+    shot: Shot,
+    page_errors: list[str],
+) -> None:
+    service = OrderService(client, settings)
+    async with worker(), running_api(client, settings) as api:
+        single, *bulk = await _failed_orders(service, order_number, 4)
+
+        viewer = await signed_in(browser, api, "viewer", page_errors)
+        await viewer.goto(f"{api.url}/console/fallout")
+        for number in (single, *bulk):
+            await expect(viewer.get_by_role("row", name=f"{number}-F1")).to_contain_text(
+                "PORT_REJECTED"
+            )
+        await expect(viewer.get_by_role("checkbox")).to_have_count(0)
+        await expect(viewer.get_by_role("button", name="Apply to selected")).to_have_count(0)
+        await shot(viewer, "fallout-viewer")
+
+        page = await signed_in(browser, api, "operator", page_errors)
+        await page.goto(f"{api.url}/console/fallout?code=PORT_REJECTED")
+        row = page.get_by_role("row", name=f"{single}-F1")
+        await expect(row).to_contain_text("FixedProvisioningSystem")
+        await expect(row.get_by_role("link", name=single, exact=True)).to_be_visible()
+        await shot(page, "fallout")
+        await _apply_to(page, [single], "resolve", "port released by the donor")
+        outcome = page.locator(f'#action-outcome .outcome[data-order="{single}"]')
+        await expect(outcome).to_contain_text("Resolve accepted")
+        await page.get_by_role("link", name=single, exact=True).click()
+        await expect(page.locator("#order-state")).to_have_text("completed", timeout=WAIT_MS)
+
+        await page.goto(f"{api.url}/console/fallout")
+        await expect(page.get_by_role("row", name=f"{single}-F1")).to_have_count(0)
+        await _apply_to(page, bulk, "resolve", "the fixed-line system is back")
+        await expect(page.locator("#action-outcome .outcome")).to_have_count(3)
+        await expect(page.locator("#action-outcome .notice.accepted")).to_have_count(3)
+        await shot(page, "fallout-bulk-retried")
+        for number in bulk:
+            assert (await closed(client, number)).state is OrderState.COMPLETED
+        for browsing in (viewer, page):
+            await browsing.context.close()
+    assert page_errors == []

@@ -2,7 +2,8 @@
 service, with the API's keys and roles (docs/architecture.md, "Console").
 
 One module per page family, each with its router from ``web.page_router()``:
-``login`` (sign-in and out), ``orders`` (search), ``order`` (one order, live). A new family
+``login`` (sign-in and out), ``orders`` (search), ``order`` (one order, live),
+``fallout`` (open incidents across orders, with actions). A new family
 (fallout, dashboard) is a module with its router and templates extending ``base.html``; it
 adds its link to ``web.NAV`` and its router to ``router`` below. Shared pieces: ``web``
 (rendering, errors, navigation, static files), ``access`` (who is asking, CSRF, the
@@ -14,11 +15,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from o2a.console import login, order, orders
+from o2a.console import fallout, login, order, orders
 from o2a.console.web import static_router
 
 router = APIRouter()
-for family in (static_router, login.router, orders.router, order.router):
+for family in (static_router, login.router, orders.router, order.router, fallout.router):
     router.include_router(family)
 
 __all__ = ["router"]
