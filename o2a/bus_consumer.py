@@ -46,18 +46,26 @@ async def consume(
     """Hand every message on ``subject`` to ``handler`` until ``stop`` is set. Handlers
     still running then are cancelled; their messages, not acked, come again later."""
     in_flight: set[asyncio.Task[None]] = set()
+    failing = False  # one warning per outage, not one per attempt
     try:
         while not stop.is_set():
             try:
                 reader = await _subscribe(connection, subject, durable, ack_wait)
             except (BusUnavailable, NatsError, TimeoutError) as exc:
-                log.warning("cannot read %s yet (%s); trying again", subject, exc)
+                (log.debug if failing else log.warning)(
+                    "cannot read %s (%s); trying again every %g s", subject, exc, RECONNECT_EVERY
+                )
+                failing = True
                 await _pause(stop, RECONNECT_EVERY)
                 continue
+            if failing:
+                log.warning("reading %s again", subject)
+                failing = False
             try:
                 await _read(reader, handler, stop, in_flight, max_in_flight)
             except NatsError as exc:
                 log.warning("reading %s failed (%s); trying again", subject, exc)
+                failing = True
                 await _pause(stop, RECONNECT_EVERY)
             finally:
                 with contextlib.suppress(NatsError, TimeoutError):

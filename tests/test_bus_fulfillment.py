@@ -52,8 +52,10 @@ from o2a.models import (
     OrderStatus,
     Step,
 )
+from o2a.nats_server import NatsServer
 from o2a.ports import FulfillmentRequest, FulfillmentSystem
 from o2a.simulator import activation_data
+from tests.conftest import free_port
 from tests.support import (
     O2A,
     PROV_BB,
@@ -249,6 +251,34 @@ async def test_simulate_needs_a_bus(temporal_address: str, settings: Settings) -
     assert process.returncode == 2
     assert err.decode().strip() == "o2a: o2a simulate answers on the bus: set O2A_NATS_URL"
     assert not out
+
+
+async def test_systems_and_workers_started_before_the_bus_wait_for_it(
+    client: Client,
+    on_bus: Settings,
+    order_number: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    nats = NatsServer(store=tmp_path / "nats", port=free_port(), log_file=tmp_path / "nats.log")
+    own = dataclasses.replace(on_bus, nats_url=nats.url)
+
+    async def both_waiting() -> bool:
+        return caplog.text.count("cannot read") >= 2
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="o2a.bus_consumer"):
+            async with simulator_service(own), bus_worker(client, own):
+                await until(both_waiting)  # the request and the response consumers
+                nats.start()
+                await nats.wait_ready()
+                result = await finished(
+                    await start(client, own, sample("broadband_only.xml", order_number))
+                )
+    finally:
+        nats.stop()
+    assert result.state is OrderState.COMPLETED
+    assert caplog.text.count("cannot read") == 2, caplog.text  # one line per outage
 
 
 # --- what the systems answer --------------------------------------------------------------------
