@@ -136,6 +136,8 @@ class OrderSummary(Model):
     customer: str
     workflow_id: str
     started: datetime
+    closed: datetime | None = None
+    """When the workflow closed: cycle times and throughput without asking a worker."""
 
 
 class TimedStatus(Model):
@@ -402,6 +404,7 @@ class OrderService(OrderIntake):
                     customer=attrs.get(visibility.CUSTOMER_ID) or "",
                     workflow_id=wf.id,
                     started=wf.start_time,
+                    closed=wf.close_time,
                 )
             )
         return heapq.nlargest(offset + limit, found, key=lambda o: o.started)[offset:]

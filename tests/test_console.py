@@ -54,6 +54,7 @@ DOCS = {
     "order-fallout",
     "order-tablet",
     "fallout",
+    "dashboard",
 }
 DOCS_HEIGHT = 1500
 
@@ -354,7 +355,7 @@ async def test_keys_sessions_and_search_without_a_browser(
                 "/console/login",
                 data={"csrf": csrf, "key": api.keys["viewer"], "next": "//evil.example"},
             )
-            assert (signed.status_code, signed.headers["location"]) == (303, "/console/orders")
+            assert (signed.status_code, signed.headers["location"]) == (303, "/console")
             cookie = signed.headers["set-cookie"].lower()
             assert (
                 "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
@@ -462,4 +463,48 @@ async def test_fallout_is_retried_from_the_fallout_page_one_and_three_at_once(
             assert (await closed(client, number)).state is OrderState.COMPLETED
         for browsing in (viewer, page):
             await browsing.context.close()
+    assert page_errors == []
+
+
+async def test_the_dashboard_charts_a_batch_of_orders(
+    client: Client,
+    settings: Settings,
+    worker: StartWorker,
+    order_number: str,
+    browser: Browser,
+    shot: Shot,
+    page_errors: list[str],
+) -> None:
+    """Two completed orders and one in fallout, narrowed to their numbers: the charts'
+    bars carry the counts."""
+    service = OrderService(client, settings)
+    async with worker(), running_api(client, settings) as api:
+        for number in (f"{order_number}-ok-0", f"{order_number}-ok-1"):
+            await service.submit(quick_triple_play(number))
+            await closed(client, number)
+            await until(lambda n=number: _listed(service, n, OrderState.COMPLETED))  # type: ignore[misc]
+        await _failed_orders(service, f"{order_number}-bad", 1)
+
+        page = await signed_in(browser, api, "viewer", page_errors)
+        await page.goto(f"{api.url}/console")
+        await expect(page.get_by_role("link", name="Dashboard")).to_have_attribute(
+            "aria-current", "page"
+        )
+        await page.get_by_label("Order number").fill(order_number)
+        await page.get_by_role("button", name="Show").click()
+        await expect(page.get_by_role("status")).to_contain_text("3 orders")
+        states = page.locator("svg.by-state")
+        for state, count in (("completed", "2"), ("failed", "1"), ("in progress", "0")):
+            bar = states.locator(f'g.bar[data-label="{state}"]')
+            await expect(bar).to_have_attribute("data-value", count)
+        await expect(
+            page.locator('svg.by-code g.bar[data-label="PORT_REJECTED"]')
+        ).to_have_attribute("data-value", "1")
+        await expect(page.locator("svg.cycle-times g.bar")).to_have_count(4)
+        throughput = page.locator("svg.throughput g.bar")
+        await expect(throughput).to_have_count(12)
+        await expect(throughput.last).to_have_attribute("data-value", "2")
+        await expect(page.locator("svg.by-severity g.bar")).to_have_count(4)
+        await shot(page, "dashboard")
+        await page.context.close()
     assert page_errors == []

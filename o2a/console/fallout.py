@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
+from temporalio.service import RPCError
 
 from o2a import ids
 from o2a.console.access import Operator, Posted, Reader, Service
 from o2a.console.actions import Action, Outcome, perform
 from o2a.console.web import NAV, PREFIX, ConsoleError, NavItem, is_htmx, page_router, render
-from o2a.errors import UnknownOrderError
+from o2a.errors import NoWorkerError, UnknownOrderError
 from o2a.models import FalloutView, OrderState, OrderStatus, RunKind
 from o2a.service import OrderService
 
@@ -33,12 +34,13 @@ NAV.append(NavItem("Fallout", f"{PREFIX}/fallout"))
 
 
 async def statuses(service: OrderService, numbers: Collection[str]) -> list[OrderStatus]:
-    """The status of each order, asked at once; an order gone meanwhile is left out."""
+    """The status of each order, asked at once; an order gone meanwhile, or one no worker
+    answers for, is left out (the page says how many it read)."""
 
     async def one(number: str) -> OrderStatus | None:
         try:
             return await service.status(number)
-        except UnknownOrderError:
+        except (UnknownOrderError, NoWorkerError, RPCError):
             return None
 
     found = await asyncio.gather(*(one(n) for n in numbers))
@@ -102,11 +104,8 @@ class Filters:
 async def _view(service: OrderService, filters: Filters) -> dict[str, Any]:
     failed = await service.list_orders(OrderState.FAILED, MAX_ORDERS)
     total = await service.count_orders([OrderState.FAILED])
-    every = [
-        i
-        for s in await statuses(service, [o.order_number for o in failed])
-        for i in open_incidents(s)
-    ]
+    found = await statuses(service, [o.order_number for o in failed])
+    every = [i for s in found for i in open_incidents(s)]
     now = datetime.now(UTC)
     shown = sorted(
         (i for i in every if filters.keeps(i, now)),
@@ -118,7 +117,7 @@ async def _view(service: OrderService, filters: Filters) -> dict[str, Any]:
         "codes": sorted({i.fallout.code for i in every}),
         "systems": sorted({i.target_system for i in every if i.target_system}),
         "failed_orders": total,
-        "read_orders": len(failed),
+        "read_orders": len(found),
         "actions": ACTIONS,
         "now": now,
     }

@@ -49,12 +49,6 @@ def _login_page(
     return response
 
 
-@router.get("")
-async def home() -> Response:
-    """The console's first page (the dashboard, once there is one)."""
-    return RedirectResponse(NAV[0].path, status_code=303)
-
-
 @router.get("/login")
 async def login_form(
     request: Request, next: Annotated[str | None, Query(max_length=400)] = None
