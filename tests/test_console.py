@@ -437,6 +437,8 @@ async def test_fallout_is_retried_from_the_fallout_page_one_and_three_at_once(
             await expect(viewer.get_by_role("row", name=f"{number}-F1")).to_contain_text(
                 "PORT_REJECTED"
             )
+        current = viewer.locator('nav a[aria-current="page"]')
+        await expect(current).to_have_text("Fallout")  # the dashboard's /console is no prefix
         await expect(viewer.get_by_role("checkbox")).to_have_count(0)
         await expect(viewer.get_by_role("button", name="Apply to selected")).to_have_count(0)
         await shot(viewer, "fallout-viewer")
