@@ -56,7 +56,13 @@ from tests.support import (
     text_of,
     until,
 )
-from workflows.contracts.customer_order import RESUME_UPDATE, SUSPEND_UPDATE
+from workflows.contracts.customer_order import (
+    RESUME_UPDATE,
+    SUSPEND_UPDATE,
+    CancelRequest,
+    RevisionRequest,
+)
+from workflows.customer_order import CustomerOrderWorkflow
 
 FIXED_PLAN, MOBILE_PLAN = "1.1.1", "1.2.1"
 BROADBAND_LINES = ["1.3", "1.3.1", "1.3.2", "1.3.3"]
@@ -202,6 +208,34 @@ async def test_stale_revision_is_rejected_and_the_order_carries_on(
         if "REJECTED" in p.read_text()
     ]
     assert len(rejection) == 1
+
+
+@pytest.mark.parametrize("kind", ["revision", "cancel"])
+async def test_a_request_signalled_again_is_taken_once(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str, kind: str
+) -> None:
+    """A bus message redelivered after its signal, or a door's retry, repeats the request
+    ID: the order takes it once (no second outcome, such as a revision 'not higher')."""
+    order = sample("broadband_only.xml", order_number)
+    changed = revision(order, 2)
+    set_spec(changed, changed.lines[-1].id, "Colour", "red")
+    async with held(client, settings, worker, order, Step.DESIGN) as (handle, _, gate):
+        if kind == "revision":
+            rid = await revise(handle, changed)
+            await handle.signal(
+                CustomerOrderWorkflow.revise, RevisionRequest(order=changed, request_id=rid)
+            )
+        else:
+            rid = await cancel(handle, reason="twice")
+            await handle.signal(
+                CustomerOrderWorkflow.cancel, CancelRequest(request_id=rid, reason="twice")
+            )
+        gate.release()
+        answer = await outcome(handle, rid)
+        result = await handle.result()
+    assert answer.outcome == ("accepted" if kind == "revision" else "cancelled")
+    assert result.revisions == [answer]
+    assert result.state is (OrderState.COMPLETED if kind == "revision" else OrderState.CANCELLED)
 
 
 async def test_five_revisions_back_to_back_apply_in_order(

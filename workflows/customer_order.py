@@ -55,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order_work import ComponentWork, decompose
 
 SUSPENDABLE = (OrderState.IN_PROGRESS, OrderState.FAILED, OrderState.WAITING)
+REPEATED_REQUEST_PATCH = "repeated-request-taken-once"
+"""workflow.patched: a revise or cancel whose request ID the order already has is dropped."""
 
 
 @workflow.defn
@@ -151,6 +153,8 @@ class CustomerOrderWorkflow:
     def revise(self, request: RevisionRequest) -> None:
         """A revision waits its turn; a revision with FulfillmentModeCode CANCEL is a cancel."""
         ctx, order = self._ctx, request.order
+        if self._already_received(request.request_id):
+            return
         ctx.received.append(request.request_id)
         if order.fulfillment_mode is FulfillmentMode.CANCEL:
             ctx.changes.append(
@@ -165,8 +169,19 @@ class CustomerOrderWorkflow:
 
     @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self, request: CancelRequest) -> None:
+        if self._already_received(request.request_id):
+            return
         self._ctx.received.append(request.request_id)
         self._ctx.changes.append(request)
+
+    def _already_received(self, request_id: str) -> bool:
+        """The same request again (a bus message redelivered after its signal, a door's
+        retry): taken once. Histories from before this rule ran a repeat as a second
+        request, and replay the same way."""
+        if request_id not in self._ctx.received or not workflow.patched(REPEATED_REQUEST_PATCH):
+            return False
+        workflow.logger.info("request %s received again: already queued or answered", request_id)
+        return True
 
     @workflow.update(name=REQUEST_OUTCOME_UPDATE)
     async def request_outcome(self, request: OutcomeRequest) -> RevisionView:
