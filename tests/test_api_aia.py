@@ -142,6 +142,11 @@ async def test_revisions_duplicates_and_cancel(
         assert revision.status_code == 202, revision.text
         receipt = revision.json()
         assert (receipt["revision"], receipt["href"]) == (2, f"/api/v1/orders/{revised}")
+        resent = await http.post(  # before the order took it: the same request, taken once
+            AIA, content=document(revised, "revisions/triple_play_r2_change_attribute.xml")
+        )
+        assert resent.status_code == 202, resent.text
+        assert resent.json()["requestId"] == receipt["requestId"]
         cancel = await http.post(
             AIA, content=document(cancelled, "revisions/triple_play_cancel.xml")
         )
@@ -157,6 +162,7 @@ async def test_revisions_duplicates_and_cancel(
         )
         assert "revision 2 is not higher" in tmf_error(same_again, 409)
     assert after_revision.state is OrderState.COMPLETED and after_revision.revision == 2
+    assert [r.request_id for r in after_revision.revisions] == [receipt["requestId"]]
     assert after_cancel.state is OrderState.CANCELLED
 
 

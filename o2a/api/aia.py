@@ -16,6 +16,7 @@ from o2a import ids
 from o2a.api.auth import Permission, Role, require
 from o2a.api.errors import TmfError
 from o2a.api.operator import Service
+from o2a.bus_messages import document_message_id
 from o2a.models import CustomerOrder, Model
 
 router = APIRouter(tags=["aia"])
@@ -70,9 +71,11 @@ async def process_sales_order_fulfillment(
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type not in XML_MEDIA_TYPES:
         raise TmfError(415, "Unsupported media type", "send the EBM as application/xml or text/xml")
-    order = await run_in_threadpool(service.parse_order, await request.body())
+    body = await request.body()
+    order = await run_in_threadpool(service.parse_order, body)
     request.state.order_number = order.order_number
-    receipt = await service.receive(order)
+    # Named by its EBMID: the same document sent again is the same request, taken once.
+    receipt = await service.receive(order, await run_in_threadpool(document_message_id, body))
     if receipt is None:
         return _received(order)
     response.status_code = status.HTTP_202_ACCEPTED
