@@ -51,6 +51,19 @@ async def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(
     assert response.json()["reason"] == "Payload too large"
 
 
+async def until_healthy(port: int) -> None:
+    """Until the API process on ``port`` answers /healthz."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+        async def healthy() -> bool:
+            try:
+                return (await http.get("/healthz")).status_code == 200
+            except httpx.TransportError:  # not listening yet
+                return False
+
+        await until(healthy)
+
+
 async def test_o2a_api_serves_until_sigterm(
     temporal_address: str, settings: Settings, tmp_path: Path
 ) -> None:
@@ -59,15 +72,8 @@ async def test_o2a_api_serves_until_sigterm(
     api = await Background.start("api", "--port", str(port), env=env, log=tmp_path / "api.log")
     try:
         await api.wait_for_output("o2a API on")
+        await until_healthy(port)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-
-            async def healthy() -> bool:
-                try:
-                    return (await http.get("/healthz")).status_code == 200
-                except httpx.TransportError:  # not listening yet
-                    return False
-
-            await until(healthy)
             orders = await http.get("/api/v1/orders", headers={"Authorization": "Bearer x"})
             assert orders.status_code == 401, orders.text
         api.signal(signal.SIGTERM)
@@ -88,15 +94,8 @@ async def test_o2a_api_starts_while_temporal_is_down_and_serves_once_it_is_up(
     api = await Background.start("api", "--port", str(port), env=env, log=tmp_path / "api.log")
     key = {"Authorization": f"Bearer {API_KEYS.split(',')[0].split(':')[0]}"}
     try:
+        await until_healthy(port)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-
-            async def healthy() -> bool:
-                try:
-                    return (await http.get("/healthz")).status_code == 200
-                except httpx.TransportError:  # not listening yet
-                    return False
-
-            await until(healthy)
             for path in ("/readyz", "/api/v1/orders"):
                 down = await http.get(path, headers=key)
                 assert down.status_code == 503, down.text
