@@ -149,8 +149,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--worker-pid", type=int, help="worker process whose memory to report")
     bench.add_argument(
         "--via",
-        choices=["api"],
-        help="also submit the orders through the HTTP API (O2A_API_URL, an integrator key)",
+        choices=["api", "bus"],
+        help="api: also submit the orders through the HTTP API (O2A_API_URL, an integrator "
+        "key); bus: publish them to the inbound subject (O2A_NATS_URL, `o2a up`'s listener) "
+        "after a baseline on a worker of its own with the inline simulator",
     )
     bench.add_argument(
         "--big",
@@ -417,6 +419,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
         return await run_big_bench(settings)
     from starters.bench import BenchOptions, api_target, run_bench
+    from starters.bus_bench import run_bus_bench
 
     options = BenchOptions(
         sample=args.sample,
@@ -426,6 +429,8 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
         worker_pid=args.worker_pid,
         via_api=api_target(Path("var")) if args.via == "api" else None,
     )
+    if args.via == "bus":
+        return await run_bus_bench(settings, options)
     return await run_bench(settings, options)
 
 

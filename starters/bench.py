@@ -89,6 +89,15 @@ class RunFigures:
 
 
 @dataclass(frozen=True)
+class DirectRun:
+    run: RunFigures
+    workflow_ids: list[str]
+    """In the order they were started."""
+    submits: RunFigures
+    """How long each submit (the service starting the workflow) took."""
+
+
+@dataclass(frozen=True)
 class HistoryFigures:
     parent_events: float
     child_events: float
@@ -109,22 +118,11 @@ async def run_bench(settings: Settings, options: BenchOptions) -> int:
         f"o2a bench: {options.orders} x {options.sample.name} ({len(order.lines)} lines), "
         f"concurrency {options.concurrency}, task queue {settings.task_queue!r}"
     )
-    workflow_ids: list[str] = []
-
-    submits: list[float] = []
-
-    async def one_order(i: int) -> None:
-        numbered = order.model_copy(update={"order_number": f"BENCH-{run_id}-{i:05d}"})
-        began = time.monotonic()
-        submitted = await service.submit(numbered)
-        submits.append(time.monotonic() - began)
-        workflow_ids.append(submitted.workflow_id)
-        await _completed(client, submitted.workflow_id)
-
-    o2a = await _drive("o2a", options, one_order)
+    direct = await direct_run("o2a", client, service, order, options, run_id)
+    o2a, workflow_ids = direct.run, direct.workflow_ids
     history = await _history_figures(client, workflow_ids[:HISTORY_SAMPLE])
     _report(o2a, len(order.lines), history, options.worker_pid)
-    print(_percentiles("submit latency ", RunFigures("submit", len(submits), 0, submits)))
+    print(percentiles("submit latency ", direct.submits))
     if options.via_api is not None:
         await _via_api(client, options, options.via_api, order, o2a, run_id)
     if not options.compare_bare:
@@ -146,11 +144,32 @@ async def run_bench(settings: Settings, options: BenchOptions) -> int:
     bare = await _drive("bare shape", options, one_bare)
     bare_history = await _history_figures(client, workflow_ids[:HISTORY_SAMPLE])
     _report(bare, len(order.lines), bare_history, options.worker_pid)
-    print(
-        f"\nratio o2a / bare shape: {o2a.orders_per_second / bare.orders_per_second:.2f}x "
-        f"orders/s (p50 latency {o2a.percentile(50) / bare.percentile(50):.2f}x)"
-    )
+    print("\n" + ratio("o2a / bare shape", o2a, bare))
     return 0
+
+
+async def direct_run(
+    label: str,
+    client: Client,
+    service: OrderService,
+    order: CustomerOrder,
+    options: BenchOptions,
+    run_id: str,
+) -> DirectRun:
+    """The orders submitted directly (the client path), each measured to its completion."""
+    workflow_ids: list[str] = []
+    submits: list[float] = []
+
+    async def one_order(i: int) -> None:
+        numbered = order.model_copy(update={"order_number": f"BENCH-{run_id}-{i:05d}"})
+        began = time.monotonic()
+        submitted = await service.submit(numbered)
+        submits.append(time.monotonic() - began)
+        workflow_ids.append(submitted.workflow_id)
+        await _completed(client, submitted.workflow_id)
+
+    run = await _drive(label, options, one_order)
+    return DirectRun(run, workflow_ids, RunFigures("submit", len(submits), 0, submits))
 
 
 async def _completed(client: Client, workflow_id: str) -> None:
@@ -186,20 +205,29 @@ async def _via_api(
 
         via = await _drive("via api", options, one_post)
     latency = RunFigures("POST", len(posts), via.seconds, posts)
-    print(f"\n== via the API ({api.url}{AIA_PATH}): {via.orders} orders in {via.seconds:.1f}s")
-    print(f"throughput      {via.orders_per_second:.2f} orders/s")
-    print(
-        f"order latency   p50 {via.percentile(50):.2f}s  p95 {via.percentile(95):.2f}s  "
-        f"p99 {via.percentile(99):.2f}s"
-    )
-    print(_percentiles("POST latency   ", latency))
-    print(
-        f"ratio via api / direct client: {via.orders_per_second / direct.orders_per_second:.2f}x "
-        f"orders/s (p50 latency {via.percentile(50) / direct.percentile(50):.2f}x)"
+    print(summary(f"via the API ({api.url}{AIA_PATH})", via))
+    print(percentiles("POST latency   ", latency))
+    print(ratio("via api / direct client", via, direct))
+
+
+def summary(title: str, run: RunFigures) -> str:
+    """A run's heading, throughput and order latency (from start to completion)."""
+    return (
+        f"\n== {title}: {run.orders} orders in {run.seconds:.1f}s\n"
+        f"throughput      {run.orders_per_second:.2f} orders/s\n"
+        f"order latency   p50 {run.percentile(50):.2f}s  p95 {run.percentile(95):.2f}s  "
+        f"p99 {run.percentile(99):.2f}s"
     )
 
 
-def _percentiles(label: str, run: RunFigures) -> str:
+def ratio(label: str, run: RunFigures, base: RunFigures) -> str:
+    return (
+        f"ratio {label}: {run.orders_per_second / base.orders_per_second:.2f}x "
+        f"orders/s (p50 latency {run.percentile(50) / base.percentile(50):.2f}x)"
+    )
+
+
+def percentiles(label: str, run: RunFigures) -> str:
     """In milliseconds: a submit (the service starting the workflow) or a POST of the API."""
     return f"{label} " + "  ".join(f"p{p} {run.percentile(p) * 1000:.0f} ms" for p in (50, 95, 99))
 
