@@ -53,7 +53,7 @@ from o2a.models import (
     Step,
 )
 from o2a.nats_server import NatsServer
-from o2a.ports import FulfillmentRequest, FulfillmentSystem
+from o2a.ports import Destination, FulfillmentRequest, FulfillmentSystem
 from o2a.simulator import activation_data
 from tests.conftest import free_port
 from tests.support import (
@@ -584,3 +584,42 @@ def test_a_response_off_protocol_is_refused(
         read_response(body, headers)
     with pytest.raises(ProtocolError, match="no Nats-Msg-Id header"):
         reply_headers({})
+
+
+async def test_nats_restarted_mid_flight_loses_nothing(
+    client: Client, on_bus: Settings, order_number: str, tmp_path: Path
+) -> None:
+    """NATS stopped once the first request is stored and started again on the same store:
+    requests, responses and outbound messages wait or are retried, the order completes,
+    and every message is stored once."""
+    nats = NatsServer(store=tmp_path / "nats", port=free_port(), log_file=tmp_path / "nats.log")
+    own = dataclasses.replace(on_bus, nats_url=nats.url)
+    subjects = Subjects(own.subject_prefix)
+    with nats:
+        await nats.wait_ready()
+        reader = connection_of(own, "test-reader")
+        try:
+            js = await reader.jetstream()
+            async with simulator_service(own), bus_worker(client, own):
+                handle = await start(client, own, quick_triple_play(order_number))
+
+                async def a_request_stored() -> bool:
+                    return await stored(js, subjects.fulfillment_request("*")) > 0
+
+                await until(a_request_stored)
+                nats.stop()
+                nats.start()
+                await nats.wait_ready()
+                # A response lost with the server comes again once its request is redelivered
+                # (the responder's ack wait), so allow for that.
+                result = await asyncio.wait_for(handle.result(), 120)
+            outbound = [
+                m.headers[MSG_ID]
+                for d in Destination
+                for m in await bus_messages(js, subjects.of(d))
+                if m.headers
+            ]
+        finally:
+            await reader.close()
+    assert result.state is OrderState.COMPLETED, result
+    assert len(outbound) == len(set(outbound)) and outbound
