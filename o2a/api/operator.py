@@ -19,7 +19,8 @@ router = APIRouter(prefix="/api/v1/orders", tags=["operator"])
 
 
 def order_service(request: Request) -> OrderService:
-    """The application's one service (made at startup, on its Temporal client)."""
+    """The application's one service, on its Temporal client (made once Temporal first
+    answers: the routers depend on the connection, o2a/api/app.py)."""
     service: OrderService = request.app.state.service
     return service
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from o2a import tmf622
 from o2a.api.auth import Permission, Role, require
 from o2a.api.errors import TmfError
+from o2a.api.operator import order_service
 from o2a.errors import InputError, OrderConflictError, UnknownOrderError
 from o2a.models import OrderState
 from o2a.service import OrderService
@@ -30,11 +31,6 @@ MAX_LIMIT = 1000
 
 Reader = Annotated[Role, Depends(require(Permission.READ))]
 Orderer = Annotated[Role, Depends(require(Permission.ORDER))]
-
-
-def _service(request: Request) -> OrderService:
-    service: OrderService = request.app.state.service
-    return service
 
 
 def _body_of(model: type[BaseModel], path: str) -> dict[str, Any]:
@@ -78,7 +74,7 @@ def _answer(model: BaseModel, status: int = 200, **headers: str) -> JSONResponse
 async def create_product_order(request: Request, _: Orderer) -> Response:
     """Start the order; its ``id`` is the first ``externalId`` (409 if that order exists)."""
     create = tmf622.read_product_order(await _json_object(request))
-    service = _service(request)
+    service = order_service(request)
     order = service.validated(tmf622.to_customer_order(create, datetime.now(UTC)))
     request.state.order_number = order.order_number
     await service.submit(order)
@@ -101,7 +97,7 @@ async def list_product_orders(
     """The newest orders first; ``X-Total-Count`` counts every match."""
     states = [s for name in _values(state) for s in _known_state(name)]
     numbers = _values(external_id)
-    service = _service(request)
+    service = order_service(request)
     total = await service.count_orders(states, numbers)
     page = await service.list_orders(
         states=states, order_numbers=numbers, offset=offset, limit=limit
@@ -128,7 +124,7 @@ async def get_product_order(
     request: Request, order_id: str, _: Reader, fields: str | None = None
 ) -> Response:
     request.state.order_number = order_id
-    return JSONResponse(await _document(_service(request), order_id, fields))
+    return JSONResponse(await _document(order_service(request), order_id, fields))
 
 
 async def _document(service: OrderService, order_number: str, fields: str | None) -> Any:
@@ -160,7 +156,9 @@ async def cancel_product_order(request: Request, _: Orderer) -> Response:
     request_id = uuid.uuid4().hex
     refused = None
     try:
-        await _service(request).cancel(order_number, create.cancellation_reason, None, request_id)
+        await order_service(request).cancel(
+            order_number, create.cancellation_reason, None, request_id
+        )
     except UnknownOrderError as exc:
         raise InputError(str(exc)) from None
     except OrderConflictError as exc:
@@ -183,5 +181,5 @@ async def get_cancel_product_order(request: Request, task_id: str, _: Reader) ->
         raise TmfError(404, "Not found", f"no cancelProductOrder {task_id}")
     order_number, request_id = parsed
     request.state.order_number = order_number
-    status = await _service(request).status(order_number)
+    status = await order_service(request).status(order_number)
     return _answer(tmf622.cancel_task(order_number, request_id, status))
