@@ -145,7 +145,17 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--sample", type=Path, default=Path("samples/triple_play.xml"))
     bench.add_argument("-n", "--orders", type=int, default=100)
     bench.add_argument("-c", "--concurrency", type=int, default=20)
-    bench.add_argument("--compare-bare", action="store_true")
+    bench.add_argument(
+        "--compare-bare",
+        action="store_true",
+        help="then a workload of o2a's own shape (children, activities, signals) with no logic",
+    )
+    bench.add_argument(
+        "--compare-plain",
+        action="store_true",
+        help="then the plain shape: one child per provisioning component, one no-op activity "
+        "per line and step, nothing else; prints o2a's ratio and events per order of each",
+    )
     bench.add_argument("--worker-pid", type=int, help="worker process whose memory to report")
     bench.add_argument(
         "--via",
@@ -426,6 +436,7 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
         orders=args.orders,
         concurrency=args.concurrency,
         compare_bare=args.compare_bare,
+        compare_plain=args.compare_plain,
         worker_pid=args.worker_pid,
         via_api=api_target(Path("var")) if args.via == "api" else None,
     )

@@ -2,9 +2,12 @@
 
 With ``--compare-bare`` the same server then runs a workload of the same shape (as many
 child workflows, activities and signals per order, measured from the real orders' histories)
-with no business logic, and the ratio prices what o2a itself adds. With ``--via api`` the
-same orders are then submitted through the HTTP API's AIA endpoint, and the POST's own
-latency is printed beside the ratio to the direct client path.
+with no business logic, and the ratio prices what o2a itself adds. With ``--compare-plain``
+it runs the plain shape an order needs (a parent, one child per provisioning component, one
+no-op activity per line and step, nothing else), and the ratio prices what o2a adds to that,
+its own shape included. With ``--via api`` the same orders are then submitted through the
+HTTP API's AIA endpoint, and the POST's own latency is printed beside the ratio to the
+direct client path.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
@@ -29,13 +34,15 @@ from o2a.client import connect
 from o2a.config import Settings
 from o2a.decomposition import decompose
 from o2a.errors import InputError
-from o2a.models import ComponentKind, CustomerOrder, OrderState, OrderStatus
+from o2a.models import ComponentKind, CustomerOrder, OrderComponent, OrderState, OrderStatus
 from o2a.service import OrderIntake, OrderService
 from workflows.bare import BareChildShape, BareOrderShape, BareOrderWorkflow
+from workflows.plain import PlainChildInput, PlainOrderInput, PlainOrderWorkflow
 from workflows.provisioning_order import STEPS
 
 HISTORY_SAMPLE = 10
 AIA_PATH = "/aia/ProcessSalesOrderFulfillment"
+ShapeT = TypeVar("ShapeT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class BenchOptions:
     compare_bare: bool
     worker_pid: int | None
     via_api: ApiTarget | None = None
+    compare_plain: bool = False
 
 
 @dataclass
@@ -106,6 +114,24 @@ class HistoryFigures:
     child_activities: float
     signals: float
 
+    @property
+    def events_per_order(self) -> float:
+        """Parent and children together: what the server persists for one order."""
+        return self.parent_events + self.child_events
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """o2a's run, which each comparison then runs beside on the same server."""
+
+    client: Client
+    settings: Settings
+    options: BenchOptions
+    run_id: str
+    lines_per_order: int
+    run: RunFigures
+    history: HistoryFigures
+
 
 async def run_bench(settings: Settings, options: BenchOptions) -> int:
     if options.orders < 1 or options.concurrency < 1:
@@ -125,27 +151,39 @@ async def run_bench(settings: Settings, options: BenchOptions) -> int:
     print(percentiles("submit latency ", direct.submits))
     if options.via_api is not None:
         await _via_api(client, options, options.via_api, order, o2a, run_id)
-    if not options.compare_bare:
-        return 0
+    o2a_run = Baseline(client, settings, options, run_id, len(order.lines), o2a, history)
+    if options.compare_bare:
+        await _compare(
+            "bare", BareOrderWorkflow.run, _bare_shape(order, history, settings), o2a_run
+        )
+    if options.compare_plain:
+        await _compare("plain", PlainOrderWorkflow.run, _plain_shape(order, settings), o2a_run)
+    return 0
 
-    shape = _bare_shape(order, history, settings)
 
-    async def one_bare(i: int) -> None:
-        handle = await client.start_workflow(
-            BareOrderWorkflow.run,
-            shape,
-            id=f"bare-{run_id}-{i:05d}",
-            task_queue=settings.task_queue,
+async def _compare(
+    name: str,
+    workflow: Callable[[Any, ShapeT], Awaitable[None]],
+    shape: ShapeT,
+    o2a: Baseline,
+) -> None:
+    """The same number of orders of a shape on the same server, then o2a's ratio to it."""
+    workflow_ids: list[str] = []
+
+    async def one(i: int) -> None:
+        handle = await o2a.client.start_workflow(
+            workflow, shape, id=f"{name}-{o2a.run_id}-{i:05d}", task_queue=o2a.settings.task_queue
         )
         workflow_ids.append(handle.id)
         await handle.result()
 
-    workflow_ids.clear()
-    bare = await _drive("bare shape", options, one_bare)
-    bare_history = await _history_figures(client, workflow_ids[:HISTORY_SAMPLE])
-    _report(bare, len(order.lines), bare_history, options.worker_pid)
-    print("\n" + ratio("o2a / bare shape", o2a, bare))
-    return 0
+    run = await _drive(f"{name} shape", o2a.options, one)
+    history = await _history_figures(o2a.client, workflow_ids[:HISTORY_SAMPLE])
+    _report(run, o2a.lines_per_order, history, o2a.options.worker_pid)
+    print(
+        f"\n{ratio(f'o2a / {name} shape', o2a.run, run)}; events/order "
+        f"o2a {o2a.history.events_per_order:.0f}, {name} {history.events_per_order:.0f}"
+    )
 
 
 async def direct_run(
@@ -297,8 +335,7 @@ def _bare_shape(
     order: CustomerOrder, history: HistoryFigures, settings: Settings
 ) -> BareOrderShape:
     """Children mirror the order's provisioning components; counts come from the history."""
-    plan = decompose(order, load_catalog(settings.catalog_path))
-    provisioning = [c for c in plan.components if c.kind is ComponentKind.PROVISION]
+    provisioning = _provisioning(order, settings)
     return BareOrderShape(
         parent_activities=round(history.parent_activities),
         children=[
@@ -307,6 +344,22 @@ def _bare_shape(
             for c in provisioning
         ],
     )
+
+
+def _plain_shape(order: CustomerOrder, settings: Settings) -> PlainOrderInput:
+    """One child per provisioning component, one activity per line and step, and no more."""
+    steps = [step.value for step in STEPS]
+    return PlainOrderInput(
+        children=[
+            PlainChildInput(lines=len(c.lines), steps=steps) for c in _provisioning(order, settings)
+        ]
+    )
+
+
+def _provisioning(order: CustomerOrder, settings: Settings) -> list[OrderComponent]:
+    """The components the order's plan hands to SOM children, as the catalog decomposes it."""
+    plan = decompose(order, load_catalog(settings.catalog_path))
+    return [c for c in plan.components if c.kind is ComponentKind.PROVISION]
 
 
 def _worker_rss_mib(pid: int | None) -> str:
@@ -363,7 +416,8 @@ def _report(
         f"p99 {run.percentile(99):.2f}s"
     )
     print(
-        f"history/order   parent {history.parent_events:.0f} events, children "
+        f"history/order   {history.events_per_order:.0f} events: parent "
+        f"{history.parent_events:.0f} events, children "
         f"{history.child_events:.0f} events in {history.children:.0f} workflows; "
         f"activities {history.parent_activities:.0f} parent + {history.child_activities:.0f} "
         f"children; signals {history.signals:.0f}"

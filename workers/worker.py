@@ -33,6 +33,7 @@ from workflows.bare import BareChildWorkflow, BareOrderWorkflow
 from workflows.customer_order import CustomerOrderWorkflow
 from workflows.listener_delivery import ListenerDeliveryWorkflow
 from workflows.notification_hub import NotificationHubWorkflow
+from workflows.plain import PlainChildWorkflow, PlainOrderWorkflow
 from workflows.provisioning_order import ProvisioningOrderWorkflow
 
 WORKFLOWS = [
@@ -40,6 +41,8 @@ WORKFLOWS = [
     ProvisioningOrderWorkflow,
     BareOrderWorkflow,
     BareChildWorkflow,
+    PlainOrderWorkflow,
+    PlainChildWorkflow,
     NotificationHubWorkflow,
     ListenerDeliveryWorkflow,
 ]
