@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import os
 import signal
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the o2a worker")
     worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument(
+        "--max-cached-workflows",
+        type=int,
+        help="sticky cache: orders kept in memory between their tasks, 0 for none "
+        "(default O2A_MAX_CACHED_WORKFLOWS, else 1000)",
+    )
 
     plan = sub.add_parser("plan", help="an order's orchestration plan, starting nothing")
     plan.add_argument("file", type=Path)
@@ -165,6 +172,14 @@ def _parser() -> argparse.ArgumentParser:
         "after a baseline on a worker of its own with the inline simulator",
     )
     bench.add_argument(
+        "--hold",
+        type=int,
+        metavar="N",
+        help="instead: start N future-dated orders, wait until all are waiting, report the "
+        "worker's memory and sticky cache, then terminate them",
+    )
+    bench.add_argument("--keep", action="store_true", help="with --hold: leave the orders open")
+    bench.add_argument(
         "--big",
         action="store_true",
         help="instead: issue 9's 1,000- and 5,000-line orders on a worker of its own",
@@ -222,6 +237,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if command == "worker":
         from workers.worker import run_workers
 
+        cache: int | None = args.max_cached_workflows
+        if cache is not None:
+            if cache < 0:
+                raise InputError(f"--max-cached-workflows must be 0 or more, got {cache}")
+            settings = dataclasses.replace(settings, max_cached_workflows=cache)
         run_workers(settings, args.processes)
         return EXIT_OK
     if command == "plan":
@@ -424,6 +444,20 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    others = [
+        flag
+        for flag, given in (
+            ("--compare-bare", args.compare_bare),
+            ("--compare-plain", args.compare_plain),
+            ("--via", args.via),
+            ("--big", args.big),
+        )
+        if given
+    ]
+    if args.hold is None and args.keep:
+        raise InputError("--keep goes with --hold")
+    if args.hold is not None and others:
+        raise InputError(f"--hold goes alone, not with {', '.join(others)}")
     if args.big:
         from starters.big_orders import run_big_bench
 
@@ -440,6 +474,11 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
         worker_pid=args.worker_pid,
         via_api=api_target(Path("var")) if args.via == "api" else None,
     )
+    if args.hold is not None:
+        from starters.hold_bench import run_hold_bench
+
+        held = dataclasses.replace(options, orders=args.hold)
+        return await run_hold_bench(settings, held, args.keep)
     if args.via == "bus":
         return await run_bus_bench(settings, options)
     return await run_bench(settings, options)

@@ -18,6 +18,14 @@ DEFAULT_FULFILLMENT = "simulator"
 BUS_SINKS = ("nats",)
 BUS_FULFILLMENT = "bus"
 DEFAULT_SUBJECT_PREFIX = "o2a"
+DEFAULT_MAX_CACHED_WORKFLOWS = 1000
+"""Orders a worker keeps in memory between their workflow tasks (the sticky cache): memory
+per cached order against replay cost. An order evicted replays its history at its next
+task instead: cheap for an order that waits (a dozen events, once, when its date comes or
+someone asks), costly for one under way. 1,000 holds every order a busy worker runs at
+once (concurrency 40 is some 160 workflows with their SOM children) with room to spare,
+and bounds what the worker keeps of the many more future-dated orders it may hold
+(issue 13: 10,000 of them in at most 300 MB RSS; `o2a bench --hold`)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,9 @@ class Settings:
     subject_prefix: str = DEFAULT_SUBJECT_PREFIX
     """Of every bus subject and stream (``O2A_SUBJECT_PREFIX``), so installations can share
     a NATS cluster."""
+    max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS
+    """The worker's sticky cache, in workflows (``O2A_MAX_CACHED_WORKFLOWS``, 0: none);
+    memory per cached order against replay cost, see ``DEFAULT_MAX_CACHED_WORKFLOWS``."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +72,7 @@ class Settings:
             nats_url=nats_url,
             subject_prefix=os.environ.get("O2A_SUBJECT_PREFIX", "").strip()
             or DEFAULT_SUBJECT_PREFIX,
+            max_cached_workflows=_count("O2A_MAX_CACHED_WORKFLOWS", DEFAULT_MAX_CACHED_WORKFLOWS),
         )
 
 
@@ -75,3 +87,12 @@ def _seconds(variable: str, default: float) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise InputError(f"{variable} must be a number of seconds above 0, got {raw!r}")
     return seconds
+
+
+def _count(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    if not raw.isdecimal():
+        raise InputError(f"{variable} must be a whole number of 0 or more, got {raw!r}")
+    return int(raw)

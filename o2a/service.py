@@ -158,6 +158,9 @@ class OrderFilters(TypedDict, total=False):
     """Order numbers starting with this (the exact number included)."""
     started_after: datetime | None
     started_before: datetime | None
+    running: bool | None
+    """Only orders whose workflow is open (True) or closed (False): a closed workflow keeps
+    the last state it published."""
 
 
 class RevisionPreview(Model):
@@ -797,6 +800,8 @@ def _list_query(
     ):
         if moment is not None:
             query += f" AND StartTime {operator} '{moment.astimezone(UTC).isoformat()}'"
+    if (running := filters.get("running")) is not None:
+        query += f" AND ExecutionStatus {'=' if running else '!='} 'Running'"
     return query
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -14,11 +15,20 @@ from temporalio.client import Client
 from o2a.config import Settings
 from o2a.models import ComponentKind, OrderPlan
 from tests.support import StartWorker, cli_env, until
-from tests.test_cli import o2a
+from tests.test_cli import Run, o2a
 from workflows.provisioning_order import STEPS
 
 ORDERS = 4
 NUMBER = r"\d+(?:\.\d+)?"
+
+
+async def bench_here(
+    worker: StartWorker, env: Mapping[str, str], *args: str, timeout: float = 90
+) -> Run:
+    """`o2a bench` against a worker of this test's own, in this process: the memory it
+    reports is this process's, not that of another worker on the host."""
+    async with worker():
+        return await o2a("bench", *args, "--worker-pid", str(os.getpid()), env=env, timeout=timeout)
 
 
 async def test_bench_compare_plain_prints_the_plain_run_and_the_ratio(
@@ -30,14 +40,7 @@ async def test_bench_compare_plain_prints_the_plain_run_and_the_ratio(
 ) -> None:
     provisioning = [c for c in tp_plan.components if c.kind is ComponentKind.PROVISION]
     env = cli_env(temporal_address, settings)
-    async with worker():
-        run = await o2a(
-            "bench",
-            *("-n", str(ORDERS), "-c", "2", "--compare-plain"),
-            *("--worker-pid", str(os.getpid())),  # this process's worker, not another's
-            env=env,
-            timeout=90,
-        )
+    run = await bench_here(worker, env, "-n", str(ORDERS), "-c", "2", "--compare-plain")
     assert run.returncode == 0, run
     out = run.stdout
     assert f"== o2a: {ORDERS} orders in " in out, run

@@ -97,6 +97,7 @@ def build_worker(
         workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         max_concurrent_workflow_tasks=MAX_CONCURRENT_WORKFLOW_TASKS,
+        max_cached_workflows=settings.max_cached_workflows,
     )
 
 
