@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 
 from o2a.codec import CompressionCodec
 from o2a.telemetry import configure_tracing
+from o2a.update_retry import UpdateRetryInterceptor
 
 DEFAULT_ADDRESS = "localhost:7233"
 DATA_CONVERTER: DataConverter = dataclasses.replace(
@@ -28,7 +29,7 @@ DATA_CONVERTER: DataConverter = dataclasses.replace(
 
 
 def interceptors() -> list[Interceptor]:
-    return [TracingInterceptor()]
+    return [TracingInterceptor(), UpdateRetryInterceptor()]
 
 
 def connect_config() -> dict[str, Any]:

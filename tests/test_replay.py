@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Replayer
 
 from o2a import ids
@@ -69,7 +70,9 @@ async def test_replay(path: Path) -> None:
     data = json.loads(path.read_text())
     history = WorkflowHistory.from_json(data["workflow_id"], data["history"])
     replayer = Replayer(
-        workflows=WORKFLOWS, data_converter=DATA_CONVERTER, interceptors=interceptors()
+        workflows=WORKFLOWS,
+        data_converter=DATA_CONVERTER,
+        interceptors=[i for i in interceptors() if isinstance(i, WorkerInterceptor)],
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
