@@ -14,6 +14,7 @@ from datetime import datetime
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.service import RPCError, RPCStatusCode
 
 from o2a import ids
 from o2a.errors import MessageBusUnavailable, MessageRejected
@@ -42,6 +43,7 @@ from o2a.outbound import (
 )
 from o2a.ports import Destination, MessageBus
 from workflows.contracts.listener_delivery import TmfEvent
+from workflows.contracts.provisioning_order import COMPONENT_UPDATE_SIGNAL
 
 OUTBOUND_MESSAGE_REJECTED_TYPE = "OutboundMessageRejected"
 """The bus can never take the message (a name too long, an outbox path that is a file):
@@ -62,6 +64,9 @@ class FulfillmentUpdateMessage(BaseModel):
     order_number: str
     revision: int
     update: ComponentUpdate
+    parent_workflow_id: str | None = None
+    """The COM order that hears the update as a signal once the EBM is out; None for an
+    update that reaches it otherwise (the child's result)."""
 
 
 class SalesOrderUpdateMessage(BaseModel):
@@ -88,6 +93,20 @@ class JeopardyMessage(BaseModel):
     revision: int
     jeopardy: JeopardyView
     lines: list[str]
+
+
+async def _deliver_to_order(workflow_id: str, message_id: str, update: ComponentUpdate) -> None:
+    """The update as a signal to the COM order; an order that has ended (aborted, its
+    children closing) needs it no more."""
+    order = activity.client().get_workflow_handle(workflow_id)
+    try:
+        await order.signal(
+            COMPONENT_UPDATE_SIGNAL, update.model_copy(update={"message_id": message_id})
+        )
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        activity.logger.info("order %s has ended: update %s not delivered", workflow_id, message_id)
 
 
 class MessagingActivities:
@@ -137,6 +156,8 @@ class MessagingActivities:
             msg.message_id, msg.order_number, msg.revision, msg.update, msg.created
         )
         await self._publish(Destination.COM_FULFILLMENT_UPDATE, msg.message_id, document)
+        if msg.parent_workflow_id is not None:
+            await _deliver_to_order(msg.parent_workflow_id, msg.message_id, msg.update)
 
     @activity.defn(name="send_sales_order_update")
     async def send_sales_order_update(self, msg: SalesOrderUpdateMessage) -> None:

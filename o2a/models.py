@@ -306,6 +306,9 @@ class ComponentUpdate(Model):
     line_updates: list[LineUpdate] = Field(default_factory=list)
     fault_code: str | None = None
     fault_message: str | None = None
+    message_id: str | None = None
+    """The ProcessFulfillmentOrderUpdateEBM that carried it from SOM: COM takes each once,
+    however often a retried send delivers it."""
 
 
 class LineView(Model):

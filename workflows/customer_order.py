@@ -83,6 +83,7 @@ class CustomerOrderWorkflow:
     async def _run(self, order: CustomerOrder) -> OrderStatus:
         ctx = self._ctx
         ctx.tracker = FulfillmentTracker(order, await decompose(order))
+        self._runner.watch_jeopardies()
         while True:
             if ctx.abort is not None:
                 # At once, without compensation; the children close with this workflow.
@@ -105,6 +106,10 @@ class CustomerOrderWorkflow:
             if not ctx.suspended:
                 for component_id in tracker.ready_components():
                     self._runner.start(tracker.plan.component(component_id))
+            if tracker.is_finished() and not ctx.changes and not tracker.has_failed():
+                if await self._reporter.complete():
+                    break
+                continue  # CRM could not be told: the order waits in `failed`
             # Fallout puts the order in `failed` at once; independent components carry on,
             # and once nothing runs the order waits, durably, for an operator's resolve.
             ctx.state = (
@@ -117,12 +122,6 @@ class CustomerOrderWorkflow:
                 else OrderState.IN_PROGRESS
             )
             await self._reporter.publish()
-            if tracker.is_finished() and not ctx.changes and not tracker.has_failed():
-                ctx.state = OrderState.COMPLETED
-                await self._reporter.publish()
-                if not tracker.has_failed():
-                    break
-                # CRM could not be told: the order waits in `failed` for the operator
             await ctx.wait(self._has_news)
             ctx.drain_inbox()
         # Changes queued behind the end, or arriving while the last handlers finish, are
@@ -145,7 +144,13 @@ class CustomerOrderWorkflow:
 
     @workflow.signal(name=COMPONENT_UPDATE_SIGNAL)
     def component_update(self, update: ComponentUpdate) -> None:
-        self._ctx.inbox.append(update)
+        """Each update once: a send retried after its signal went out delivers it again."""
+        ctx = self._ctx
+        if update.message_id is not None:
+            if update.message_id in ctx.updates_taken:
+                return
+            ctx.updates_taken.add(update.message_id)
+        ctx.inbox.append(update)
 
     # --- revisions and cancels: signals, queued in arrival order ---------------------------------
 

@@ -51,6 +51,8 @@ class OrderContext:
         """A revision or cancel is being taken (planned, compensated)."""
         self.received: list[str] = []
         """Request IDs of every revise and cancel received, taken or not."""
+        self.updates_taken: set[str] = set()
+        """Message IDs of the SOM updates received (only ever looked up, never iterated)."""
         self.runs: dict[str, int] = {}
         """How many times each component has been run (message and request IDs count it)."""
         self.crashed: asyncio.Future[None] = asyncio.get_running_loop().create_future()

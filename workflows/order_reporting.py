@@ -3,12 +3,15 @@ Temporal shows (search attributes, current details). Each only when something ch
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
-from datetime import timedelta
-from typing import Any, TypeVar
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messaging import (
@@ -27,14 +30,13 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         RevisionView,
     )
+    from workflows.messages import Send, send_message
     from workflows.order_context import OrderContext
     from workflows.order_work import fault_of
-    from workflows.policies import MESSAGE_DEADLINE, MESSAGE_RETRY, MESSAGE_TIMEOUT
 
 JEOPARDY_LEVELS = (("Low", 1.0), ("Medium", 1.5), ("High", 2.0), ("Critical", 3.0))
 
 M = TypeVar("M")
-Send = Callable[[MessagingActivities, M], Coroutine[Any, Any, None]]
 
 
 class OrderReporter:
@@ -45,6 +47,8 @@ class OrderReporter:
         self._fallouts_reported = 0
         self._undelivered: list[Callable[[], Awaitable[None]]] = []
         """Messages that could not be delivered, each as its send, for the next resolve."""
+        self._watches: dict[str, _Watch] = {}
+        """Components running now, each with its jeopardy levels raised so far."""
         self._outcomes: list[RevisionView] = []
         """Outcomes recorded but not yet reported: several can pile up (revisions rejected
         behind a cancel) before the next report, and CRM hears every one."""
@@ -56,7 +60,22 @@ class OrderReporter:
         self._outcomes.append(outcome)
 
     async def publish(self) -> None:
-        """CRM, search attributes and UI details, each only when something changed."""
+        """Search attributes and UI details, then CRM, each only when something changed."""
+        self._show()
+        await self._tell()
+
+    async def complete(self) -> bool:
+        """Everything is done: CRM hears the last changes, then the order is completed,
+        shown once (not first as in progress with a complete status). False when CRM could
+        not be told: that is fallout, and the order is not completed."""
+        await self._tell()
+        if self._ctx.tracker.has_failed():
+            return False
+        self._ctx.state = OrderState.COMPLETED
+        self._show()
+        return True
+
+    def _show(self) -> None:
         ctx = self._ctx
         tracker = ctx.tracker
         status = tracker.order_status()
@@ -69,8 +88,12 @@ class OrderReporter:
                     visibility.ORDER_STATUS.value_set(status.value),
                 ]
             )
+
+    async def _tell(self) -> None:
+        """New fallout, then the CRM update of what changed and each revision outcome."""
         await self._report_fallouts()
-        changes = tracker.take_changes()
+        status = self._ctx.tracker.order_status()
+        changes = self._ctx.tracker.take_changes()
         outcomes, self._outcomes = self._outcomes, []
         await self._update_crm(status, changes, outcomes[0] if outcomes else None)
         for outcome in outcomes[1:]:  # one UpdateSalesOrderEBM per revision outcome
@@ -109,16 +132,8 @@ class OrderReporter:
         or still failing past the deadline) does not fail the order: it becomes an incident,
         the order waits in `failed`, and resolve sends it again."""
         try:
-            await workflow.execute_activity_method(
-                send,
-                message,
-                start_to_close_timeout=MESSAGE_TIMEOUT,
-                schedule_to_close_timeout=MESSAGE_DEADLINE,
-                retry_policy=MESSAGE_RETRY,
-            )
+            await send_message(send, message)
         except ActivityError as err:
-            if is_cancelled_exception(err):  # a jeopardy watch whose component finished
-                raise
             self._undelivered.append(lambda: self._send(send, message, message_id))
             self._ctx.tracker.raise_undelivered(message_id, fault_of(err), workflow.now())
 
@@ -159,23 +174,59 @@ class OrderReporter:
                 ids.fault_message_id(fallout.id),
             )
 
-    async def watch_jeopardy(self, component: OrderComponent) -> None:
-        """Raise Low, Medium, High, Critical as the component runs 1x, 1.5x, 2x, 3x late."""
+    # --- jeopardy: one watch for the whole order ---------------------------------------------
+
+    def watch(self, component: OrderComponent) -> None:
+        """A component's run has begun: it is in jeopardy once it runs late."""
+        self._watches[component.id] = _Watch(component, workflow.now())
+
+    def unwatch(self, component_id: str) -> None:
+        self._watches.pop(component_id, None)
+
+    async def watch_jeopardies(self) -> None:
+        """Raise Low, Medium, High, Critical as a component runs 1x, 1.5x, 2x, 3x late.
+
+        One timer for the order, at the earliest level due, instead of a timer per
+        component started and cancelled with it. A timer overtaken by an earlier one, or
+        whose component finished, is left to run out rather than cancelled (a cancel is an
+        event; a timer pending when the order ends costs nothing): when it fires, nothing
+        is due and the watch arms the next one."""
+        timer: asyncio.Task[None] | None = None
+        armed: datetime | None = None
+        while True:
+            due = self._next_due()
+            if due is not None and due <= workflow.now():
+                await self._raise_due()
+                continue
+            if due is not None and (armed is None or due < armed):
+                timer = asyncio.create_task(workflow.sleep(due - workflow.now()))
+                armed = due
+            await workflow.wait_condition(partial(self._wakes, timer, armed))
+            if _ran_out(timer):
+                timer, armed = None, None
+
+    def _wakes(self, timer: asyncio.Task[None] | None, armed: datetime | None) -> bool:
+        """The armed timer ran out, or a level is due before it."""
+        due = self._next_due()
+        return _ran_out(timer) or (due is not None and (armed is None or due < armed))
+
+    def _next_due(self) -> datetime | None:
+        return min((w.due for w in self._watches.values() if w.due is not None), default=None)
+
+    async def _raise_due(self) -> None:
         ctx = self._ctx
-        started = workflow.now()
-        expected = component.expected_duration_seconds
-        expected_by = started + timedelta(seconds=expected)
-        for severity, factor in JEOPARDY_LEVELS:
-            due = started + timedelta(seconds=expected * factor)
-            await workflow.sleep(max((due - workflow.now()).total_seconds(), 0.001))
+        order = ctx.order
+        for watch in [w for w in self._watches.values() if w.due and w.due <= workflow.now()]:
+            severity = JEOPARDY_LEVELS[watch.raised][0]
+            watch.raised += 1
+            component = watch.component
             jeopardy = JeopardyView(
                 component=component.id,
                 severity=severity,
                 raised_at=workflow.now(),
-                expected_by=expected_by,
+                expected_by=watch.expected_by,
             )
             ctx.tracker.record_jeopardy(jeopardy)
-            order = ctx.order
             message_id = ids.jeopardy_message_id(
                 order.order_number,
                 order.revision,
@@ -195,3 +246,27 @@ class OrderReporter:
                 ),
                 message_id,
             )
+
+
+@dataclass
+class _Watch:
+    component: OrderComponent
+    started: datetime
+    raised: int = 0
+    """Levels raised so far."""
+
+    @property
+    def expected_by(self) -> datetime:
+        return self.started + timedelta(seconds=self.component.expected_duration_seconds)
+
+    @property
+    def due(self) -> datetime | None:
+        """When the next level is due; None once Critical is raised."""
+        if self.raised == len(JEOPARDY_LEVELS):
+            return None
+        factor = JEOPARDY_LEVELS[self.raised][1]
+        return self.started + timedelta(seconds=self.component.expected_duration_seconds * factor)
+
+
+def _ran_out(timer: asyncio.Task[None] | None) -> bool:
+    return timer is not None and timer.done()

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import FailureError, is_cancelled_exception
+from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from o2a.models import (
@@ -158,6 +158,10 @@ class ComponentRunner:
             milestone=component.start_milestone,
         )
 
+    def watch_jeopardies(self) -> None:
+        """The order's one jeopardy watch, for as long as the order runs."""
+        self._spawn(self._reporter.watch_jeopardies())
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
@@ -169,8 +173,7 @@ class ComponentRunner:
         if task.cancelled():
             return
         error = task.exception()
-        # A cancelled watcher can end in the ActivityError of the message it was sending.
-        if error is not None and not is_cancelled_exception(error):
+        if error is not None:
             self._ctx.crash(error)
 
     def _start_time(self, component: OrderComponent) -> datetime | None:
@@ -210,7 +213,7 @@ class ComponentRunner:
     async def _run(self, component: OrderComponent) -> None:
         ctx = self._ctx
         state = ComponentState.COMPLETED
-        watch = self._spawn(self._reporter.watch_jeopardy(component))
+        self._reporter.watch(component)
         try:
             if component.kind is ComponentKind.PROVISION:
                 result = await self._run_child(component)
@@ -221,7 +224,7 @@ class ComponentRunner:
             ctx.inbox.append(failed_update(component.id, err))
             return
         finally:
-            watch.cancel()
+            self._reporter.unwatch(component.id)
             self._in_flight.pop(component.id, None)
         ctx.inbox.append(
             ComponentUpdate(

@@ -30,22 +30,18 @@ with workflow.unsafe.imports_passed_through():
     from o2a.revision import line_changed
     from workflows.contracts.provisioning_order import ProvisioningOrder, ProvisioningResult
     from workflows.fulfillment_call import fulfill
+    from workflows.messages import send_message
     from workflows.order_context import OrderContext
-    from workflows.policies import (
-        DECOMPOSITION_TIMEOUT,
-        FULFILLMENT_RETRY,
-        MESSAGE_DEADLINE,
-        MESSAGE_RETRY,
-        MESSAGE_TIMEOUT,
-    )
+    from workflows.policies import DECOMPOSITION_TIMEOUT, FULFILLMENT_RETRY
     from workflows.provisioning_order import ProvisioningOrderWorkflow
 
 ChildHandle = ChildWorkflowHandle[ProvisioningOrderWorkflow, ProvisioningResult]
 
 
 async def decompose(order: CustomerOrder) -> OrderPlan:
-    """Through an activity, so the plan is in history and replay never reads the catalog."""
-    return await workflow.execute_activity_method(
+    """Through a local activity, so the plan is in history (its marker) and replay never
+    reads the catalog, without an activity task and a workflow task of its own."""
+    return await workflow.execute_local_activity_method(
         DecompositionActivities.decompose_order,
         order,
         start_to_close_timeout=DECOMPOSITION_TIMEOUT,
@@ -201,7 +197,7 @@ class ComponentWork:
             undo_lines=undo_lines or [],
             fulfillment=ctx.tracker.plan.fulfillment,
         )
-        await workflow.execute_activity_method(
+        await send_message(
             MessagingActivities.send_provisioning_order,
             ProvisioningOrderMessage(
                 message_id=ids.provisioning_order_message_id(
@@ -210,9 +206,6 @@ class ComponentWork:
                 created=workflow.now(),
                 order=provisioning_order,
             ),
-            start_to_close_timeout=MESSAGE_TIMEOUT,
-            schedule_to_close_timeout=MESSAGE_DEADLINE,
-            retry_policy=MESSAGE_RETRY,
         )
         handle = await workflow.start_child_workflow(
             ProvisioningOrderWorkflow.run,

@@ -2,7 +2,7 @@
 
 Runs design → activate → verify for the component, one fulfillment call per step for all
 of its lines, and tells COM once per component state change (never once per line per step),
-both as an AIA ProcessFulfillmentOrderUpdateEBM and as a signal to the parent order.
+as an AIA ProcessFulfillmentOrderUpdateEBM that the parent order also hears as a signal.
 
 A revise signal swaps in new lines (and the new revision number) between steps: the steps
 already done for removed or changed lines are undone in reverse (undo-verify,
@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.contracts.provisioning_order import (
         CANCEL_SIGNAL,
-        COMPONENT_UPDATE_SIGNAL,
         RESUME_SIGNAL,
         REVISE_SIGNAL,
         SUSPEND_SIGNAL,
@@ -42,11 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ProvisioningRevision,
     )
     from workflows.fulfillment_call import fulfill
-    from workflows.policies import (
-        MESSAGE_DEADLINE,
-        MESSAGE_RETRY,
-        MESSAGE_TIMEOUT,
-    )
+    from workflows.messages import send_message
 
 STEPS = KIND_STEPS[ComponentKind.PROVISION]
 MILESTONES = {
@@ -272,14 +267,13 @@ class ProvisioningOrderWorkflow:
         )
 
     async def _report(self, update: ComponentUpdate, notify_parent: bool) -> None:
-        """The EBM goes to COM's inbound queue; the signal is how the parent workflow hears it.
-
-        The final update travels as the child's result instead of a signal, saving history.
-        """
+        """The EBM goes to COM's inbound queue, and the activity that sends it signals the
+        parent order with the update too. The final update travels as the child's result
+        instead, saving history."""
         self._sequence += 1
         self._show()
         order = self._order
-        message = workflow.execute_activity_method(
+        await send_message(
             MessagingActivities.send_fulfillment_update,
             FulfillmentUpdateMessage(
                 message_id=ids.fulfillment_update_message_id(
@@ -293,16 +287,9 @@ class ProvisioningOrderWorkflow:
                 order_number=order.order_number,
                 revision=self._revision,
                 update=update,
+                parent_workflow_id=order.parent_workflow_id if notify_parent else None,
             ),
-            start_to_close_timeout=MESSAGE_TIMEOUT,
-            schedule_to_close_timeout=MESSAGE_DEADLINE,
-            retry_policy=MESSAGE_RETRY,
         )
-        if not notify_parent:
-            await message
-            return
-        parent = workflow.get_external_workflow_handle(order.parent_workflow_id)
-        await asyncio.gather(message, parent.signal(COMPONENT_UPDATE_SIGNAL, update))
 
 
 def _stale(revision: ProvisioningRevision, line_ids: list[str]) -> list[str]:

@@ -13,7 +13,9 @@ from o2a.models import (
 WORKFLOW_TYPE = "ProvisioningOrderWorkflow"
 
 COMPONENT_UPDATE_SIGNAL = "component_update"
-"""Child → parent: ComponentUpdate, one per component state change with all line changes."""
+"""SOM → COM: ComponentUpdate, one per component state change with all line changes. The
+child's send_fulfillment_update activity delivers it with the EBM (so the child's history
+holds no signal); ``message_id`` names the EBM, and COM takes each once."""
 REVISE_SIGNAL = "revise"
 """Parent → child: ProvisioningRevision."""
 CANCEL_SIGNAL = "cancel"
