@@ -330,6 +330,27 @@ async def refusal(update: Awaitable[object]) -> str:
     raise AssertionError("the update was accepted")
 
 
+async def child_idle(client: Client, workflow_id: str, reports: int = 0) -> bool:
+    """The child has decided what to do after everything that happened to it so far, with
+    at least ``reports`` fulfillment updates sent: no activity or workflow task outstanding,
+    nothing after its last completed workflow task but the markers of the messages it sent
+    in it (local activities)."""
+    handle = client.get_workflow_handle(workflow_id)
+    described = (await handle.describe()).raw_description
+    if described.pending_activities or described.HasField("pending_workflow_task"):
+        return False
+    kinds = [e.event_type for e in (await handle.fetch_history()).events]
+    marker = EventType.EVENT_TYPE_MARKER_RECORDED
+    sent = kinds.count(marker)
+    while kinds and kinds[-1] == marker:
+        kinds.pop()
+    return (
+        sent >= reports
+        and bool(kinds)
+        and kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )
+
+
 async def signalled(client: Client, workflow_id: str, name: str, timeout: float = WAIT) -> None:
     """Wait until a workflow's history holds a signal of that name (a child got the word)."""
 

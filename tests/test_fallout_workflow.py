@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
@@ -29,6 +28,7 @@ from tests.support import (
     StartWorker,
     act,
     cancel,
+    child_idle,
     components_reach,
     finished,
     held,
@@ -239,24 +239,6 @@ async def test_suspend_holds_new_steps_until_resume(
         ("suspend", "ops"),
         ("resume", "ops"),
     ]
-
-
-async def child_idle(client: Client, workflow_id: str) -> bool:
-    """The child has decided what to do after everything that happened to it so far: no
-    activity, signal or workflow task outstanding, its last event a completed workflow task."""
-    handle = client.get_workflow_handle(workflow_id)
-    described = (await handle.describe()).raw_description
-    if described.pending_activities or described.HasField("pending_workflow_task"):
-        return False
-    events = (await handle.fetch_history()).events
-    kinds = [e.event_type for e in events]
-    signals_sent = kinds.count(EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED)
-    signals_done = kinds.count(EventType.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED)
-    return (
-        signals_sent == signals_done
-        and bool(kinds)
-        and kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-    )
 
 
 async def test_abort_ends_at_once_without_compensation(

@@ -45,6 +45,7 @@ from tests.support import (
     Held,
     OrderHandle,
     StartWorker,
+    child_idle,
     components_reach,
     finished,
     fulfillment_calls,
@@ -281,7 +282,7 @@ async def test_suspended_order_starts_no_new_step_until_resumed(
         child_id = ids.provisioning_workflow_id(order_number, PROV_BB)
         design.release()
         sync.release()
-        await until(lambda: child_settled_after_design(client, child_id))
+        await until(lambda: child_idle(client, child_id, reports=1))  # design reported
 
         async def sync_done() -> bool:
             return any(
@@ -308,31 +309,6 @@ async def test_suspended_order_starts_no_new_step_until_resumed(
     assert result.state is OrderState.COMPLETED
     after = [(c.component_id, c.step) for c in gated.calls[before_resume:]]
     assert (PROV_BB, Step.ACTIVATE) in after and (INIT_BILL, Step.BILLING) in after, after
-
-
-async def child_settled_after_design(client: Client, workflow_id: str) -> bool:
-    """The child has taken its design step's report (message sent, parent signalled) and
-    finished the workflow task that followed: whatever it does next is in its history."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    events = history.events
-    started = [
-        e.event_id for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
-    ]
-    signalled = [
-        e.event_id
-        for e in events
-        if e.event_type == EventType.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED
-    ]
-    completed = [
-        e.event_id for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
-    ]
-    # design, then its ProcessFulfillmentOrderUpdateEBM
-    return (
-        bool(started and signalled)
-        and len(completed) >= 2
-        and events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-        and max(signalled[-1], completed[-1]) < started[-1]
-    )
 
 
 # --- waiting for attention ----------------------------------------------------------------------
