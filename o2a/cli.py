@@ -184,6 +184,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: issue 9's 1,000- and 5,000-line orders on a worker of its own",
     )
+    soak = sub.add_parser(
+        "soak",
+        help="a mixed load on a stack of its own while the worker and the server are killed, "
+        "then the invariants; exit 0 only if every one holds",
+    )
+    soak.add_argument("--minutes", type=float, default=30.0, help="of load (default 30)")
+    soak.add_argument("--rate", type=float, default=30.0, help="orders per minute (default 30)")
+    soak.add_argument(
+        "--kill-every", type=float, default=20.0, help="seconds between worker SIGKILLs"
+    )
+    soak.add_argument("--seed", type=int, default=1, help="draws each order's script")
+    soak.add_argument("--var", type=Path, help="its db, outbox and logs (default: a new temp dir)")
     return parser
 
 
@@ -484,6 +496,20 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
     return await run_bench(settings, options)
 
 
+async def _soak(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.soak import SoakOptions, run_soak
+
+    for flag, value in (
+        ("--minutes", args.minutes),
+        ("--rate", args.rate),
+        ("--kill-every", args.kill_every),
+    ):
+        if not value > 0:  # also NaN
+            raise InputError(f"{flag} must be more than 0, got {value:g}")
+    options = SoakOptions(args.minutes, args.rate, args.kill_every, args.seed, args.var)
+    return await run_soak(options)
+
+
 COMMANDS: dict[str, Command] = {
     "up": _up,
     "api": _api,
@@ -495,6 +521,7 @@ COMMANDS: dict[str, Command] = {
     **dict.fromkeys(OPERATOR_COMMANDS, _operator_action),
     "demo": _demo,
     "bench": _bench,
+    "soak": _soak,
     "listen": _listen,
     "publish": _publish,
     "messages": _messages,

@@ -19,8 +19,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from o2a import ids
 from o2a.config import Settings
-from o2a.inbound import CC_NS, read_order_file
-from o2a.models import CustomerOrder, OrderState, OrderStatus, Specification
+from o2a.inbound import read_order_file
+from o2a.models import OrderState, OrderStatus
+from o2a.soak_checks import content_identity, ebm_id, message_files
+from starters.soak import slowed
 from tests.support import SAMPLES, Background, cli_env, start, wait_until
 
 ORDERS = 20
@@ -31,34 +33,6 @@ ROOTS = {
     "USO": "UpdateSalesOrderEBM",
 }
 SEQUENCE = re.compile(r"\.u(\d{3})$")
-
-
-def delayed(order: CustomerOrder, order_number: str) -> CustomerOrder:
-    """The order under a new number, each service line taking ``DELAY`` seconds per step."""
-    lines = []
-    for line in order.lines:
-        if line.item.product_class and "Service" in line.item.product_class:
-            specs = [s for s in line.item.specifications if s.name != "SimulatedDelay"]
-            specs.append(Specification(name="SimulatedDelay", value=DELAY))
-            item = line.item.model_copy(update={"specifications": specs})
-            line = line.model_copy(update={"item": item})
-        lines.append(line)
-    return order.model_copy(update={"order_number": order_number, "lines": lines})
-
-
-def message_files(outbox: Path) -> list[Path]:
-    return sorted(p for p in outbox.glob("*.xml") if not p.name.startswith("."))
-
-
-def content_identity(root: etree._Element) -> bytes:
-    """What a message says, without the header that carries its ID and creation time."""
-    body = [child for child in root if etree.QName(child).localname != "EBMHeader"]
-    return b"".join(etree.tostring(child, method="c14n") for child in body)
-
-
-def ebm_id(root: etree._Element) -> str | None:
-    found = root.find(f"{{{CC_NS}}}EBMHeader/{{{CC_NS}}}EBMID")
-    return None if found is None else found.text
 
 
 async def diagnose(client: Client, task_queue: str) -> str:
@@ -86,7 +60,7 @@ async def test_sigkilled_worker_restarted_completes_all_orders_without_duplicate
     prefix = f"K{uuid.uuid4().hex[:8].upper()}"
     numbers = [f"{prefix}-{i:02d}" for i in range(ORDERS)]
     base = read_order_file(SAMPLES / "triple_play.xml")
-    orders = [delayed(base, n) for n in numbers]
+    orders = [slowed(base, n, DELAY) for n in numbers]
 
     first = await Background.start("worker", env=env, log=tmp_path / "worker-1.log")
     second: Background | None = None
