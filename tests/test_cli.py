@@ -48,6 +48,7 @@ from tests.support import (
     bus_connection,
     cli_env,
     closed,
+    descendants,
     held_mid_flight,
     running_listener,
     same_client,
@@ -1174,3 +1175,28 @@ async def test_bus_commands_refuse_in_one_line(
         assert run.returncode == code and len(run.stderr_lines) == 1, run
         assert text in run.stderr_lines[0], run
         assert "Traceback" not in run.stderr, run
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+async def test_worker_processes_stop_with_their_parent(
+    env: dict[str, str], tmp_path: Path, stop: str
+) -> None:
+    """`o2a worker --processes 2`: SIGTERM to the parent stops both children; a parent
+    killed with SIGKILL (which passes nothing on) leaves no child polling as an orphan."""
+    worker = await Background.start("worker", "--processes", "2", env=env, log=tmp_path / "w.log")
+    try:
+        await wait_until(
+            lambda: worker.output().count("polling task queue") == 2, "two children", 90
+        )
+        children = descendants(worker.pid)
+        assert len(children) >= 2, children
+        os.kill(worker.pid, getattr(signal, stop))
+        await wait_until(
+            lambda: not any(Path(f"/proc/{pid}").exists() for pid in children),
+            "the children to exit",
+            20,
+        )
+        assert worker.output().count("o2a worker stopped") == 2, worker.output()
+        assert "Fatal Python error" not in worker.output()
+    finally:
+        await worker.stop()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -46,6 +48,7 @@ WORKFLOWS = [
     NotificationHubWorkflow,
     ListenerDeliveryWorkflow,
 ]
+ORPHAN_CHECK_SECONDS = 1.0
 MAX_CONCURRENT_ACTIVITIES = 500
 MAX_CONCURRENT_WORKFLOW_TASKS = 100
 
@@ -149,25 +152,55 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     print("o2a worker stopped", flush=True)
 
 
-def _process_main(settings: Settings) -> None:
-    asyncio.run(run_worker(settings))
+def _process_main(settings: Settings, parent: int) -> None:
+    asyncio.run(_child_worker(settings, parent))
+    # The SDK's runtime threads outlive the event loop; a spawned child that finalizes the
+    # interpreter under them can abort ("PyGILState_Release"). Its work is done: leave.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+async def _child_worker(settings: Settings, parent: int) -> None:
+    """One of ``--processes N``: it stops with its parent, also one killed with SIGKILL
+    (which cannot pass a signal on), instead of polling on as an orphan."""
+    stop = asyncio.Event()
+
+    async def until_orphaned() -> None:
+        while os.getppid() == parent:
+            await asyncio.sleep(ORPHAN_CHECK_SECONDS)
+        stop.set()
+
+    watch = asyncio.create_task(until_orphaned())
+    try:
+        await run_worker(settings, stop)
+    finally:
+        watch.cancel()
 
 
 def run_workers(settings: Settings, processes: int) -> None:
     if processes <= 1:
-        _process_main(settings)
+        asyncio.run(run_worker(settings))
         return
     # Refuse unknown adapters here, once, rather than with a traceback in every child.
     wiring = Wiring(settings, "o2a-worker")
     message_bus(wiring)
     fulfillment_system(wiring)
     ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=_process_main, args=(settings,)) for _ in range(processes)]
+    children = [
+        ctx.Process(target=_process_main, args=(settings, os.getpid())) for _ in range(processes)
+    ]
     for child in children:
         child.start()
-    try:
+
+    def stop_children(signum: int, frame: object) -> None:
+        """SIGTERM (or a SIGINT not sent to the whole process group) reaches every child."""
+        del signum, frame
         for child in children:
-            child.join()
-    except KeyboardInterrupt:
-        for child in children:
-            child.join()
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_children)
+    signal.signal(signal.SIGINT, stop_children)
+    for child in children:
+        child.join()
