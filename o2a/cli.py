@@ -196,6 +196,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     soak.add_argument("--seed", type=int, default=1, help="draws each order's script")
     soak.add_argument("--var", type=Path, help="its db, outbox and logs (default: a new temp dir)")
+    soak.add_argument(
+        "--bus",
+        action="store_true",
+        help="NATS too: messages and fulfillment over the bus, and NATS killed once",
+    )
     return parser
 
 
@@ -506,7 +511,7 @@ async def _soak(args: argparse.Namespace, settings: Settings) -> int:
     ):
         if not value > 0:  # also NaN
             raise InputError(f"{flag} must be more than 0, got {value:g}")
-    options = SoakOptions(args.minutes, args.rate, args.kill_every, args.seed, args.var)
+    options = SoakOptions(args.minutes, args.rate, args.kill_every, args.seed, args.var, args.bus)
     return await run_soak(options)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -36,6 +37,7 @@ from o2a.client import connect
 from o2a.config import Settings
 from o2a.errors import NoWorkerError, OrderConflictError
 from o2a.models import CustomerOrder, OrderState, OrderStatus, Specification
+from o2a.nats_server import NatsServer
 from o2a.server import DevServer, die_with_parent
 from o2a.service import OrderService
 from o2a.simulator import DELAY_SPEC, FAULT_SPEC
@@ -77,6 +79,9 @@ class SoakOptions:
     kill_every: float
     seed: int
     var: Path | None
+    bus: bool = False
+    """NATS too: messages to the outbox and the bus, fulfillment over the bus (`o2a
+    simulate`), and NATS SIGKILLed and restarted once."""
 
 
 @dataclass
@@ -84,7 +89,8 @@ class Chaos:
     worker_kills: int = 0
     worker_exits: int = 0
     """Exits nobody asked for (restarted all the same)."""
-    server_restarts: int = 0
+    restarts: Counter[str] = field(default_factory=Counter)
+    """By server name."""
 
 
 @dataclass
@@ -99,6 +105,7 @@ class Soak:
     client: Client
     base: CustomerOrder
     revised: CustomerOrder
+    nats: NatsServer | None = None
     chaos: Chaos = field(default_factory=Chaos)
     outcomes: dict[str, OrderOutcome] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -227,26 +234,30 @@ def worker_env(settings: Settings, address: str) -> dict[str, str]:
         O2A_FULFILLMENT="simulator",
         PYTHONUNBUFFERED="1",
     )
+    if settings.nats_url is not None:  # the outbox stays: the checks read it
+        env.update(O2A_NATS_URL=settings.nats_url, O2A_SINKS="outbox,nats", O2A_FULFILLMENT="bus")
     return env
 
 
 class WorkerProcess:
-    """`o2a worker` as a child that dies with the soak, restarted after each kill."""
+    """`o2a worker` (or `o2a simulate`) as a child that dies with the soak, restarted after
+    each kill."""
 
-    def __init__(self, env: dict[str, str], var: Path) -> None:
+    def __init__(self, env: dict[str, str], var: Path, command: str = "worker") -> None:
         self.env = env
         self.var = var
+        self.command = command
         self.starts = 0
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         self.starts += 1
-        with (self.var / f"worker-{self.starts}.log").open("wb") as log:
+        with (self.var / f"{self.command}-{self.starts}.log").open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "o2a",
-                "worker",
+                self.command,
                 env=self.env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
@@ -272,15 +283,18 @@ class WorkerProcess:
                 await self.kill()
 
 
-async def kill_workers(soak: Soak, worker: WorkerProcess, until: float) -> None:
+async def kill_workers(
+    soak: Soak, worker: WorkerProcess, others: list[WorkerProcess], until: float
+) -> None:
     """SIGKILL the worker every ``kill_every`` seconds and start it again at once; one that
-    exited by itself is started again too."""
+    exited by itself is started again too, as are ``others`` (the bus's simulator)."""
     next_kill = time.monotonic() + soak.options.kill_every
     while time.monotonic() < until:
         await asyncio.sleep(0.2)
-        if worker.exited():
-            soak.chaos.worker_exits += 1
-            await worker.start()
+        for process in (worker, *others):
+            if process.exited():
+                soak.chaos.worker_exits += 1
+                await process.start()
         if time.monotonic() >= next_kill:
             await worker.kill()
             soak.chaos.worker_kills += 1
@@ -288,16 +302,16 @@ async def kill_workers(soak: Soak, worker: WorkerProcess, until: float) -> None:
             next_kill = time.monotonic() + soak.options.kill_every
 
 
-async def restart_server(soak: Soak, at: float) -> None:
-    """SIGKILL the Temporal server once and start it again on the same ports and db."""
+async def restart_once(soak: Soak, server: DevServer | NatsServer, at: float) -> None:
+    """SIGKILL a server once and start it again on the same ports and data."""
     await asyncio.sleep(max(0.0, at - time.monotonic()))
-    process = soak.server.process
+    process = server.process
     assert process is not None
     process.kill()
     await asyncio.to_thread(process.wait)
-    soak.server.start()
-    await soak.server.wait_ready()
-    soak.chaos.server_restarts += 1
+    server.start()
+    await server.wait_ready()
+    soak.chaos.restarts[server.name] += 1
 
 
 async def watch_outbox(outbox: Path, seen: dict[tuple[str, int, int], Delivery]) -> None:
@@ -341,14 +355,25 @@ async def run_soak(options: SoakOptions) -> int:
         ui_url="http://localhost",
     )
     settings.outbox_dir.mkdir(exist_ok=True)
+    nats = None
+    if options.bus:
+        nats = NatsServer(var / "nats", free_port(), var / "nats.log")
+        settings = dataclasses.replace(settings, nats_url=nats.url)
     print(
         f"o2a soak: {options.minutes:g} min at {options.rate:g} orders/min, seed {options.seed}, "
-        f"worker SIGKILLed every {options.kill_every:g} s, server once; var {var}",
+        f"worker SIGKILLed every {options.kill_every:g} s, server once"
+        + (", NATS once" if nats else "")
+        + f"; var {var}",
         flush=True,
     )
     server.start()
-    worker = WorkerProcess(worker_env(settings, server.address), var)
+    env = worker_env(settings, server.address)
+    worker = WorkerProcess(env, var)
+    others = [WorkerProcess(env, var, "simulate")] if nats else []
     try:
+        if nats is not None:
+            nats.start()
+            await nats.wait_ready()
         await server.wait_ready()
         client = await connect("o2a-soak", server.address)
         service = OrderService(client, settings)
@@ -361,15 +386,20 @@ async def run_soak(options: SoakOptions) -> int:
             client,
             slowed(service.load_order(SAMPLE), "-"),
             service.load_order(REVISED),
+            nats,
         )
-        await worker.start()
-        return await _run(soak, worker)
+        for process in (worker, *others):
+            await process.start()
+        return await _run(soak, worker, others)
     finally:
-        await worker.stop()
+        for process in (worker, *others):
+            await process.stop()
         server.stop()
+        if nats is not None:
+            nats.stop()
 
 
-async def _run(soak: Soak, worker: WorkerProcess) -> int:
+async def _run(soak: Soak, worker: WorkerProcess, others: list[WorkerProcess]) -> int:
     options = soak.options
     rng = random.Random(options.seed)
     count = max(1, round(options.minutes * options.rate))
@@ -379,10 +409,13 @@ async def _run(soak: Soak, worker: WorkerProcess) -> int:
     load_end = started + options.minutes * 60
     seen: dict[tuple[str, int, int], Delivery] = {}
     watcher = asyncio.create_task(watch_outbox(soak.settings.outbox_dir, seen))
+    load = options.minutes * 60
     chaos = [
-        asyncio.create_task(kill_workers(soak, worker, load_end)),
-        asyncio.create_task(restart_server(soak, started + options.minutes * 60 * 0.45)),
+        asyncio.create_task(kill_workers(soak, worker, others, load_end)),
+        asyncio.create_task(restart_once(soak, soak.server, started + load * 0.45)),
     ]
+    if soak.nats is not None:
+        chaos.append(asyncio.create_task(restart_once(soak, soak.nats, started + load * 0.7)))
     scripts = [
         asyncio.create_task(
             _one(
@@ -396,8 +429,9 @@ async def _run(soak: Soak, worker: WorkerProcess) -> int:
         for i, name in enumerate(plan)
     ]
     await asyncio.gather(*scripts, *chaos)
-    if worker.exited():  # the last kill's restart must be serving the drain
-        await worker.start()
+    for process in (worker, *others):  # serving the drain, whatever the last kill left
+        if process.exited():
+            await process.start()
     load_seconds = time.monotonic() - started
     await _finals(soak)
     running = await _stragglers(soak)
@@ -412,7 +446,9 @@ async def _run(soak: Soak, worker: WorkerProcess) -> int:
         + ", ".join(f"{name} {per_script[name]}" for name in SCRIPTS)
         + ")\n"
         f"chaos       worker kills {soak.chaos.worker_kills}, server restarts "
-        f"{soak.chaos.server_restarts}, worker exits unasked {soak.chaos.worker_exits}\n"
+        f"{soak.chaos.restarts[soak.server.name]}"
+        + (f", NATS restarts {soak.chaos.restarts[soak.nats.name]}" if soak.nats else "")
+        + f", worker exits unasked {soak.chaos.worker_exits}\n"
         f"elapsed     {elapsed:.1f} s (load {load_seconds:.1f} s, drain "
         f"{elapsed - load_seconds:.1f} s), {count / elapsed:.2f} orders/s\n"
         f"scripts     slowest {slowest} ({soak.outcomes[slowest].script}) "
