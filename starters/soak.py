@@ -487,8 +487,9 @@ async def _finals(soak: Soak) -> None:
         handle = soak.client.get_workflow_handle(
             ids.order_workflow_id(number), result_type=OrderStatus
         )
-        try:
-            result = await patient(handle.result, max(1.0, deadline - time.monotonic()))
+        left = max(1.0, deadline - time.monotonic())
+        try:  # result() waits as long as the workflow runs: the drain's bound is wait_for's
+            result = await asyncio.wait_for(patient(handle.result, left), left)
         except Exception as exc:
             soak.errors.append(f"order {number}: no result: {type(exc).__name__}: {exc}")
             return
