@@ -43,7 +43,7 @@ demo: $(STAMP)
 	$(BIN)/o2a demo
 
 bench: $(STAMP)
-	$(BIN)/o2a bench -n 200 -c 40 --compare-bare
+	$(BIN)/o2a bench -n 200 -c 40 --compare-bare --compare-plain
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

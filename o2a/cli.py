@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-cached-workflows",
         type=int,
         help="sticky cache: orders kept in memory between their tasks, 0 for none "
-        "(default O2A_MAX_CACHED_WORKFLOWS, else 1000)",
+        "(default O2A_MAX_CACHED_WORKFLOWS, else 250)",
     )
 
     plan = sub.add_parser("plan", help="an order's orchestration plan, starting nothing")

@@ -32,7 +32,14 @@ from o2a.models import CustomerOrder, OrderPlan
 from o2a.nats_server import NatsServer
 from o2a.ports import FulfillmentSystem, MessageBus
 from o2a.server import DevServer
-from tests.support import ROOT, SAMPLES, StartWorker
+from tests.support import (
+    ROOT,
+    SAMPLES,
+    SHORT_SOAK,
+    SHORT_SOAK_TEST,
+    ShortSoak,
+    StartWorker,
+)
 from workers.worker import build_worker
 
 __all__ = ["ROOT", "SAMPLES", "free_port"]
@@ -144,3 +151,16 @@ def worker(client: Client, settings: Settings) -> StartWorker:
 @pytest.fixture
 def order_number() -> Iterator[str]:
     yield f"T-{uuid.uuid4().hex[:10].upper()}"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The short soak (two minutes on a stack of its own) starts beside the suite."""
+    if any(item.nodeid == SHORT_SOAK_TEST for item in session.items):
+        session.config.stash[SHORT_SOAK] = ShortSoak.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A soak whose test did not run to the end (``-x``, Ctrl-C) is stopped with the suite."""
+    soak = session.config.stash.get(SHORT_SOAK, None)
+    if soak is not None:
+        soak.kill()

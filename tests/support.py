@@ -13,7 +13,9 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import pytest
 from lxml import etree
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -721,3 +724,44 @@ async def acked(
         return (await consumer_info(connection, listener)).ack_floor.stream_seq >= sequence
 
     await until(done, timeout)
+
+
+# --- the short soak, run beside the rest of the suite ------------------------------------------
+
+SOAK_MINUTES = "2"
+SHORT_SOAK_TEST = "tests/test_soak.py::test_the_short_soak_passes_every_invariant"
+SHORT_SOAK = pytest.StashKey["ShortSoak"]()
+
+
+@dataclass
+class ShortSoak:
+    """`o2a soak` on a stack of its own: two minutes of load that need not hold up the
+    other tests, so it starts when the session's tests are collected and its test only
+    waits for it."""
+
+    proc: subprocess.Popen[str]
+    var: Path
+    began: float
+
+    @classmethod
+    def start(cls) -> ShortSoak:
+        var = Path(tempfile.mkdtemp(prefix="o2a-soak-"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "o2a", "soak", "--minutes", SOAK_MINUTES, "--var", str(var)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        return cls(proc, var, time.monotonic())
+
+    def finish(self, timeout: float) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()

@@ -26,10 +26,9 @@ from o2a.soak_checks import (
     run_checks,
     summarize,
 )
-from tests.support import ROOT
+from tests.support import ROOT, SHORT_SOAK, SOAK_MINUTES, ShortSoak
 
 ORDER = "SOAK-1"
-SOAK_MINUTES = "2"
 CHECKS = (
     "final states",
     "one body per EBMID",
@@ -172,20 +171,16 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert (done.returncode, done.stderr.splitlines()) == (2, [f"o2a: {message}"]), done
 
 
-def test_the_short_soak_passes_every_invariant(tmp_path: Path) -> None:
+def test_the_short_soak_passes_every_invariant(request: pytest.FixtureRequest) -> None:
     """The Acceptance's short soak: its own server and worker, both killed, every check
-    green."""
-    began = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "o2a", "soak", "--minutes", SOAK_MINUTES, "--var", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=float(SOAK_MINUTES) * 60 + 330,
-        cwd=ROOT,
-    )
-    report = f"{done.stdout}\n{done.stderr}\n(after {time.monotonic() - began:.0f} s)"
-    assert done.returncode == 0, report
-    lines = done.stdout.splitlines()
+    green. It was started when the suite was collected (tests/conftest.py) and ran beside
+    the other tests."""
+    soak = request.config.stash.get(SHORT_SOAK, None) or ShortSoak.start()
+    request.config.stash[SHORT_SOAK] = soak
+    returncode, stdout, stderr = soak.finish(timeout=float(SOAK_MINUTES) * 60 + 330)
+    report = f"{stdout}\n{stderr}\n(after {time.monotonic() - soak.began:.0f} s)"
+    assert returncode == 0, report
+    lines = stdout.splitlines()
     for name in CHECKS:
         assert any(line.startswith(f"PASS {name}: ") for line in lines), report
     chaos = next(line for line in lines if line.startswith("chaos"))

@@ -10,9 +10,6 @@ FULFILLMENT_TIMEOUT = timedelta(hours=24)
 FULFILLMENT_HEARTBEAT = timedelta(seconds=10)
 """Long fulfillment calls heartbeat; a lost worker is detected by this, not by the 24 h."""
 MESSAGE_TIMEOUT = timedelta(seconds=10)
-LOCAL_MESSAGE_TIMEOUT = timedelta(seconds=5)
-"""A message's first attempt, as a local activity inside the workflow task (which it holds
-open meanwhile): well under the 10 s workflow task timeout."""
 MESSAGE_DEADLINE = timedelta(minutes=30)
 """A message still not delivered after this (the bus down, the outbox unwritable) becomes an
 incident an operator sees, instead of an order that stalls in silence."""
