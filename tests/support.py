@@ -336,21 +336,23 @@ async def refusal(update: Awaitable[object]) -> str:
 async def child_idle(client: Client, workflow_id: str, reports: int = 0) -> bool:
     """The child has decided what to do after everything that happened to it so far, with
     at least ``reports`` fulfillment updates sent: no activity or workflow task outstanding,
-    nothing after its last completed workflow task but the markers of the messages it sent
-    in it (local activities)."""
+    its last event a completed workflow task."""
     handle = client.get_workflow_handle(workflow_id)
     described = (await handle.describe()).raw_description
     if described.pending_activities or described.HasField("pending_workflow_task"):
         return False
-    kinds = [e.event_type for e in (await handle.fetch_history()).events]
-    marker = EventType.EVENT_TYPE_MARKER_RECORDED
-    sent = kinds.count(marker)
-    while kinds and kinds[-1] == marker:
-        kinds.pop()
+    events = (await handle.fetch_history()).events
+    sent = sum(
+        1
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name
+        == "send_fulfillment_update"
+    )
     return (
         sent >= reports
-        and bool(kinds)
-        and kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        and bool(events)
+        and events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     )
 
 
