@@ -58,7 +58,7 @@ async def test_bench_compare_plain_prints_the_plain_run_and_the_ratio(
     )
     assert figures, run
     total, parent, children = map(int, figures.groups())
-    assert total == parent + children, run
+    assert abs(total - (parent + children)) <= 1, run  # each average is rounded on its own
     ratio = re.search(
         rf"ratio o2a / plain shape: {NUMBER}x orders/s \(p50 latency {NUMBER}x\); "
         r"events/order o2a (\d+), plain (\d+)",
