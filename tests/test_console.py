@@ -365,6 +365,30 @@ async def test_keys_sessions_and_search_without_a_browser(
             assert stale.status_code == 403  # the sign-in form's token is not the session's
 
 
+async def test_replicas_sharing_the_console_secret_accept_each_others_sessions(
+    client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind one address, any replica (or a restarted API) serves a signed-in browser;
+    without the shared secret each process signs its own sessions."""
+
+    async def signed_in_on_one_served_by_another() -> bool:
+        async with running_api(client, settings) as one, running_api(client, settings) as two:
+            async with httpx.AsyncClient(base_url=one.url) as http:
+                login = await http.get("/console/login")
+                csrf = login.text.split('name="csrf" value="')[1].split('"')[0]
+                signed = await http.post(
+                    "/console/login", data={"csrf": csrf, "key": one.keys["viewer"]}
+                )
+                assert signed.status_code == 303, signed.text
+                cookies = http.cookies
+            async with httpx.AsyncClient(base_url=two.url, cookies=cookies) as other:
+                return (await other.get("/console/orders")).status_code == 200
+
+    assert not await signed_in_on_one_served_by_another()
+    monkeypatch.setenv("O2A_CONSOLE_SECRET", "s" * 32)
+    assert await signed_in_on_one_served_by_another()
+
+
 async def _listed(service: OrderService, number: str, state: OrderState) -> bool:
     return bool(await service.list_orders(state, order_numbers=[number]))
 

@@ -10,12 +10,14 @@ import uvicorn
 from o2a.api.app import create_app
 from o2a.api.auth import ApiKeys
 from o2a.config import Settings
+from o2a.console.session import configured_secret
 
 DEFAULT_PORT = 8000
 
 
 def api_server(settings: Settings, keys: ApiKeys, host: str, port: int) -> uvicorn.Server:
     logging.getLogger("o2a.api").setLevel(logging.INFO)
+    configured_secret()  # a weak console secret stops the start, not a request
     config = uvicorn.Config(
         create_app(settings, keys),
         host=host,

@@ -16,7 +16,13 @@ from fastapi import Depends, Request, Response
 from starlette.datastructures import FormData, UploadFile
 
 from o2a.api.auth import GRANTS, ApiKeys, Permission, Role
-from o2a.console.session import COOKIE, LIFETIME_SECONDS, Session, SessionSigner
+from o2a.console.session import (
+    COOKIE,
+    LIFETIME_SECONDS,
+    Session,
+    SessionSigner,
+    configured_secret,
+)
 from o2a.console.web import PREFIX, ConsoleError, SignInRequired, app_singleton
 from o2a.service import OrderService
 
@@ -42,7 +48,9 @@ class Visitor:
 
 
 def signer(request: Request) -> SessionSigner:
-    return app_singleton(request, "console_sessions", SessionSigner)
+    return app_singleton(
+        request, "console_sessions", lambda: SessionSigner(configured_secret())
+    )
 
 
 def session_of(request: Request) -> Session | None:

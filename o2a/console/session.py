@@ -2,9 +2,10 @@
 cookie instead of the key; every form it gets carries a CSRF token bound to that session.
 
 The cookie holds a random session ID, the role and an expiry, signed with HMAC-SHA256 under
-a secret of this process (a restart signs everyone out, which is also how a changed key set
-takes effect). It never holds the key. A browser that has not signed in gets an anonymous
-session (no role) so that the sign-in form itself carries a token.
+``O2A_CONSOLE_SECRET`` when it is set (so the API's replicas behind one address, and a
+restarted API, accept each other's sessions) or else under a secret of this process (a
+restart signs everyone out). It never holds the key. A browser that has not signed in gets
+an anonymous session (no role) so that the sign-in form itself carries a token.
 """
 
 from __future__ import annotations
@@ -13,15 +14,36 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
 from dataclasses import dataclass
 
 from o2a.api.auth import Role
+from o2a.errors import InputError
 
 COOKIE = "o2a_console"
 LIFETIME_SECONDS = 8 * 3600
 """A working shift; then the browser signs in again."""
+SECRET_VARIABLE = "O2A_CONSOLE_SECRET"
+MIN_SECRET_BYTES = 32
+"""As strong as the per-process secret it replaces."""
+
+
+def configured_secret() -> bytes | None:
+    """The shared secret, checked when the API starts so a weak one is a clear refusal,
+    not a failing request later."""
+    text = os.environ.get(SECRET_VARIABLE, "")
+    if not text:
+        return None
+    secret = text.encode()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise InputError(
+            f"{SECRET_VARIABLE} must be at least {MIN_SECRET_BYTES} bytes "
+            f"(it has {len(secret)}); e.g. `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`"
+        )
+    return secret
 
 
 @dataclass(frozen=True)
@@ -57,7 +79,7 @@ class SessionSigner:
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
     def load(self, value: str, now: float | None = None) -> Session | None:
-        """None for anything not signed by this process, malformed or expired."""
+        """None for anything not signed under this secret, malformed or expired."""
         body, _, signature = value.partition(".")
         try:
             payload = _unb64(body)
