@@ -73,7 +73,7 @@ class FulfillmentActivities:
                 request, "inline", "over the bus", "a worker with O2A_FULFILLMENT=simulator"
             )
         try:
-            return await self._heartbeating(self._system, request)
+            updates = await self._heartbeating(self._system, request)
         except FulfillmentFault as fault:
             _log_fault(request, fault.code, fault.line_id, fault.step)
             raise fault_error(
@@ -84,6 +84,13 @@ class FulfillmentActivities:
         except FulfillmentUnavailable as exc:
             _log_unavailable(request, exc)
             raise unavailable_error(str(exc)) from None
+        activity.logger.info(
+            "%s step %s done for lines %s",
+            _where(request),
+            request.step,
+            ",".join(line.id for line in request.lines),
+        )
+        return updates
 
     @activity.defn(name="request_fulfillment")
     async def request_fulfillment(self, request: FulfillmentRequest) -> list[LineUpdate]:

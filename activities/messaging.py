@@ -119,6 +119,7 @@ class MessagingActivities:
         one warning line below is what an operator watching the worker sees."""
         try:
             await self._bus.publish(destination, message_id, document)
+            activity.logger.info("sent %s to %s", message_id, destination.value)
         except MessageRejected as exc:
             raise ApplicationError(
                 str(exc), type=OUTBOUND_MESSAGE_REJECTED_TYPE, non_retryable=True

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from o2a.bus import BusConnection, BusUnavailable
+from o2a.telemetry import consuming
 
 Handler = Callable[[Msg], Coroutine[Any, Any, None]]
 """Acks (or naks, or terms) its message; an exception leaves it for redelivery."""
@@ -112,9 +113,15 @@ async def _read(
         except TimeoutError:
             continue
         for message in messages:
-            task = asyncio.create_task(handler(message))
+            task = asyncio.create_task(_traced(handler, message))
             in_flight.add(task)
             task.add_done_callback(_finished(in_flight))
+
+
+async def _traced(handler: Handler, message: Msg) -> None:
+    """The handler in a span of the trace the message carries (o2a/telemetry.py)."""
+    with consuming(message.subject, message.headers):
+        await handler(message)
 
 
 def _finished(in_flight: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:

@@ -34,6 +34,7 @@ from o2a.ports import (
     FulfillmentSystem,
     FulfillmentUnavailable,
 )
+from o2a.telemetry import producing
 
 ACK_WAIT = 30.0
 PROGRESS_EVERY = ACK_WAIT / 3
@@ -81,9 +82,10 @@ class BusResponder:
         reply = response_message(self._connection.subjects, request, headers, response)
         try:
             js = await self._connection.jetstream()
-            await js.publish(
-                reply.subject, reply.body, timeout=PUBLISH_TIMEOUT, headers=reply.headers
-            )
+            with producing(reply.subject, reply.headers) as headers:
+                await js.publish(
+                    reply.subject, reply.body, timeout=PUBLISH_TIMEOUT, headers=headers
+                )
         except (BusUnavailable, NatsError, TimeoutError) as exc:
             log.warning("the response to %s was not stored (%s)", request.request_id, exc)
             await message.nak(delay=RETRY_DELAY)

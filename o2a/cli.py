@@ -28,11 +28,13 @@ from o2a.bus import BusConnection, BusUnavailable, Subjects
 from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
+from o2a.logs import configure_logging
 from o2a.models import OperatorActionView, OrderState, RevisionView
 from o2a.nats_server import DEFAULT_PORT as NATS_PORT
 from o2a.nats_server import NatsServer
 from o2a.server import ServerError
 from o2a.service import OrderIntake, OrderService, RequestReceipt
+from o2a.telemetry import configure_tracing, shutdown_tracing
 from workflows.contracts.customer_order import OperatorRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -215,6 +217,7 @@ def _os_user() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        _observe(args.command)
         return _dispatch(args, Settings.from_env())
     except InputError as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -231,6 +234,25 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"Temporal refused the request: {exc.message}", EXIT_FAILED)
     except KeyboardInterrupt:
         return 130
+
+
+SERVICES = {
+    "worker": "o2a-worker",
+    "api": "o2a-api",
+    "up": "o2a",
+    "listen": "o2a-listener",
+    "simulate": "o2a-simulate",
+}
+"""The long-running commands, by the service name their traces carry."""
+
+
+def _observe(command: str) -> None:
+    """Logs and traces of a long-running process, set up before anything logs; a bad
+    O2A_LOG_* or OTEL_* variable is refused before anything starts."""
+    service = SERVICES.get(command)
+    if service is not None:
+        configure_logging()
+        configure_tracing(service)
 
 
 def _fail(message: str, code: int) -> int:
@@ -548,6 +570,7 @@ def run() -> NoReturn:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = EXIT_FAILED
+    shutdown_tracing()
     sys.stderr.flush()
     os._exit(code)
 

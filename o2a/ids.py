@@ -42,6 +42,15 @@ def escape(text: str) -> str:
     )
 
 
+def unescape(text: str) -> str:
+    """The inverse of ``escape``: an order number back from its workflow ID."""
+    return re.sub(
+        f"(?:{re.escape(ESCAPE)}[0-9A-F]{{2}})+",
+        lambda m: bytes.fromhex(m.group().replace(ESCAPE, "")).decode("utf-8", "surrogatepass"),
+        text,
+    )
+
+
 def escape_component(text: str) -> str:
     """The older escape of component IDs, kept because recorded histories hold child IDs
     made with it: ``[A-Za-z0-9.-]`` stay, a BMP character becomes ``_XXXX`` (``_`` included,
@@ -80,6 +89,15 @@ def order_workflow_id(order_number: str) -> str:
 def provisioning_workflow_id(order_number: str, component_id: str) -> str:
     """A child's ID: the ``/`` cannot occur in an escaped order number, so it is no order's."""
     return f"{order_workflow_id(order_number)}/{component_id}"
+
+
+def order_of_workflow(workflow_id: str) -> tuple[str, str | None] | None:
+    """(order number, component ID or None) of an order's or a child's workflow ID; None
+    for any other workflow (the event hub, a listener's deliveries)."""
+    order, slash, component = workflow_id.partition("/")
+    if not order.startswith("order-"):
+        return None
+    return unescape(order.removeprefix("order-")), component if slash else None
 
 
 def _message_id(kind: str, order_number: str, revision: int, run: int, *parts: object) -> str:

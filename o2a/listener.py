@@ -48,6 +48,7 @@ from o2a.inbound import envelope, parse_order
 from o2a.models import CustomerOrder
 from o2a.outbound import Fault, render_aia_fault
 from o2a.service import OrderIntake, OrderService
+from o2a.telemetry import consuming
 
 MAX_DELIVERIES = 20
 HANDLE_TIMEOUT = 20.0
@@ -253,7 +254,8 @@ class Listener:
             if waiting is not None and letter.refusal is None:
                 pauses.append(await self._retry(letter, f"waits for {waiting.label}"))
                 continue
-            pause = await self._handle(letter)
+            with consuming(letter.msg.subject, letter.msg.headers):  # CRM's trace, if any
+                pause = await self._handle(letter)
             if pause is not None:
                 waiting = letter
             pauses.append(pause)

@@ -389,7 +389,7 @@ O2A = [str(_CONSOLE_SCRIPT)] if _CONSOLE_SCRIPT.exists() else [sys.executable, "
 
 def cli_env(address: str, settings: Settings, **extra: str) -> dict[str, str]:
     # Nothing from the developer's shell (API key, TLS, profile, catalog) may leak in.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "O2A_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "O2A_", "OTEL_"))}
     env.update(
         TEMPORAL_ADDRESS=address,
         O2A_TASK_QUEUE=settings.task_queue,
@@ -410,9 +410,12 @@ class Background:
         self.descendants: set[int] = set()
 
     @classmethod
-    async def start(cls, *args: str, env: Mapping[str, str], log: Path) -> Background:
+    async def start(
+        cls, *args: str, env: Mapping[str, str], log: Path, errors: Path | None = None
+    ) -> Background:
+        """Its stdout and stderr in ``log``, or stderr (its log lines) in ``errors``."""
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("wb") as out:
+        with log.open("wb") as out, (errors or Path(os.devnull)).open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 *O2A,
                 *args,
@@ -420,7 +423,7 @@ class Background:
                 env=dict(env),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
+                stderr=asyncio.subprocess.STDOUT if errors is None else err,
                 start_new_session=True,
             )
         return cls(proc, log)

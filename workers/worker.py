@@ -27,9 +27,11 @@ from activities.notifications import NotificationActivities
 from o2a.adapters import FulfillmentAdapter, Wiring, fulfillment_system, message_bus
 from o2a.client import connect
 from o2a.config import Settings
+from o2a.logs import configure_logging
 from o2a.models import FulfillmentRoute, RouteMode
 from o2a.notifications import Notifier, TemporalNotifier
 from o2a.ports import FulfillmentRequester, MessageBus
+from o2a.telemetry import shutdown_tracing
 from workers.fulfillment_responses import FulfillmentResponses
 from workflows.bare import BareChildWorkflow, BareOrderWorkflow
 from workflows.customer_order import CustomerOrderWorkflow
@@ -153,9 +155,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 
 def _process_main(settings: Settings, parent: int) -> None:
+    configure_logging()  # a spawned child starts afresh; its parent checked the variables
     asyncio.run(_child_worker(settings, parent))
     # The SDK's runtime threads outlive the event loop; a spawned child that finalizes the
     # interpreter under them can abort ("PyGILState_Release"). Its work is done: leave.
+    shutdown_tracing()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -83,6 +83,9 @@ class CustomerOrderWorkflow:
     async def _run(self, order: CustomerOrder) -> OrderStatus:
         ctx = self._ctx
         ctx.tracker = FulfillmentTracker(order, await decompose(order))
+        workflow.logger.info(
+            "revision %d planned: %d components", order.revision, len(ctx.tracker.plan.components)
+        )
         self._runner.watch_jeopardies()
         while True:
             if ctx.abort is not None:
@@ -133,6 +136,7 @@ class CustomerOrderWorkflow:
                 lambda: workflow.all_handlers_finished() or bool(ctx.changes)
             )
             if not ctx.changes:
+                workflow.logger.info("order %s", ctx.state.value)
                 return ctx.tracker.snapshot(ctx.state, self._reporter.crm_updates)
 
     def _has_news(self) -> bool:

@@ -92,6 +92,9 @@ class ProvisioningOrderWorkflow:
     @workflow.run
     async def run(self, order: ProvisioningOrder) -> ProvisioningResult:
         self._show()
+        workflow.logger.info(
+            "component started: %d lines, %d to undo", len(order.lines), len(order.undo_lines)
+        )
         if order.undo_lines:
             await self._undo({line.id: (line, list(STEPS)) for line in order.undo_lines})
             if not order.lines:  # an undo-only run: nothing to provision, nothing completed
@@ -126,6 +129,7 @@ class ProvisioningOrderWorkflow:
             )
             # A revise or cancel that came in while reporting still gets its turn.
             if not self._revisions and not self._cancel:
+                workflow.logger.info("component completed")
                 return self._result(ComponentState.COMPLETED)
 
     def _next_step(self) -> Step | None:

@@ -9,6 +9,7 @@ from nats.errors import Error as NatsError
 from o2a.bus import PUBLISH_TIMEOUT, BusConnection, BusUnavailable
 from o2a.fulfillment_bus import request_message
 from o2a.ports import FulfillmentRequest, FulfillmentUnavailable
+from o2a.telemetry import producing
 
 
 class BusFulfillment:
@@ -23,9 +24,10 @@ class BusFulfillment:
         message = request_message(self.connection.subjects, request, reply_token)
         try:
             js = await self.connection.jetstream()
-            await js.publish(
-                message.subject, message.body, timeout=PUBLISH_TIMEOUT, headers=message.headers
-            )
+            with producing(message.subject, message.headers) as headers:
+                await js.publish(
+                    message.subject, message.body, timeout=PUBLISH_TIMEOUT, headers=headers
+                )
         except (BusUnavailable, NatsError, TimeoutError) as exc:
             raise FulfillmentUnavailable(
                 f"the request could not be put on the bus: {exc or type(exc).__name__}"

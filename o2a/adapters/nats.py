@@ -7,6 +7,7 @@ from nats.errors import Error as NatsError
 
 from o2a.bus import MSG_ID, PUBLISH_TIMEOUT, BusConnection, BusUnavailable
 from o2a.ports import Destination
+from o2a.telemetry import producing
 
 
 class NatsBus:
@@ -16,15 +17,12 @@ class NatsBus:
     async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
         """A retried publish of the same ID inside the duplicate window is acknowledged as
         a duplicate and stored once. Raises BusUnavailable while NATS cannot take it, so
-        the activity retries."""
+        the activity retries. The current trace goes with it (``traceparent``)."""
         js = await self._connection.jetstream()
+        subject = self._connection.subjects.of(destination)
         try:
-            await js.publish(
-                self._connection.subjects.of(destination),
-                document,
-                timeout=PUBLISH_TIMEOUT,
-                headers={MSG_ID: message_id},
-            )
+            with producing(subject, {MSG_ID: message_id}) as headers:
+                await js.publish(subject, document, timeout=PUBLISH_TIMEOUT, headers=headers)
         except (NatsError, TimeoutError) as exc:
             raise BusUnavailable(
                 f"NATS did not store {message_id}: {exc or type(exc).__name__}"

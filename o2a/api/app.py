@@ -21,6 +21,7 @@ from temporalio.client import Client
 from o2a.api import aia, errors, hub, operator, product_order
 from o2a.api.auth import ApiKeys
 from o2a.api.errors import error_body
+from o2a.api.tracing import TraceRequests
 from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
 from o2a.console import router as console
@@ -85,6 +86,7 @@ def create_app(
     app.include_router(hub.router, dependencies=connected)
     app.include_router(console)  # the operator console: pages, connecting as it needs
     app.add_middleware(RequestLog)
+    app.add_middleware(TraceRequests)  # around the log line, which so names its trace
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app
 
@@ -196,12 +198,13 @@ class RequestLog:
         try:
             await self._app(scope, receive, noting)
         finally:
-            order = scope.get("state", {}).get("order_number", "-")
+            order = scope.get("state", {}).get("order_number")
             log.info(
                 "%s %s %d %.1f ms order=%s",
                 scope["method"],
                 scope["path"],
                 status,
                 (time.perf_counter() - started) * 1000,
-                order,
+                order or "-",
+                extra={"order": order},  # o2a/logs.py: the order's fields, as workflows log
             )
