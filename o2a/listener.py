@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,6 +129,11 @@ class _Letter:
         if self.order is None:
             return f"#{self.sequence}"
         return f"#{self.sequence} order {self.order.order_number} revision {self.order.revision}"
+
+    @property
+    def fields(self) -> dict[str, str | None]:
+        """The order its log lines name (o2a/logs.py)."""
+        return {"order": self.order.order_number if self.order else None}
 
     @property
     def message_id(self) -> str:
@@ -277,7 +281,7 @@ class Listener:
         except PASSING as exc:
             return await self._retry(letter, _passing_reason(exc))
         except Exception as exc:  # a bug: told in full, and retried like a passing failure
-            log.exception("%s: unexpected failure", letter.label)
+            log.exception("%s: unexpected failure", letter.label, extra=letter.fields)
             return await self._retry(letter, f"{type(exc).__name__}: {exc}")
         await self._settle(letter, letter.msg.ack(), outcome)
         return None
@@ -364,9 +368,10 @@ class Listener:
                 letter.label,
                 outcome,
                 exc or type(exc).__name__,
+                extra=letter.fields,
             )
             return
-        log.log(level, "%s: %s", letter.label, outcome)
+        log.log(level, "%s: %s", letter.label, outcome, extra=letter.fields)
 
 
 def _passing_reason(exc: BaseException) -> str:
@@ -383,16 +388,6 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-def _show_lines() -> None:
-    """One line per message on stdout for `o2a listen` and `o2a up`; a process that set up
-    logging of its own keeps it."""
-    log.setLevel(logging.INFO)
-    if not log.hasHandlers():
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("o2a listener: %(message)s"))
-        log.addHandler(handler)
-
-
 async def run_listener(
     settings: Settings,
     stop: asyncio.Event,
@@ -401,6 +396,6 @@ async def run_listener(
     redelivery: Redelivery | None = None,
 ) -> None:
     """The listener until ``stop`` is set (a bus service of `o2a up`, and `o2a listen`).
-    Temporal down, at start or later, is waited out message by message."""
-    _show_lines()
+    Temporal down, at start or later, is waited out message by message. One log line per
+    message (o2a/logs.py, set up by the command)."""
     await Listener(settings, connect_client, redelivery).run(stop)
