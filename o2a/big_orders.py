@@ -31,6 +31,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.worker import Worker
 
+from o2a.client import failure_message
 from o2a.models import (
     Address,
     CustomerOrder,
@@ -368,7 +369,12 @@ async def _runs(
     """The run asked for (default: the latest) with the runs it continued from and into."""
 
     async def fetch(run: str | None) -> WorkflowHistory:
-        return await client.get_workflow_handle(workflow_id, run_id=run).fetch_history()
+        history = await client.get_workflow_handle(workflow_id, run_id=run).fetch_history()
+        for event in history.events:  # the figures name why a task failed, sealed or not
+            if event.HasField("workflow_task_failed_event_attributes"):
+                failure = event.workflow_task_failed_event_attributes.failure
+                failure.message = await failure_message(client.data_converter, failure)
+        return history
 
     runs = [await fetch(run_id)]
     while (

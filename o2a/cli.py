@@ -27,6 +27,7 @@ from o2a.bus import DEFAULT_URL as NATS_URL
 from o2a.bus import BusConnection, BusUnavailable, Subjects
 from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
+from o2a.encryption import DEFAULT_KEYS_FILE, KEYS_FILE_VARIABLE, add_key
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
 from o2a.logs import configure_logging
 from o2a.models import OperatorActionView, OrderState, RevisionView
@@ -125,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--operator", default=os_user, help="who (default: you)")
         if command == "resolve":
             action.add_argument("--component", help="only this failed component")
+
+    keys = sub.add_parser("keys", help="payload encryption keys: `keys new` rotates")
+    keys.add_argument("action", choices=["new"], help="add a new key and make it the active one")
+    keys.add_argument(
+        "--file",
+        type=Path,
+        help=f"the key file (default: {KEYS_FILE_VARIABLE} or {DEFAULT_KEYS_FILE})",
+    )
 
     sub.add_parser("listen", help="the inbound bus listener: orders from CRM (O2A_NATS_URL)")
     sub.add_parser(
@@ -285,7 +294,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     if command == "plan":
         return _plan(args, settings)
+    if command == "keys":
+        return _new_key(args.file)
     return asyncio.run(COMMANDS[command](args, settings))
+
+
+def _new_key(path: Path | None) -> int:
+    path = path or Path(os.environ.get(KEYS_FILE_VARIABLE, "").strip() or DEFAULT_KEYS_FILE)
+    ring = add_key(path)
+    print(
+        f"{path}: key {ring.active!r} is now active ({len(ring.keys)} keys: "
+        f"{', '.join(ring.keys)}); restart workers and the API to encrypt with it"
+    )
+    return EXIT_OK
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,24 +8,54 @@ dev server, a self-hosted cluster or Temporal Cloud without code changes.
 from __future__ import annotations
 
 import dataclasses
+from functools import cache
 from typing import Any
 
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
+from temporalio.exceptions import FailureError
 from temporalio.service import RPCError
 
 from o2a.codec import CompressionCodec
+from o2a.encryption import ChainedCodec, EncryptionCodec, KeyRing, load_key_ring
 from o2a.telemetry import configure_tracing
 from o2a.update_retry import UpdateRetryInterceptor
 
 DEFAULT_ADDRESS = "localhost:7233"
-DATA_CONVERTER: DataConverter = dataclasses.replace(
-    pydantic_data_converter, payload_codec=CompressionCodec()
-)
-"""Pydantic models as JSON, big payloads compressed (o2a/codec.py)."""
+
+
+def build_data_converter(ring: KeyRing | None) -> DataConverter:
+    """Pydantic models as JSON, big payloads compressed (o2a/codec.py), then encrypted
+    under ``ring`` (o2a/encryption.py; None: not encrypted). Encrypted, failure messages
+    and stack traces go into the sealed payload too, since a fault's text may quote the
+    order."""
+    if ring is None:
+        return dataclasses.replace(pydantic_data_converter, payload_codec=CompressionCodec())
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=ChainedCodec(CompressionCodec(), EncryptionCodec(ring)),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+@cache
+def data_converter() -> DataConverter:
+    """The converter of every client and worker of this process, its keys read once from
+    the environment (``load_key_ring``); a malformed key setting is an InputError."""
+    return build_data_converter(load_key_ring())
+
+
+async def failure_message(converter: DataConverter, failure: Failure) -> str:
+    """A failure's message as it was raised: with encryption, history holds "Encoded
+    failure" and the message is sealed in the failure's attributes."""
+    sealed = Failure()
+    sealed.CopyFrom(failure)  # decoding works in place
+    error = await converter.decode_failure(sealed)
+    return error.message if isinstance(error, FailureError) else str(error)
 
 
 def interceptors() -> list[Interceptor]:
@@ -49,10 +79,9 @@ async def connect(service_name: str = "o2a", address: str | None = None) -> Clie
     config = connect_config()
     if address is not None:
         config["target_host"] = address
+    converter = data_converter()  # bad keys: an InputError of their own, not "cannot reach"
     try:
-        return await Client.connect(
-            **config, data_converter=DATA_CONVERTER, interceptors=interceptors()
-        )
+        return await Client.connect(**config, data_converter=converter, interceptors=interceptors())
     except (RuntimeError, RPCError, ValueError) as exc:  # ValueError: a malformed address
         raise ConnectionFailed(
             f"cannot reach Temporal at {config['target_host']}: {exc}. "

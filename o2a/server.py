@@ -74,9 +74,14 @@ def ensure_ports_free(*ports: int | None) -> None:
 
 
 def server_command(
-    db: Path | None, port: int, ui_port: int | None, log_level: str = "warn"
+    db: Path | None,
+    port: int,
+    ui_port: int | None,
+    log_level: str = "warn",
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
-    """``ui_port=None`` runs headless (tests); ``db=None`` keeps state in memory."""
+    """``ui_port=None`` runs headless (tests); ``db=None`` keeps state in memory;
+    ``ui_codec_endpoint``: the codec server the Web UI decodes payloads with."""
     cmd = [
         temporal_cli(),
         "server",
@@ -92,6 +97,8 @@ def server_command(
         cmd.append("--headless")
     else:
         cmd += ["--ui-port", str(ui_port)]
+        if ui_codec_endpoint is not None:
+            cmd += ["--ui-codec-endpoint", ui_codec_endpoint]
     if db is not None:
         cmd += ["--db-filename", str(db)]
         for pragma in SQLITE_PRAGMAS:
@@ -212,19 +219,23 @@ class DevServer(ServerProcess):
         ui_port: int | None = 8233,
         log_level: str = "warn",
         log_file: Path | None = None,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         super().__init__(log_file)
         self.db = db
         self.port = port
         self.ui_port = ui_port
         self.log_level = log_level
+        self.ui_codec_endpoint = ui_codec_endpoint
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return server_command(self.db, self.port, self.ui_port, self.log_level)
+        return server_command(
+            self.db, self.port, self.ui_port, self.log_level, self.ui_codec_endpoint
+        )
 
     def ports(self) -> tuple[int | None, ...]:
         return (self.port, self.ui_port)

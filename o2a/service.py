@@ -40,11 +40,13 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from o2a import ids, visibility
 from o2a.catalog import Catalog, load_catalog
+from o2a.client import failure_message
 from o2a.config import Settings
 from o2a.decomposition import decompose, validate_order
 from o2a.errors import (
@@ -249,14 +251,16 @@ _DONE = {  # "only a running order can be <done>"
 }
 
 
-def retrying_effects(description: WorkflowExecutionDescription) -> list[RetryingEffect]:
+async def retrying_effects(
+    description: WorkflowExecutionDescription, converter: DataConverter
+) -> list[RetryingEffect]:
     """Activities that have failed at least once and are being retried, with their last
     failure: an unwritable outbox shows here long before it becomes an incident."""
     return [
         RetryingEffect(
             activity=pending.activity_type.name,
             attempt=pending.attempt,
-            last_failure=pending.last_failure.message,
+            last_failure=await failure_message(converter, pending.last_failure),
         )
         for pending in description.raw_description.pending_activities
         if pending.HasField("last_failure")
@@ -370,7 +374,7 @@ class OrderService(OrderIntake):
         if ended is not None and ended.result is not None:
             return ended.result
         status = await self._query(order_number, description, STATUS_QUERY, OrderStatus)
-        status.retrying = retrying_effects(description)
+        status.retrying = await retrying_effects(description, self._client.data_converter)
         return status
 
     async def started(self, order_number: str) -> datetime:

@@ -24,15 +24,17 @@ from temporalio.worker import Worker
 
 from o2a.bus import Subjects, connect_bus
 from o2a.catalog import Catalog, load_catalog
-from o2a.client import DATA_CONVERTER, interceptors
+from o2a.client import data_converter, interceptors
 from o2a.config import Settings
 from o2a.decomposition import decompose
+from o2a.encryption import KEYS_FILE_VARIABLE, KEYS_VARIABLE
 from o2a.inbound import read_order_file
 from o2a.models import CustomerOrder, OrderPlan
 from o2a.nats_server import NatsServer
 from o2a.ports import FulfillmentSystem, MessageBus
 from o2a.server import DevServer
 from tests.support import (
+    CODEC_KEYS,
     ROOT,
     SAMPLES,
     SHORT_SOAK,
@@ -115,7 +117,7 @@ async def bus_settings(settings: Settings, nats_url: str) -> AsyncIterator[Setti
 @pytest.fixture(scope="session")
 async def client(temporal_address: str) -> Client:
     return await Client.connect(
-        temporal_address, data_converter=DATA_CONVERTER, interceptors=interceptors()
+        temporal_address, data_converter=data_converter(), interceptors=interceptors()
     )
 
 
@@ -151,6 +153,14 @@ def worker(client: Client, settings: Settings) -> StartWorker:
 @pytest.fixture
 def order_number() -> Iterator[str]:
     yield f"T-{uuid.uuid4().hex[:10].upper()}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every client and worker of the suite, in process or not, encrypts under the test key
+    ring (never a developer's var/codec-keys.json)."""
+    del config
+    os.environ.pop(KEYS_FILE_VARIABLE, None)
+    os.environ[KEYS_VARIABLE] = CODEC_KEYS
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -9,6 +9,7 @@ matching a hold waits until the test releases it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -31,7 +32,12 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import Priority, WorkflowIDReusePolicy
 from temporalio.exceptions import FailureError
 from temporalio.worker import Worker
@@ -251,6 +257,21 @@ async def fulfillment_calls(client: Client, workflow_id: str) -> list[dict[str, 
     return calls
 
 
+async def order_histories(client: Client, order_number: str) -> list[WorkflowHistory]:
+    """The histories of an order and of every SOM child it started, the order's first."""
+    histories: list[WorkflowHistory] = []
+    pending = [ids.order_workflow_id(order_number)]
+    while pending:
+        history = await client.get_workflow_handle(pending.pop(0)).fetch_history()
+        histories.append(history)
+        pending += [
+            event.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id
+            for event in history.events
+            if event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
+        ]
+    return histories
+
+
 # --- starting and talking to an order -------------------------------------------------------
 
 
@@ -383,6 +404,12 @@ def line_steps(
 
 # --- processes (the `o2a` command line and worker as a user runs them) -----------------------
 
+CODEC_KEYS = json.dumps(
+    {"active": "test-k1", "keys": {"test-k1": base64.b64encode(b"o2a test key".ljust(32)).decode()}}
+)
+"""The suite's payload key ring (``O2A_CODEC_KEYS``): every client, worker and command of
+a test encrypts with it (tests/conftest.py), so every test goes through the codec."""
+
 _CONSOLE_SCRIPT = Path(sys.executable).parent / "o2a"
 O2A = [str(_CONSOLE_SCRIPT)] if _CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "o2a"]
 
@@ -391,6 +418,7 @@ def cli_env(address: str, settings: Settings, **extra: str) -> dict[str, str]:
     # Nothing from the developer's shell (API key, TLS, profile, catalog) may leak in.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "O2A_", "OTEL_"))}
     env.update(
+        O2A_CODEC_KEYS=CODEC_KEYS,
         TEMPORAL_ADDRESS=address,
         O2A_TASK_QUEUE=settings.task_queue,
         O2A_OUTBOX_DIR=str(settings.outbox_dir),

@@ -35,7 +35,7 @@ from o2a.adapters import FanOutBus, Wiring, fulfillment_system, message_bus
 from o2a.adapters.bus_fulfillment import BusFulfillment
 from o2a.adapters.outbox import OutboxBus
 from o2a.adapters.simulator import SimulatedFulfillment
-from o2a.client import DATA_CONVERTER
+from o2a.client import data_converter
 from o2a.config import Settings
 from o2a.errors import InputError
 from o2a.models import (
@@ -253,8 +253,8 @@ async def test_fault_details_survive_the_data_converter() -> None:
             activities.fulfill, request(Step.AMEND_BILLING, lines, function="InitiateBilling")
         )
     failure = Failure()
-    await DATA_CONVERTER.encode_failure(info.value, failure)
-    decoded = await DATA_CONVERTER.decode_failure(failure)
+    await data_converter().encode_failure(info.value, failure)
+    decoded = await data_converter().decode_failure(failure)
     assert isinstance(decoded, ApplicationError)
     assert decoded.type == FULFILLMENT_FAULT_TYPE and decoded.non_retryable
     assert FaultDetail.model_validate(decoded.details[0]) == FaultDetail(

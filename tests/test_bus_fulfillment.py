@@ -34,7 +34,7 @@ from o2a.adapters import Wiring
 from o2a.adapters.simulator import SimulatedFulfillment
 from o2a.bus import MSG_ID, BusConnection, Subjects
 from o2a.bus_responder import BusResponder
-from o2a.client import DATA_CONVERTER
+from o2a.client import data_converter
 from o2a.config import Settings
 from o2a.fulfillment_bus import (
     CORRELATION_ID,
@@ -497,7 +497,7 @@ async def test_a_revision_while_activation_waits_supersedes_the_request(
     for workflow_id in (child, ids.order_workflow_id(order_number)):  # deterministic
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         replayed = await Replayer(
-            workflows=WORKFLOWS, data_converter=DATA_CONVERTER
+            workflows=WORKFLOWS, data_converter=data_converter()
         ).replay_workflow(history, raise_on_replay_failure=False)
         assert replayed.replay_failure is None, replayed.replay_failure
 

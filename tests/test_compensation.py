@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 
 from o2a import ids
 from o2a.adapters.outbox import OutboxBus
-from o2a.client import DATA_CONVERTER, interceptors
+from o2a.client import data_converter, failure_message, interceptors
 from o2a.config import Settings
 from o2a.models import (
     ComponentState,
@@ -228,9 +228,10 @@ class BuggyCustomerOrderWorkflow(CustomerOrderWorkflow):
         return await super().run(order)
 
 
-def task_failures(events: list[HistoryEvent]) -> list[str]:
+async def task_failures(events: list[HistoryEvent]) -> list[str]:
+    """Their messages, decoded: with payload encryption they are sealed too."""
     return [
-        e.workflow_task_failed_event_attributes.failure.message
+        await failure_message(data_converter(), e.workflow_task_failed_event_attributes.failure)
         for e in events
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     ]
@@ -247,7 +248,7 @@ async def test_bug_in_a_spawned_task_fails_the_workflow_task_and_a_fix_carries_o
     # connection of its own: the SDK allows one worker per task queue per connection, even
     # one never started.
     spare = await Client.connect(
-        temporal_address, data_converter=DATA_CONVERTER, interceptors=interceptors()
+        temporal_address, data_converter=data_converter(), interceptors=interceptors()
     )
     config = build_worker(spare, settings).config()
     config["client"] = client
@@ -257,7 +258,7 @@ async def test_bug_in_a_spawned_task_fails_the_workflow_task_and_a_fix_carries_o
         handle = await start(client, settings, quick_triple_play(order_number))
 
         async def task_failed() -> bool:
-            failures[:] = task_failures(list((await handle.fetch_history()).events))
+            failures[:] = await task_failures(list((await handle.fetch_history()).events))
             return bool(failures)
 
         await until(task_failed)

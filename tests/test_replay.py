@@ -20,7 +20,7 @@ from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Replayer
 
 from o2a import ids
-from o2a.client import DATA_CONVERTER, interceptors
+from o2a.client import data_converter, interceptors
 from o2a.config import Settings
 from o2a.models import CustomerOrder, OrderState, OrderStatus, Step
 from tests.support import (
@@ -71,7 +71,7 @@ async def test_replay(path: Path) -> None:
     history = WorkflowHistory.from_json(data["workflow_id"], data["history"])
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(),
         interceptors=[i for i in interceptors() if isinstance(i, WorkerInterceptor)],
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

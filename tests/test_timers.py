@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from o2a import ids
 from o2a.adapters.outbox import OutboxBus
 from o2a.catalog import load_catalog
-from o2a.client import DATA_CONVERTER, interceptors
+from o2a.client import data_converter, interceptors
 from o2a.config import Settings
 from o2a.errors import MessageBusUnavailable
 from o2a.models import ComponentState, OrderState, Step
@@ -48,7 +48,7 @@ TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(),
         interceptors=interceptors(),
         test_server_existing_path=str(TEST_SERVER),
     )

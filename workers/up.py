@@ -15,8 +15,10 @@ from typing import Any
 import uvicorn
 
 from o2a.api.auth import ApiKeys, Role, local_keys
+from o2a.api.codec_server import PREFIX as CODEC_PREFIX
 from o2a.api.server import api_server
 from o2a.config import Settings
+from o2a.encryption import local_key_ring
 from o2a.listener import run_listener
 from o2a.nats_server import NatsServer
 from o2a.server import DevServer, ServerError, ensure_ports_free
@@ -45,9 +47,16 @@ async def run_up(settings: Settings, stack: Stack, keys_text: str | None) -> int
     """``keys_text`` is ``O2A_API_KEYS``; without it, local keys kept beside the database."""
     keys = ApiKeys.parse(keys_text) if keys_text else None
     check_api_port(stack.api_port, "--api-port")
+    ring, ring_source = local_key_ring()  # a malformed one: one line, nothing started
     var = stack.db.parent
     log_file = var / "temporal.log"
-    server = DevServer(db=stack.db, port=stack.port, ui_port=stack.ui_port, log_file=log_file)
+    server = DevServer(
+        db=stack.db,
+        port=stack.port,
+        ui_port=stack.ui_port,
+        log_file=log_file,
+        ui_codec_endpoint=f"http://localhost:{stack.api_port}{CODEC_PREFIX}",
+    )
     nats = stack.nats
     if nats is not None:
         nats.log_file = var / "nats.log"
@@ -72,6 +81,8 @@ async def run_up(settings: Settings, stack: Stack, keys_text: str | None) -> int
                 else ""
             )
             + f"API     http://localhost:{stack.api_port} (docs /docs, console /console)\n"
+            f"Payloads encrypted with key {ring.active!r} of {ring_source}; the Web UI "
+            f"decodes them at http://localhost:{stack.api_port}{CODEC_PREFIX}\n"
             "Submit an order in another terminal: .venv/bin/o2a submit samples/triple_play.xml",
             flush=True,
         )

@@ -27,6 +27,7 @@ from activities.notifications import NotificationActivities
 from o2a.adapters import FulfillmentAdapter, Wiring, fulfillment_system, message_bus
 from o2a.client import connect
 from o2a.config import Settings
+from o2a.encryption import warn_if_unencrypted
 from o2a.logs import configure_logging
 from o2a.models import FulfillmentRoute, RouteMode
 from o2a.notifications import Notifier, TemporalNotifier
@@ -135,6 +136,7 @@ async def serving(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set, or until SIGINT/SIGTERM; in-flight tasks finish first."""
     client = await connect("o2a-worker")
+    warn_if_unencrypted()
     wiring = Wiring(settings, "o2a-worker")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from o2a.api import aia, errors, hub, operator, product_order
+from o2a.api import aia, codec_server, errors, hub, operator, product_order
 from o2a.api.auth import ApiKeys
 from o2a.api.errors import error_body
 from o2a.api.tracing import TraceRequests
@@ -85,6 +85,8 @@ def create_app(
     app.include_router(operator.router, dependencies=connected)
     app.include_router(hub.router, dependencies=connected)
     app.include_router(console)  # the operator console: pages, connecting as it needs
+    app.include_router(codec_server.router)  # no Temporal needed: the keys are local
+    app.add_middleware(codec_server.CodecCors, ui_url=settings.ui_url)
     app.add_middleware(RequestLog)
     app.add_middleware(TraceRequests)  # around the log line, which so names its trace
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

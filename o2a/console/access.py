@@ -58,26 +58,34 @@ def session_of(request: Request) -> Session | None:
     return signer(request).load(value) if value else None
 
 
+CODEC_COOKIE_PATH = "/codec"
+"""The codec server (o2a/api/codec_server.py) takes the console's sign-in too: the Temporal
+Web UI's fetch carries the browser's cookies, never an API key."""
+COOKIE_PATHS = (PREFIX, CODEC_COOKIE_PATH)
+
+
 def set_session(request: Request, response: Response, session: Session) -> None:
-    response.set_cookie(
-        COOKIE,
-        signer(request).dump(session),
-        max_age=LIFETIME_SECONDS,
-        path=PREFIX,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    for path in COOKIE_PATHS:
+        response.set_cookie(
+            COOKIE,
+            signer(request).dump(session),
+            max_age=LIFETIME_SECONDS,
+            path=path,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
 
 
 def clear_session(request: Request, response: Response) -> None:
-    response.delete_cookie(
-        COOKIE,
-        path=PREFIX,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    for path in COOKIE_PATHS:
+        response.delete_cookie(
+            COOKIE,
+            path=path,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
 
 
 async def visitor(request: Request) -> Visitor:
