@@ -23,7 +23,9 @@ from o2a import ids
 from o2a.config import Settings
 from o2a.logs import JsonFormatter, OrderFields
 from o2a.models import OrderState
+from tests.conftest import free_port
 from tests.support import (
+    API_KEYS,
     O2A,
     Background,
     StartWorker,
@@ -33,6 +35,7 @@ from tests.support import (
     sample,
     sample_document,
     start,
+    until,
 )
 
 CUSTOMER_DATA = ["Keizersgracht", "1016 DV", "+31201234567", "31201234567", "de Vries"]
@@ -115,6 +118,35 @@ async def test_the_api_request_line_names_the_order_and_the_callers_trace(
     assert posted[0]["order"] == order_number, posted
     assert posted[0]["workflow_id"] == ids.order_workflow_id(order_number), posted
     assert posted[0]["trace_id"] == caller, posted
+
+
+async def test_o2a_api_logs_json_lines(
+    temporal_address: str, settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = cli_env(temporal_address, settings, O2A_API_KEYS=API_KEYS, O2A_LOG_FORMAT="json")
+    errors = tmp_path / "api.stderr"
+    api = await Background.start(
+        "api", "--port", str(port), env=env, log=tmp_path / "api.out", errors=errors
+    )
+    try:
+        await api.wait_for_output("o2a API on")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+            async def healthy() -> bool:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:  # not listening yet
+                    return False
+
+            await until(healthy)
+            refused = await http.get("/api/v1/orders", headers={"Authorization": "Bearer x"})
+            assert refused.status_code == 401, refused.text
+    finally:
+        await api.stop()
+    records = [json.loads(line) for line in errors.read_text().splitlines()]
+    lines = {r["message"].rsplit(" ", 3)[0] for r in records if r["logger"] == "o2a.api"}
+    assert {"GET /healthz 200", "GET /api/v1/orders 401"} <= lines, records
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@ it stops accepting, lets requests in flight finish, then runs the app's shutdown
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from o2a.api.app import create_app
@@ -16,13 +14,13 @@ DEFAULT_PORT = 8000
 
 
 def api_server(settings: Settings, keys: ApiKeys, host: str, port: int) -> uvicorn.Server:
-    logging.getLogger("o2a.api").setLevel(logging.INFO)
     configured_secret()  # a weak console secret stops the start, not a request
     config = uvicorn.Config(
         create_app(settings, keys),
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines through o2a/logs.py too (JSON when asked)
         access_log=False,  # the app logs one line per request, with the order it named
         server_header=False,
     )
