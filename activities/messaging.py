@@ -24,6 +24,7 @@ from o2a.models import (
     FulfillmentStatus,
     JeopardyView,
     LineView,
+    OrderState,
     ProvisioningOrder,
     RevisionView,
 )
@@ -77,6 +78,10 @@ class SalesOrderUpdateMessage(BaseModel):
     order_status: FulfillmentStatus
     lines: list[LineView]
     revision_outcome: RevisionView | None = None
+    order_state: OrderState | None = None
+    """The order's own state when it was sent (None in messages of older histories): its
+    listeners hear an order held, pending or pending cancellation, which the status cannot
+    say."""
 
 
 class FalloutMessage(BaseModel):
@@ -181,6 +186,7 @@ class MessagingActivities:
                 msg.order_status,
                 msg.lines,
                 msg.revision_outcome,
+                msg.order_state,
             )
         )
 

@@ -15,15 +15,15 @@ that sends it, so the order workflow does not change and its histories still rep
 | jeopardy UpdateSalesOrderEBM     | ProductOrderJeopardyAlertEvent                        |
 | Fault + trouble ticket (fallout) | ProductOrderErrorMessageEvent (state held)            |
 
-The CRM update carries the AIA order status, not the OSM state, so the TMF state is read
-from the status by the table of a line's status (``tmf622.ITEM_STATES``). An order in
-fallout has the status FAILED, so it is held from its error message until it is resolved;
-but a waiting, suspended or canceling order shows as its status does (acknowledged,
-inProgress, inProgress), not as pending, held or pendingCancellation: for those the
-message would have to carry the OSM state, and the order would have to send a CRM update
-when it enters them, which it does not when no line changed (a new activity, so a workflow
-change). "Once per new" is kept by each listener's delivery workflow (``TmfEvent.latest``),
-since only it knows what it last sent.
+The CRM update carries the AIA order status and the order's own (OSM) state. The TMF state
+is read from the status by the table of a line's status (``tmf622.ITEM_STATES``), except
+where only the order's state says it (``tmf622.event_state``): a waiting order is pending,
+a suspended one held, a canceling one pendingCancellation. The order sends a CRM update as
+it enters or leaves those states even when no line changed. An order in fallout has the
+status FAILED, so it is held from its error message until it is resolved. Messages of
+histories from before the state was carried say what their status says. "Once per new" is
+kept by each listener's delivery workflow (``TmfEvent.latest``), since only it knows what
+it last sent.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from o2a.models import (
     OrderState,
     RevisionView,
 )
-from o2a.tmf622 import ITEM_STATES, answered_cancel_task, order_href, tmf_state
+from o2a.tmf622 import answered_cancel_task, event_state, order_href, tmf_state
 from workflows.contracts.listener_delivery import (
     EVENTS_SIGNAL,
     Listener,
@@ -153,13 +153,14 @@ def sales_order_update_events(
     status: FulfillmentStatus,
     lines: Sequence[LineView],
     outcome: RevisionView | None = None,
+    order_state: OrderState | None = None,
 ) -> list[TmfEvent]:
     """The order's first CRM update (sequence 1, whatever its revision) also says the order
     was created: it is sent as the order starts. The state change comes after the update's
     milestones, as the order reaches its state by them: a completed order's last event
     says it is completed. An update that reports a cancel's ``outcome`` ends with the
     cancel task's state change."""
-    state = {"state": ITEM_STATES[status]}
+    state = {"state": event_state(status, order_state)}
     events = []
     if message_id == ids.sales_order_update_message_id(order_number, revision, 1):
         events.append(_event(message_id, EventType.CREATE, created, order_number, state))

@@ -84,6 +84,7 @@ from workflows.contracts.customer_order import (
     SUSPEND_UPDATE,
     WORKFLOW_TYPE,
     CancelRequest,
+    CarriedOrder,
     OperatorRequest,
     OutcomeRequest,
     RevisionBasis,
@@ -104,6 +105,9 @@ UPDATE_OUTLIVED_WORKFLOW = "AcceptedUpdateCompletedWorkflow"
 """The server's failure type for an update whose workflow closed before it completed."""
 
 T = TypeVar("T")
+StartInput = CustomerOrder | CarriedOrder
+"""An order's workflow starts from the order, or continued as new from what its previous run
+carried."""
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -352,7 +356,9 @@ class OrderService(OrderIntake):
         async for event in self._handle(order_number).fetch_history_events():
             if event.HasField("workflow_execution_started_event_attributes"):
                 payloads = event.workflow_execution_started_event_attributes.input.payloads
-                [found] = await convert.decode(payloads, [CustomerOrder])
+                [start] = await convert.decode(payloads, [StartInput])  # type: ignore[list-item]
+                # A run continued as new starts from what the previous one carried.
+                found = start.tracker.order if isinstance(start, CarriedOrder) else start
             elif (
                 event.HasField("workflow_execution_signaled_event_attributes")
                 and event.workflow_execution_signaled_event_attributes.signal_name == REVISE_SIGNAL

@@ -97,6 +97,17 @@ def tmf_state(state: OrderState) -> str:
     return TMF_STATES[state]
 
 
+ONLY_THE_ORDER_SAYS = frozenset({OrderState.WAITING, OrderState.SUSPENDED, OrderState.CANCELING})
+"""States an order's status does not show (its lines are pending or in progress): an event
+takes them from the order's own state."""
+
+
+def event_state(status: FulfillmentStatus, state: OrderState | None) -> str:
+    """The TMF state an event of a CRM update carries: the order's own state where only it
+    says it, else the state its status means."""
+    return tmf_state(state) if state in ONLY_THE_ORDER_SAYS else ITEM_STATES[status]
+
+
 def order_states(tmf: str) -> list[OrderState]:
     """The o2a states a TMF state filter means (inProgress is in_progress or amending)."""
     return [state for state, name in TMF_STATES.items() if name == tmf]

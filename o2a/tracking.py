@@ -22,6 +22,7 @@ from o2a.models import (
     FulfillmentStatus,
     JeopardyView,
     LineView,
+    Model,
     OperatorActionView,
     OrderComponent,
     OrderPlan,
@@ -35,6 +36,28 @@ from o2a.models import (
 from o2a.revision import Compensation, LineChange, RevisionPlan
 
 _LineKey = tuple[FulfillmentStatus, str | None, bool, tuple[tuple[str, str], ...]]
+
+class CarriedTracker(Model):
+    """A tracker as a continued-as-new order hands it to its next run: all it knows, and
+    nothing it derives from that again (line counts, the plan's indexes)."""
+
+    order: CustomerOrder
+    plan: OrderPlan
+    components: dict[str, ComponentView]
+    lines: dict[str, LineView]
+    fallouts: list[FalloutView]
+    revisions: list[RevisionView]
+    jeopardies: list[JeopardyView]
+    operator_actions: list[OperatorActionView]
+    ponr_passed: list[str]
+    cancelled_lines: list[str]
+    aborted: bool
+    retired: dict[str, tuple[OrderComponent, list[SalesOrderLine]]]
+    reported: dict[str, _LineKey]
+    """What CRM last heard of each line, so the next run tells CRM only what changed."""
+    reported_order_status: FulfillmentStatus | None
+    unreported: list[str]
+
 
 DETAILED_COMPONENTS = 20
 """Up to this many components the Web UI's details list each one; beyond, it sums them up."""
@@ -118,6 +141,47 @@ class FulfillmentTracker:
         status and the UI's line counts without a scan."""
         self._plan_ids = frozenset(c.id for c in plan.components)
         self._refresh_all()
+
+    # --- across continue-as-new -------------------------------------------------------------
+
+    def carried(self) -> CarriedTracker:
+        return CarriedTracker(
+            order=self.order,
+            plan=self.plan,
+            components=self.components,
+            lines=self.lines,
+            fallouts=self.fallouts,
+            revisions=self.revisions,
+            jeopardies=self.jeopardies,
+            operator_actions=self.operator_actions,
+            ponr_passed=sorted(self.ponr_passed),
+            cancelled_lines=sorted(self.cancelled_lines),
+            aborted=self.aborted,
+            retired=self.retired,
+            reported=self._reported,
+            reported_order_status=self._reported_order_status,
+            unreported=list(self._unreported),
+        )
+
+    @classmethod
+    def restored(cls, carried: CarriedTracker) -> FulfillmentTracker:
+        """The tracker a previous run carried, exactly: CRM hears nothing twice."""
+        tracker = cls(carried.order, carried.plan)
+        tracker.components = carried.components
+        tracker.lines = carried.lines
+        tracker.fallouts = carried.fallouts
+        tracker.revisions = carried.revisions
+        tracker.jeopardies = carried.jeopardies
+        tracker.operator_actions = carried.operator_actions
+        tracker.ponr_passed = set(carried.ponr_passed)
+        tracker.cancelled_lines = set(carried.cancelled_lines)
+        tracker.aborted = carried.aborted
+        tracker.retired = carried.retired
+        tracker._refresh_all()
+        tracker._reported = carried.reported
+        tracker._reported_order_status = carried.reported_order_status
+        tracker._unreported = dict.fromkeys(carried.unreported)
+        return tracker
 
     # --- applying updates -----------------------------------------------------------------
 

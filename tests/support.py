@@ -253,7 +253,8 @@ async def fulfillment_calls(client: Client, workflow_id: str) -> list[dict[str, 
                 continue
             attrs = event.activity_task_scheduled_event_attributes
             if attrs.activity_type.name == "fulfill":
-                calls.append(json.loads(attrs.input.payloads[0].data))
+                [call] = await client.data_converter.decode(attrs.input.payloads[:1])
+                calls.append(call)
     return calls
 
 

@@ -4,7 +4,6 @@ histories, which must hold one activity per line and step and nothing else."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -78,9 +77,12 @@ async def test_bench_compare_plain_prints_the_plain_run_and_the_ratio(
         component = provisioning[int(child.id.rsplit("/child-", 1)[1])]  # started in plan order
         history = await client.get_workflow_handle(child.id).fetch_history()
         steps = [
-            json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
-            for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            (await client.data_converter.decode(attrs.input.payloads[:1]))[0]
+            for attrs in (
+                e.activity_task_scheduled_event_attributes
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            )
         ]
         # Every line once per step, the steps in sequence.
         assert steps == [s.value for s in STEPS for _ in component.lines], (child.id, steps)

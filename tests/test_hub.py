@@ -34,6 +34,7 @@ from tests.support import (
     GatedFulfillment,
     StartWorker,
     finished,
+    held_mid_flight,
     quick_triple_play,
     running_api,
     set_spec,
@@ -306,6 +307,42 @@ async def test_an_order_in_fallout_is_held_for_listeners_until_resolved(
         "held",
         "PORT_UNAVAILABLE",
     )
+
+
+async def test_a_suspended_order_is_held_and_a_canceling_one_pending_cancellation(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """States the lines do not show reach listeners too: the order tells CRM as it enters
+    and leaves them, though no line changed."""
+    boxes = {"states": Inbox()}
+    async with (
+        held_mid_flight(worker, Step.ACTIVATE, PROV_FIXED) as activate,
+        running_api(client, settings) as api,
+        httpx.AsyncClient(base_url=api.url, headers=api.headers()) as http,
+        listening(free_port(), boxes) as url,
+    ):
+        await subscribe(http, api, callback=f"{url}/states", query=f"eventType={STATE_CHANGE}")
+        handle = await start(client, settings, quick_triple_play(order_number))
+        await activate.wait_reached()
+        operator = api.headers("operator")
+        orders = f"/api/v1/orders/{order_number}"
+        assert (await http.post(f"{orders}/suspend", headers=operator)).status_code == 200
+        await until(lambda: boxes["states"].has_state("held"))
+        assert (await http.post(f"{orders}/resume", headers=operator)).status_code == 200
+        await until(lambda: boxes["states"].has(3))
+        cancelled = await http.post(f"{orders}/cancel", headers=operator)
+        assert cancelled.status_code == 200, cancelled.text
+        await until(lambda: boxes["states"].has_state("pendingCancellation"))
+        activate.release()
+        assert (await finished(handle)).state is OrderState.CANCELLED
+        await until(lambda: boxes["states"].has_state("cancelled"))
+    assert boxes["states"].states() == [
+        "inProgress",
+        "held",
+        "inProgress",
+        "pendingCancellation",
+        "cancelled",
+    ]
 
 
 def test_a_cancel_task_event_is_the_same_each_time_its_message_is_sent() -> None:

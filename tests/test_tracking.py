@@ -18,7 +18,12 @@ from o2a.models import (
     OrderState,
     ServiceActionCode,
 )
-from o2a.tracking import FulfillmentTracker, aggregate_order_status, line_status
+from o2a.tracking import (
+    CarriedTracker,
+    FulfillmentTracker,
+    aggregate_order_status,
+    line_status,
+)
 from tests.support import (
     FULFIL_BILL,
     INIT_BILL,
@@ -344,6 +349,30 @@ def test_failure_raises_fallout_and_reset_reopens(tracker: FulfillmentTracker) -
     assert [f.id for f in tracker.fallouts] == ["TP-1001-F1", "TP-1001-F2"]
     assert tracker.fallouts[1].code == "FULFILLMENT_FAILED"
     assert tracker.fallouts[1].state == "open"
+
+
+def test_a_carried_tracker_is_the_same_tracker_in_the_next_run(
+    tracker: FulfillmentTracker,
+) -> None:
+    """Through continue-as-new's payload and back: the same status, the same fallout, and
+    CRM hears only what it had not heard before, once."""
+    run(tracker, SYNC)
+    tracker.take_changes()
+    tracker.apply(update(PROV_FIXED, C.IN_PROGRESS, "PROVISION_START"), T0)
+    tracker.apply(update(PROV_FIXED, C.FAILED, step="activate", fault_code="PORT"), T0)
+    tracker.ponr_passed.add(SYNC)
+    tracker.take_changes()
+    tracker.apply(update(PROV_MOBILE, C.IN_PROGRESS, "PROVISION_START"), T0)
+    payload = tracker.carried().model_dump_json()
+    again = FulfillmentTracker.restored(CarriedTracker.model_validate_json(payload))
+    assert again.snapshot(OrderState.FAILED, 3) == tracker.snapshot(OrderState.FAILED, 3)
+    assert again.ready_components() == tracker.ready_components()
+    assert again.ponr_passed == tracker.ponr_passed and SYNC in again.ponr_passed
+    changed = again.take_changes()
+    assert changed is not None and [line.id for line in changed] == ["1.2.1", "1.2.2"]
+    assert again.take_changes() is None
+    assert again.reset_failed() == [PROV_FIXED]
+    assert PROV_FIXED in again.ready_components()
 
 
 def test_details_markdown(tracker: FulfillmentTracker) -> None:

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         SUSPEND_UPDATE,
         CancelRequest,
+        CarriedOrder,
         OperatorRequest,
         OutcomeRequest,
         RevisionBasis,
@@ -57,23 +58,34 @@ with workflow.unsafe.imports_passed_through():
 SUSPENDABLE = (OrderState.IN_PROGRESS, OrderState.FAILED, OrderState.WAITING)
 REPEATED_REQUEST_PATCH = "repeated-request-taken-once"
 """workflow.patched: a revise or cancel whose request ID the order already has is dropped."""
+CONTINUE_AS_NEW_PATCH = "continue-as-new-when-suggested"
+"""workflow.patched: an order idle with a long history continues as new. A history from
+before it replays waiting, as it ran."""
 
 
 @workflow.defn
 class CustomerOrderWorkflow:
     @workflow.init
-    def __init__(self, order: CustomerOrder) -> None:
-        self._ctx = OrderContext(order)
+    def __init__(self, order: CustomerOrder | CarriedOrder) -> None:
+        """A new order, or one continued as new with what its previous run carried (one
+        parameter: a history's start event always has one payload)."""
+        carried = order if isinstance(order, CarriedOrder) else None
+        self._ctx = OrderContext(order.submitted if isinstance(order, CarriedOrder) else order)
         self._reporter = OrderReporter(self._ctx)
-        work = ComponentWork(self._ctx)
-        self._runner = ComponentRunner(self._ctx, self._reporter, work)
-        self._changes = ChangeCoordinator(self._ctx, self._runner, work, self._reporter)
+        self._work = ComponentWork(self._ctx)
+        self._runner = ComponentRunner(self._ctx, self._reporter, self._work)
+        self._changes = ChangeCoordinator(self._ctx, self._runner, self._work, self._reporter)
+        self._runs_before = 0
+        self._stay = False
+        """Continue-as-new was due, but this history is from before it: replay as it ran."""
+        if carried is not None:
+            self._take_over(carried)
 
     @workflow.run
-    async def run(self, order: CustomerOrder) -> OrderStatus:
+    async def run(self, order: CustomerOrder | CarriedOrder) -> OrderStatus:
         """The run loop, watched: a bug in any task the order spawned fails this workflow
         task at once, so nothing it commanded meanwhile is recorded."""
-        body = asyncio.create_task(self._run(order))
+        body = asyncio.create_task(self._run(self._ctx.order))
         watched: list[asyncio.Future[Any]] = [body, self._ctx.crashed]
         await workflow.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         if self._ctx.crashed.done():
@@ -82,10 +94,13 @@ class CustomerOrderWorkflow:
 
     async def _run(self, order: CustomerOrder) -> OrderStatus:
         ctx = self._ctx
-        ctx.tracker = FulfillmentTracker(order, await decompose(order))
-        workflow.logger.info(
-            "revision %d planned: %d components", order.revision, len(ctx.tracker.plan.components)
-        )
+        if not ctx.decomposed:  # not carried from a previous run
+            ctx.tracker = FulfillmentTracker(order, await decompose(order))
+            workflow.logger.info(
+                "revision %d planned: %d components",
+                order.revision,
+                len(ctx.tracker.plan.components),
+            )
         self._runner.watch_jeopardies()
         while True:
             if ctx.abort is not None:
@@ -125,7 +140,9 @@ class CustomerOrderWorkflow:
                 else OrderState.IN_PROGRESS
             )
             await self._reporter.publish()
-            await ctx.wait(self._has_news)
+            await ctx.wait(lambda: self._has_news() or self._continue_as_new_due())
+            if self._continue_as_new_due():
+                self._continue_as_new()
             ctx.drain_inbox()
         # Changes queued behind the end, or arriving while the last handlers finish, are
         # answered too: the order they meant is gone, and whoever waits for them returns.
@@ -138,6 +155,65 @@ class CustomerOrderWorkflow:
             if not ctx.changes:
                 workflow.logger.info("order %s", ctx.state.value)
                 return ctx.tracker.snapshot(ctx.state, self._reporter.crm_updates)
+
+    # --- continue-as-new: a long-lived order's history stays short -----------------------------
+
+    def _continue_as_new_due(self) -> bool:
+        """Temporal suggests it, and the order is idle: nothing in flight (no child, no
+        activity, no future-dated wait), nothing queued, no handler running. Such an order
+        waits for the outside world (an operator, a revision): the next run carries on."""
+        ctx = self._ctx
+        return (
+            not self._stay
+            and workflow.info().is_continue_as_new_suggested()
+            and not self._has_news()
+            and ctx.abort is None
+            and not ctx.changing
+            and self._runner.idle
+            and self._reporter.idle
+            and self._changes.idle
+            and workflow.all_handlers_finished()
+        )
+
+    def _continue_as_new(self) -> None:
+        if not workflow.patched(CONTINUE_AS_NEW_PATCH):
+            self._stay = True
+            return
+        ctx, reporter = self._ctx, self._reporter
+        carried = CarriedOrder(
+            submitted=ctx.submitted,
+            tracker=ctx.tracker.carried(),
+            state=ctx.state,
+            suspended=ctx.suspended,
+            received=ctx.received,
+            updates_taken=sorted(ctx.updates_taken),
+            runs=ctx.runs,
+            crm_updates=reporter.crm_updates,
+            told_state=reporter.told_state,
+            published=reporter.published,
+            fallouts_reported=reporter.fallouts_reported,
+            fulfilled=self._work.fulfilled(),
+            runs_before=self._runs_before + 1,
+        )
+        workflow.logger.info("continuing as new: run %d of the order", carried.runs_before + 1)
+        workflow.continue_as_new(carried)
+
+    def _take_over(self, carried: CarriedOrder) -> None:
+        """The previous run's state, before any handler or the run loop sees the order."""
+        ctx, reporter = self._ctx, self._reporter
+        ctx.tracker = FulfillmentTracker.restored(carried.tracker)
+        ctx.state = carried.state
+        ctx.suspended = carried.suspended
+        ctx.received = carried.received
+        ctx.updates_taken = set(carried.updates_taken)
+        ctx.runs = carried.runs
+        reporter.crm_updates = carried.crm_updates
+        reporter.told_state = carried.told_state
+        reporter.published = carried.published
+        reporter.fallouts_reported = carried.fallouts_reported
+        for component_id, lines in carried.fulfilled.items():
+            self._work.hold_fulfilled(component_id, lines)
+        self._runs_before = carried.runs_before
 
     def _has_news(self) -> bool:
         ctx = self._ctx

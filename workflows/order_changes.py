@@ -78,6 +78,11 @@ class ChangeCoordinator:
         self._undo_failed: list[str] = []
         """Components whose undo fell out: they wait for a resolve before it runs again."""
 
+    @property
+    def idle(self) -> bool:
+        """No undo waiting for an operator's resolve."""
+        return not (self._undo_failed or self._before_undo)
+
     async def take(self, change: Change) -> bool:
         """True when the order has ended (cancelled). Every change gets an outcome, also
         one an abort cut short, so a caller waiting for it is answered."""

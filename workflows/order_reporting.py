@@ -35,6 +35,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order_work import fault_of
 
 JEOPARDY_LEVELS = (("Low", 1.0), ("Medium", 1.5), ("High", 2.0), ("Critical", 3.0))
+UNSEEN_STATES = frozenset({OrderState.WAITING, OrderState.SUSPENDED, OrderState.CANCELING})
+"""States the lines do not show (they stay pending or in progress): CRM hears the order
+enter and leave them even when no line changed (TMF: pending, held, pendingCancellation)."""
+STATE_UPDATES_PATCH = "crm-hears-unseen-states"
+"""workflow.patched: histories from before it sent no update for these states."""
 
 M = TypeVar("M")
 
@@ -43,8 +48,10 @@ class OrderReporter:
     def __init__(self, ctx: OrderContext) -> None:
         self._ctx = ctx
         self.crm_updates = 0
-        self._published: tuple[OrderState, FulfillmentStatus] | None = None
-        self._fallouts_reported = 0
+        self.published: tuple[OrderState, FulfillmentStatus] | None = None
+        self.fallouts_reported = 0
+        self.told_state: OrderState | None = None
+        """The order's state as of CRM's last update."""
         self._undelivered: list[Callable[[], Awaitable[None]]] = []
         """Messages that could not be delivered, each as its send, for the next resolve."""
         self._watches: dict[str, _Watch] = {}
@@ -52,6 +59,12 @@ class OrderReporter:
         self._outcomes: list[RevisionView] = []
         """Outcomes recorded but not yet reported: several can pile up (revisions rejected
         behind a cancel) before the next report, and CRM hears every one."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing owed: no message waiting for a resolve, no outcome untold, no run
+        watched."""
+        return not (self._undelivered or self._outcomes or self._watches)
 
     def record_outcome(self, outcome: RevisionView) -> None:
         """Recorded at once (callers waiting on it see it); CRM hears it with the next
@@ -80,8 +93,8 @@ class OrderReporter:
         tracker = ctx.tracker
         status = tracker.order_status()
         workflow.set_current_details(tracker.details_markdown(ctx.state))
-        if self._published != (ctx.state, status):
-            self._published = (ctx.state, status)
+        if self.published != (ctx.state, status):
+            self.published = (ctx.state, status)
             workflow.upsert_search_attributes(
                 [
                     visibility.ORDER_STATE.value_set(ctx.state.value),
@@ -95,9 +108,20 @@ class OrderReporter:
         status = self._ctx.tracker.order_status()
         changes = self._ctx.tracker.take_changes()
         outcomes, self._outcomes = self._outcomes, []
+        if changes is None and not outcomes and self._state_untold():
+            changes = []
         await self._update_crm(status, changes, outcomes[0] if outcomes else None)
         for outcome in outcomes[1:]:  # one UpdateSalesOrderEBM per revision outcome
             await self._update_crm(status, None, outcome)
+
+    def _state_untold(self) -> bool:
+        """The order entered or left a state its lines do not show, and CRM has not heard."""
+        state, told = self._ctx.state, self.told_state
+        return (
+            state != told
+            and (state in UNSEEN_STATES or told in UNSEEN_STATES)
+            and workflow.patched(STATE_UPDATES_PATCH)
+        )
 
     async def _update_crm(
         self,
@@ -109,6 +133,7 @@ class OrderReporter:
         if changes is None and outcome is None:
             return
         self.crm_updates += 1
+        self.told_state = self._ctx.state
         order = self._ctx.order
         message_id = ids.sales_order_update_message_id(
             order.order_number, order.revision, self.crm_updates
@@ -123,6 +148,7 @@ class OrderReporter:
                 order_status=status,
                 lines=changes or [],
                 revision_outcome=outcome,
+                order_state=self._ctx.state,
             ),
             message_id,
         )
@@ -148,8 +174,8 @@ class OrderReporter:
         """Each new incident: an AIA Fault to error handling and a trouble ticket to CRM."""
         ctx = self._ctx
         order = ctx.order
-        for fallout in ctx.tracker.fallouts[self._fallouts_reported :]:
-            self._fallouts_reported += 1
+        for fallout in ctx.tracker.fallouts[self.fallouts_reported :]:
+            self.fallouts_reported += 1
             if fallout.message_id is not None:
                 continue  # a message not delivered: its Fault would take the same way
             component = ctx.tracker.plan.find(fallout.component)

@@ -58,6 +58,14 @@ class ComponentRunner:
         self._work = work
         self._in_flight: dict[str, InFlight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """No component running, waiting to start or being undone: only the order's
+        jeopardy watch, which a next run starts again."""
+        others = self._tasks - {self._watch} if self._watch is not None else self._tasks
+        return not self._in_flight and not others
 
     # --- what is in flight ---------------------------------------------------------------------
 
@@ -160,7 +168,7 @@ class ComponentRunner:
 
     def watch_jeopardies(self) -> None:
         """The order's one jeopardy watch, for as long as the order runs."""
-        self._spawn(self._reporter.watch_jeopardies())
+        self._watch = self._spawn(self._reporter.watch_jeopardies())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)

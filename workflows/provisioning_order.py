@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RESUME_SIGNAL,
         REVISE_SIGNAL,
         SUSPEND_SIGNAL,
+        CarriedComponent,
         ComponentUpdate,
         ProvisioningOrder,
         ProvisioningResult,
@@ -51,13 +52,20 @@ MILESTONES = {
 }
 """The milestone each step reaches once every line of the component has done it."""
 UNDONE_MILESTONE = "PROVISION_UNDONE"
+CONTINUE_AS_NEW_PATCH = "continue-as-new-when-suggested"
+"""workflow.patched: between steps, a long history continues as new; a history from before
+it replays as it ran."""
 FUNCTION = "Provision"
 
 
 @workflow.defn
 class ProvisioningOrderWorkflow:
     @workflow.init
-    def __init__(self, order: ProvisioningOrder) -> None:
+    def __init__(self, order: ProvisioningOrder | CarriedComponent) -> None:
+        """A new component run, or one continued as new with what the previous run carried
+        (one parameter: a history's start event always has one payload)."""
+        carried = order if isinstance(order, CarriedComponent) else None
+        order = order.order if isinstance(order, CarriedComponent) else order
         self._order = order
         self._revision = order.revision
         self._lines = {line.id: line for line in order.lines}
@@ -69,6 +77,16 @@ class ProvisioningOrderWorkflow:
         self._suspended = False
         self._sequence = 0
         self._state = ComponentState.IN_PROGRESS
+        if carried is not None:
+            self._revision = carried.revision
+            self._lines = {line.id: line for line in carried.lines}
+            self._done = carried.done
+            self._data = carried.data
+            self._undone = carried.undone
+            self._revisions = carried.revisions
+            self._cancel = carried.cancel
+            self._suspended = carried.suspended
+            self._sequence = carried.sequence
 
     @workflow.signal(name=REVISE_SIGNAL)
     def revise(self, revision: ProvisioningRevision) -> None:
@@ -90,16 +108,19 @@ class ProvisioningOrderWorkflow:
         self._show()
 
     @workflow.run
-    async def run(self, order: ProvisioningOrder) -> ProvisioningResult:
+    async def run(self, start: ProvisioningOrder | CarriedComponent) -> ProvisioningResult:
+        order = self._order
         self._show()
         workflow.logger.info(
             "component started: %d lines, %d to undo", len(order.lines), len(order.undo_lines)
         )
-        if order.undo_lines:
+        if order.undo_lines and not isinstance(start, CarriedComponent):
             await self._undo({line.id: (line, list(STEPS)) for line in order.undo_lines})
             if not order.lines:  # an undo-only run: nothing to provision, nothing completed
                 return self._result(ComponentState.CANCELLED)
         while True:
+            if self._continue_as_new_due():
+                workflow.continue_as_new(self._carried())
             await self._apply_revisions()
             if self._cancel:
                 await self._undo(
@@ -131,6 +152,30 @@ class ProvisioningOrderWorkflow:
             if not self._revisions and not self._cancel:
                 workflow.logger.info("component completed")
                 return self._result(ComponentState.COMPLETED)
+
+    def _continue_as_new_due(self) -> bool:
+        """Between steps nothing is in flight: a long history (many revisions, a long
+        suspension's signals) goes on in a fresh run, which the parent still awaits as
+        this child."""
+        return (
+            workflow.info().is_continue_as_new_suggested()
+            and workflow.all_handlers_finished()
+            and workflow.patched(CONTINUE_AS_NEW_PATCH)
+        )
+
+    def _carried(self) -> CarriedComponent:
+        return CarriedComponent(
+            order=self._order,
+            revision=self._revision,
+            lines=list(self._lines.values()),
+            done=self._done,
+            data=self._data,
+            undone=self._undone,
+            revisions=self._revisions,
+            cancel=self._cancel,
+            suspended=self._suspended,
+            sequence=self._sequence,
+        )
 
     def _next_step(self) -> Step | None:
         for step in STEPS:

@@ -11,13 +11,16 @@ from __future__ import annotations
 from o2a.models import (
     ComponentState,
     CustomerOrder,
+    FulfillmentStatus,
     Model,
     OperatorActionView,
     OrderPlan,
     OrderState,
     OrderStatus,
     RevisionView,
+    SalesOrderLine,
 )
+from o2a.tracking import CarriedTracker
 
 WORKFLOW_TYPE = "CustomerOrderWorkflow"
 
@@ -108,3 +111,28 @@ __all__ = [
     "RevisionRequest",
     "RevisionView",
 ]
+
+
+class CarriedOrder(Model):
+    """What one run of an order hands the next when it continues as new: all the order
+    knows and every number its message IDs count on, so the next run neither repeats a
+    message nor forgets a request. Only carried while nothing is in flight. The next run's
+    input, in place of the order."""
+
+    submitted: CustomerOrder
+    """The order as first submitted (its revisions are in the tracker)."""
+    tracker: CarriedTracker
+    state: OrderState
+    suspended: bool
+    received: list[str]
+    """Request IDs of every revise and cancel received: a repeat is still known."""
+    updates_taken: list[str]
+    runs: dict[str, int]
+    crm_updates: int
+    told_state: OrderState | None
+    published: tuple[OrderState, FulfillmentStatus] | None
+    fallouts_reported: int
+    fulfilled: dict[str, list[SalesOrderLine]]
+    """Completed work a revision left standing, for its rerun."""
+    runs_before: int
+    """Runs of this order before the one it starts: the count of continue-as-new."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from o2a.models import (
     ComponentUpdate,
+    Model,
     ProvisioningOrder,
     ProvisioningResult,
     ProvisioningRevision,
+    SalesOrderLine,
+    Step,
 )
 
 WORKFLOW_TYPE = "ProvisioningOrderWorkflow"
@@ -24,6 +27,27 @@ SUSPEND_SIGNAL = "suspend"
 RESUME_SIGNAL = "resume"
 """Parent → child: hold new steps / carry on."""
 
+
+
+class CarriedComponent(Model):
+    """What one run of a provisioning component hands the next when it continues as new,
+    between steps: the work done, the revision in force and the signals not yet taken. The
+    next run's input, in place of the provisioning order."""
+
+    order: ProvisioningOrder
+    revision: int
+    lines: list[SalesOrderLine]
+    done: dict[str, list[Step]]
+    data: dict[str, dict[str, str]]
+    undone: list[str]
+    revisions: list[ProvisioningRevision]
+    """Revise signals received and not yet applied, in arrival order."""
+    cancel: bool
+    suspended: bool
+    sequence: int
+    """Updates sent so far: the next one's message ID goes on from here."""
+
+
 __all__ = [
     "CANCEL_SIGNAL",
     "COMPONENT_UPDATE_SIGNAL",
@@ -31,6 +55,7 @@ __all__ = [
     "REVISE_SIGNAL",
     "SUSPEND_SIGNAL",
     "WORKFLOW_TYPE",
+    "CarriedComponent",
     "ComponentUpdate",
     "ProvisioningOrder",
     "ProvisioningResult",
