@@ -72,6 +72,9 @@ from workflows.contracts.customer_order import (
 from workflows.customer_order import CustomerOrderWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
+HISTORIES = ROOT / "tests" / "histories"
+RECORD_HISTORIES = os.environ.get("O2A_RECORD_HISTORIES") == "1"
+"""Record the histories that tests/test_replay.py replays, instead of replaying them."""
 SAMPLES = ROOT / "samples"
 WAIT = 30.0
 """Seconds any helper waits for something that must happen, before the test fails."""
@@ -241,6 +244,12 @@ def messages(outbox: Path, prefix: str) -> list[tuple[Path, etree._Element]]:
 
 def text_of(root: etree._Element, local: str) -> list[str]:
     return [el.text or "" for el in root.iter() if etree.QName(el).localname == local]
+
+
+def save_history(name: str, history: WorkflowHistory) -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    body = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
+    (HISTORIES / f"{name}.json").write_text(json.dumps(body, indent=1) + "\n")
 
 
 async def fulfillment_calls(client: Client, workflow_id: str) -> list[dict[str, object]]:

@@ -17,11 +17,13 @@ from o2a.models import FulfillmentStatus, OrderState, OrderStatus
 from o2a.server import DevServer
 from tests.conftest import free_port
 from tests.support import (
+    RECORD_HISTORIES,
     messages,
     outcome,
     revise,
     revision,
     sample,
+    save_history,
     set_spec,
     start,
     text_of,
@@ -123,3 +125,11 @@ async def test_an_order_in_fallout_continues_as_new_then_takes_a_revision_and_co
     ]
     assert len(children) > len({w.id for w in children}), [w.id for w in children]
     assert all(w.id.startswith(ids.order_workflow_id(order_number) + "/") for w in children)
+
+    if RECORD_HISTORIES:  # for tests/test_replay.py
+        save_history("continued_as_new", await first_run.fetch_history())
+        save_history("continued_run", await latest.fetch_history())
+        child = next(w for w in children if len([c for c in children if c.id == w.id]) > 1)
+        first_child_run = min((c for c in children if c.id == child.id), key=lambda c: c.start_time)
+        child_handle = client.get_workflow_handle(child.id, run_id=first_child_run.run_id)
+        save_history("continued_provisioning", await child_handle.fetch_history())

@@ -4,13 +4,13 @@ The histories under tests/histories/ come from real runs on the dev server, one 
 through the workflows that matters (completion, fallout and resolve, a revision and a cancel
 mid-flight, a cancel whose undo fails, suspend and resume). To record them again after an
 intended change (and say why in docs/architecture.md, "Recorded histories"):
-``O2A_RECORD_HISTORIES=1 pytest tests/test_replay.py``.
+``O2A_RECORD_HISTORIES=1 pytest tests/test_replay.py tests/test_continue_as_new.py`` (the
+latter records an order and a child that continued as new, on a server of its own).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,11 +24,14 @@ from o2a.client import data_converter, interceptors
 from o2a.config import Settings
 from o2a.models import CustomerOrder, OrderState, OrderStatus, Step
 from tests.support import (
+    HISTORIES,
     PROV_FIXED,
+    RECORD_HISTORIES,
     GatedFulfillment,
     request_id,
     revision,
     sample,
+    save_history,
     set_spec,
     wait_for_state,
 )
@@ -41,9 +44,10 @@ from workflows.contracts.customer_order import (
 )
 from workflows.customer_order import CustomerOrderWorkflow
 
-HISTORIES = Path(__file__).parent / "histories"
-RECORD = os.environ.get("O2A_RECORD_HISTORIES") == "1"
 SCENARIOS = {
+    "continued_as_new",
+    "continued_run",
+    "continued_provisioning",
     "triple_play",
     "triple_play_provisioning",
     "fallout_resolved",
@@ -59,12 +63,12 @@ def recorded() -> list[Path]:
     return sorted(HISTORIES.glob("*.json"))
 
 
-@pytest.mark.skipif(RECORD, reason="recording run")
+@pytest.mark.skipif(RECORD_HISTORIES, reason="recording run")
 def test_histories_are_present() -> None:
     assert {p.stem for p in recorded()} == SCENARIOS
 
 
-@pytest.mark.skipif(RECORD, reason="recording run")
+@pytest.mark.skipif(RECORD_HISTORIES, reason="recording run")
 @pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
 async def test_replay(path: Path) -> None:
     data = json.loads(path.read_text())
@@ -76,13 +80,6 @@ async def test_replay(path: Path) -> None:
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
-
-
-def _save(name: str, history: WorkflowHistory) -> None:
-    assert name in SCENARIOS
-    HISTORIES.mkdir(exist_ok=True)
-    body = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
-    (HISTORIES / f"{name}.json").write_text(json.dumps(body, indent=1) + "\n")
 
 
 Handle = WorkflowHandle[CustomerOrderWorkflow, OrderStatus]
@@ -99,10 +96,10 @@ async def _start(client: Client, settings: Settings, order: CustomerOrder) -> Ha
 
 async def _save_child(client: Client, name: str, order_number: str, component: str) -> None:
     child = client.get_workflow_handle(ids.provisioning_workflow_id(order_number, component))
-    _save(name, await child.fetch_history())
+    save_history(name, await child.fetch_history())
 
 
-@pytest.mark.skipif(not RECORD, reason="set O2A_RECORD_HISTORIES=1 to record")
+@pytest.mark.skipif(not RECORD_HISTORIES, reason="set O2A_RECORD_HISTORIES=1 to record")
 async def test_record_histories(
     client: Client, settings: Settings, worker: Callable, order_number: str
 ) -> None:
@@ -114,7 +111,7 @@ async def test_record_histories(
         done = await _start(client, settings, sample("triple_play.xml", number))
         activate.release()
         assert (await done.result()).state is OrderState.COMPLETED
-        _save("triple_play", await done.fetch_history())
+        save_history("triple_play", await done.fetch_history())
         await _save_child(client, "triple_play_provisioning", number, PROV_FIXED)
 
         # Fallout, then the operator's resolve.
@@ -131,7 +128,7 @@ async def test_record_histories(
             CustomerOrderWorkflow.resolve, OperatorRequest(operator="recorder", reason="fixed")
         )
         assert (await failing.result()).state is OrderState.COMPLETED
-        _save("fallout_resolved", await failing.fetch_history())
+        save_history("fallout_resolved", await failing.fetch_history())
 
         # A revision (drop broadband, change the voice plan, add a mobile feature) and a
         # cancel, each landing while the fixed line is being activated.
@@ -158,7 +155,7 @@ async def test_record_histories(
             )
             assert outcome.outcome in ("accepted", "cancelled"), outcome
             await running.result()
-            _save(name, await running.fetch_history())
+            save_history(name, await running.fetch_history())
             if name == "revised_mid_flight":
                 await _save_child(client, "revised_provisioning", number, PROV_FIXED)
 
@@ -175,7 +172,7 @@ async def test_record_histories(
         await wait_for_state(undoing, OrderState.FAILED)
         await undoing.execute_update(CustomerOrderWorkflow.resolve, OperatorRequest())
         assert (await undoing.result()).state is OrderState.CANCELLED
-        _save("cancel_undo_failed", await undoing.fetch_history())
+        save_history("cancel_undo_failed", await undoing.fetch_history())
 
         # Suspend and resume, with a revision waiting behind them.
         number = f"REPLAY-S-{order_number}"
@@ -195,4 +192,4 @@ async def test_record_histories(
             ),
         )
         assert (await held.result()).state is OrderState.COMPLETED
-        _save("suspended_resumed", await held.fetch_history())
+        save_history("suspended_resumed", await held.fetch_history())
