@@ -36,6 +36,7 @@ from o2a.nats_server import NatsServer
 from o2a.server import ServerError
 from o2a.service import OrderIntake, OrderService, RequestReceipt
 from o2a.telemetry import configure_tracing, shutdown_tracing
+from o2a.versioning import DEFAULT_DEPLOYMENT_NAME, deployment_config, worker_version
 from workflows.contracts.customer_order import OperatorRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -82,6 +83,27 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="sticky cache: orders kept in memory between their tasks, 0 for none "
         "(default O2A_MAX_CACHED_WORKFLOWS, else 250)",
+    )
+    worker.add_argument(
+        "--build-id",
+        help="run as this version of the Worker Deployment, orders pinned to it "
+        "(default O2A_BUILD_ID, else unversioned)",
+    )
+    worker.add_argument(
+        "--deployment-name",
+        help=f"the Worker Deployment (default O2A_DEPLOYMENT_NAME, else {DEFAULT_DEPLOYMENT_NAME})",
+    )
+
+    move = sub.add_parser(
+        "move",
+        help="pin a running order and its children to another build of the Worker Deployment, "
+        "once their histories replay on this code (run it from that build)",
+    )
+    move.add_argument("order")
+    move.add_argument("--to", required=True, metavar="BUILD_ID", help="the build to move to")
+    move.add_argument(
+        "--deployment-name",
+        help=f"the Worker Deployment (default O2A_DEPLOYMENT_NAME, else {DEFAULT_DEPLOYMENT_NAME})",
     )
 
     plan = sub.add_parser("plan", help="an order's orchestration plan, starting nothing")
@@ -290,7 +312,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             if cache < 0:
                 raise InputError(f"--max-cached-workflows must be 0 or more, got {cache}")
             settings = dataclasses.replace(settings, max_cached_workflows=cache)
-        run_workers(settings, args.processes)
+        run_workers(_versioned(args, settings), args.processes)
         return EXIT_OK
     if command == "plan":
         return _plan(args, settings)
@@ -307,6 +329,15 @@ def _new_key(path: Path | None) -> int:
         f"{', '.join(ring.keys)}); restart workers and the API to encrypt with it"
     )
     return EXIT_OK
+
+
+def _versioned(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The flags over the environment's version; one the server would refuse is refused
+    here, once, rather than by every process of ``--processes``."""
+    flags = {"deployment_name": args.deployment_name, "build_id": args.build_id}
+    settings = dataclasses.replace(settings, **{k: v for k, v in flags.items() if v is not None})
+    deployment_config(settings.deployment_name, settings.build_id)
+    return settings
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
@@ -435,6 +466,15 @@ async def _operator_action(args: argparse.Namespace, settings: Settings) -> int:
     )
     action = await actions[args.command](args.order, request)
     print(cli_format.format_action(args.order, action))
+    return EXIT_OK
+
+
+async def _move(args: argparse.Namespace, settings: Settings) -> int:
+    from starters.move_order import move_order
+
+    version = worker_version(args.deployment_name or settings.deployment_name, args.to)
+    moved = await move_order(await connect(), settings, args.order, version)
+    print(f"order {args.order} pinned to build {args.to}: {', '.join(moved)}")
     return EXIT_OK
 
 
@@ -567,6 +607,7 @@ COMMANDS: dict[str, Command] = {
     "revise": _revise,
     "cancel": _cancel,
     **dict.fromkeys(OPERATOR_COMMANDS, _operator_action),
+    "move": _move,
     "demo": _demo,
     "bench": _bench,
     "soak": _soak,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from o2a.errors import InputError
 from o2a.models import DEFAULT_FULFILLMENT_DEADLINE
+from o2a.versioning import DEFAULT_DEPLOYMENT_NAME
 
 DEFAULT_TASK_QUEUE = "o2a"
 DEFAULT_OUTBOX_DIR = "var/outbox"
@@ -50,6 +51,10 @@ class Settings:
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS
     """The worker's sticky cache, in workflows (``O2A_MAX_CACHED_WORKFLOWS``, 0: none);
     memory per cached order against replay cost, see ``DEFAULT_MAX_CACHED_WORKFLOWS``."""
+    deployment_name: str = DEFAULT_DEPLOYMENT_NAME
+    """The Worker Deployment the worker is a version of (``O2A_DEPLOYMENT_NAME``)."""
+    build_id: str | None = None
+    """The worker's version in it (``O2A_BUILD_ID``); None: unversioned (o2a.versioning)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -74,6 +79,9 @@ class Settings:
             subject_prefix=os.environ.get("O2A_SUBJECT_PREFIX", "").strip()
             or DEFAULT_SUBJECT_PREFIX,
             max_cached_workflows=_count("O2A_MAX_CACHED_WORKFLOWS", DEFAULT_MAX_CACHED_WORKFLOWS),
+            deployment_name=os.environ.get("O2A_DEPLOYMENT_NAME", "").strip()
+            or DEFAULT_DEPLOYMENT_NAME,
+            build_id=os.environ.get("O2A_BUILD_ID", "").strip() or None,
         )
 
 

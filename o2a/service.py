@@ -613,6 +613,10 @@ class OrderService(OrderIntake):
             ids.order_workflow_id(order_number), result_type=OrderStatus
         )
 
+    async def describe(self, order_number: str) -> WorkflowExecutionDescription:
+        """The order's workflow as Temporal describes it (o2a move checks it runs)."""
+        return await self._describe(order_number)
+
     async def _describe(self, order_number: str) -> WorkflowExecutionDescription:
         """The one place every command finds the order's workflow: UnknownOrderError if there
         is none, or if its ID holds a workflow of another type, so no command reaches one."""

@@ -31,7 +31,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, RoutingConfigUpdateState
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkerDeploymentRequest,
+    SetWorkerDeploymentCurrentVersionRequest,
+)
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -40,6 +44,7 @@ from temporalio.client import (
 )
 from temporalio.common import Priority, WorkflowIDReusePolicy
 from temporalio.exceptions import FailureError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from o2a import ids
@@ -280,6 +285,44 @@ async def order_histories(client: Client, order_number: str) -> list[WorkflowHis
             if event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
         ]
     return histories
+
+
+def task_versions(histories: list[WorkflowHistory]) -> list[str]:
+    """The build IDs of the workers that completed the workflow tasks in these histories
+    (Worker Versioning), each once, in the order first seen."""
+    builds = {
+        event.workflow_task_completed_event_attributes.deployment_version.build_id: None
+        for history in histories
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    }
+    return list(builds)
+
+
+async def make_current(client: Client, deployment: str, build_id: str) -> None:
+    """What ``temporal worker deployment set-current-version`` does, once the version
+    exists (its worker has polled), and until the server has routed the task queues to it."""
+
+    async def done() -> bool:
+        try:
+            await client.workflow_service.set_worker_deployment_current_version(
+                SetWorkerDeploymentCurrentVersionRequest(
+                    namespace=client.namespace, deployment_name=deployment, build_id=build_id
+                )
+            )
+        except RPCError:  # the version is not there yet
+            return False
+        described = await client.workflow_service.describe_worker_deployment(
+            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
+        )
+        info = described.worker_deployment_info
+        return (
+            info.routing_config.current_deployment_version.build_id == build_id
+            and info.routing_config_update_state
+            == RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_COMPLETED
+        )
+
+    await until(done)
 
 
 # --- starting and talking to an order -------------------------------------------------------

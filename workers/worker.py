@@ -33,7 +33,9 @@ from o2a.models import FulfillmentRoute, RouteMode
 from o2a.notifications import Notifier, TemporalNotifier
 from o2a.ports import FulfillmentRequester, MessageBus
 from o2a.telemetry import shutdown_tracing
+from o2a.versioning import deployment_config, version_text
 from workers.fulfillment_responses import FulfillmentResponses
+from workflows.auto_upgrade import AUTO_UPGRADING
 from workflows.bare import BareChildWorkflow, BareOrderWorkflow
 from workflows.customer_order import CustomerOrderWorkflow
 from workflows.listener_delivery import ListenerDeliveryWorkflow
@@ -84,10 +86,12 @@ def build_worker(
         bus or message_bus(wiring), notifier or TemporalNotifier(client, settings.task_queue)
     )
     notifications = NotificationActivities()
+    versioning = deployment_config(settings.deployment_name, settings.build_id)
+    workflows = WORKFLOWS if versioning is None else [AUTO_UPGRADING.get(w, w) for w in WORKFLOWS]
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
+        workflows=workflows,
         activities=[
             decomposition.decompose_order,
             messaging.send_provisioning_order,
@@ -104,6 +108,7 @@ def build_worker(
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         max_concurrent_workflow_tasks=MAX_CONCURRENT_WORKFLOW_TASKS,
         max_cached_workflows=settings.max_cached_workflows,
+        deployment_config=versioning,
     )
 
 
@@ -147,7 +152,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             print(
                 f"o2a worker polling task queue {settings.task_queue!r}, "
                 f"messages to {', '.join(settings.sinks)} (outbox {settings.outbox_dir}), "
-                f"fulfillment by {settings.fulfillment}",
+                f"fulfillment by {settings.fulfillment}, "
+                f"{version_text(settings.deployment_name, settings.build_id)}",
                 flush=True,
             )
             await stop.wait()
