@@ -111,16 +111,21 @@ async def test_o2a_api_starts_while_temporal_is_down_and_serves_once_it_is_up(
         await api.stop()
 
 
-def test_o2a_api_without_keys_refuses_to_start(temporal_address: str, settings: Settings) -> None:
+def _refused_start(env: dict[str, str]) -> list[str]:
+    """What `o2a api` says as it refuses to start (exit 2)."""
     done = subprocess.run(
         [*O2A, "api", "--port", str(free_port())],
-        env=cli_env(temporal_address, settings),
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 2, done
-    assert done.stderr.splitlines() == [
+    return done.stderr.splitlines()
+
+
+def test_o2a_api_without_keys_refuses_to_start(temporal_address: str, settings: Settings) -> None:
+    assert _refused_start(cli_env(temporal_address, settings)) == [
         "o2a: set O2A_API_KEYS (KEY:ROLE pairs, comma-separated; roles viewer, operator, "
         "integrator) to start the API"
     ]
@@ -130,15 +135,7 @@ def test_o2a_api_with_a_weak_console_secret_refuses_to_start(
     temporal_address: str, settings: Settings
 ) -> None:
     env = cli_env(temporal_address, settings, O2A_API_KEYS=API_KEYS, O2A_CONSOLE_SECRET="short")
-    done = subprocess.run(
-        [*O2A, "api", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done
-    assert done.stderr.splitlines() == [
+    assert _refused_start(env) == [
         "o2a: O2A_CONSOLE_SECRET must be at least 32 bytes (it has 5); e.g. "
         "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
     ]
