@@ -20,6 +20,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from o2a import metrics
 from o2a.bus import BusConnection, BusUnavailable
 from o2a.telemetry import consuming
 
@@ -63,7 +64,7 @@ async def consume(
                 log.warning("reading %s again", subject)
                 failing = False
             try:
-                await _read(reader, handler, stop, in_flight, max_in_flight)
+                await _read(reader, durable, handler, stop, in_flight, max_in_flight)
             except NatsError as exc:
                 log.warning("reading %s failed (%s); trying again", subject, exc)
                 failing = True
@@ -98,6 +99,7 @@ async def _subscribe(
 
 async def _read(
     reader: JetStreamContext.PullSubscription,
+    durable: str,
     handler: Handler,
     stop: asyncio.Event,
     in_flight: set[asyncio.Task[None]],
@@ -112,6 +114,7 @@ async def _read(
             messages = await reader.fetch(min(room, BATCH), timeout=FETCH_WAIT)
         except TimeoutError:
             continue
+        metrics.bus_fetched(durable, messages)
         for message in messages:
             task = asyncio.create_task(_traced(handler, message))
             in_flight.add(task)

@@ -17,6 +17,7 @@ import logging
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
+from o2a import metrics
 from o2a.bus import PUBLISH_TIMEOUT, BusConnection, BusUnavailable
 from o2a.bus_consumer import consume
 from o2a.fulfillment_bus import (
@@ -90,6 +91,7 @@ class BusResponder:
             log.warning("the response to %s was not stored (%s)", request.request_id, exc)
             await message.nak(delay=RETRY_DELAY)
             return
+        metrics.bus_published(self._connection.subjects, reply.subject)
         await message.ack()
         log.info("%s %s: %s", request.target_system, request.request_id, response.outcome)
 

@@ -30,6 +30,8 @@ from o2a.config import Settings
 from o2a.encryption import DEFAULT_KEYS_FILE, KEYS_FILE_VARIABLE, add_key
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
 from o2a.logs import configure_logging
+from o2a.metrics import DEFAULT_PORT as METRICS_PORT
+from o2a.metrics import metrics_port
 from o2a.models import OperatorActionView, OrderState, RevisionView
 from o2a.nats_server import DEFAULT_PORT as NATS_PORT
 from o2a.nats_server import NatsServer
@@ -71,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
             help="no embedded NATS server (also when O2A_NATS_URL names one of yours)",
         )
     up.add_argument("--api-port", type=int, default=API_PORT)
+    up.add_argument(
+        "--metrics-port",
+        default=str(METRICS_PORT),
+        help=f"the worker's Prometheus endpoint (default {METRICS_PORT})",
+    )
 
     api = sub.add_parser("api", help=f"the HTTP API (keys and roles from {KEYS_VARIABLE})")
     api.add_argument("--port", type=int, default=API_PORT)
@@ -83,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="sticky cache: orders kept in memory between their tasks, 0 for none "
         "(default O2A_MAX_CACHED_WORKFLOWS, else 250)",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        help="serve Prometheus metrics on this port (default O2A_METRICS_PORT, else none; "
+        "with --processes N, N ports from it)",
     )
     worker.add_argument(
         "--build-id",
@@ -312,6 +324,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             if cache < 0:
                 raise InputError(f"--max-cached-workflows must be 0 or more, got {cache}")
             settings = dataclasses.replace(settings, max_cached_workflows=cache)
+        settings = _with_metrics(args, settings)
         run_workers(_versioned(args, settings), args.processes)
         return EXIT_OK
     if command == "plan":
@@ -338,6 +351,14 @@ def _versioned(args: argparse.Namespace, settings: Settings) -> Settings:
     settings = dataclasses.replace(settings, **{k: v for k, v in flags.items() if v is not None})
     deployment_config(settings.deployment_name, settings.build_id)
     return settings
+
+
+def _with_metrics(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``--metrics-port`` over ``O2A_METRICS_PORT``."""
+    raw: str | None = args.metrics_port
+    if raw is None:
+        return settings
+    return dataclasses.replace(settings, metrics_port=metrics_port(raw, "--metrics-port"))
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
@@ -370,7 +391,7 @@ async def _up(args: argparse.Namespace, settings: Settings) -> int:
         api_port=args.api_port,
         nats=_embedded_nats(args, settings),
     )
-    return await run_up(settings, stack, os.environ.get(KEYS_VARIABLE))
+    return await run_up(_with_metrics(args, settings), stack, os.environ.get(KEYS_VARIABLE))
 
 
 async def _api(args: argparse.Namespace, settings: Settings) -> int:

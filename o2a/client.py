@@ -20,6 +20,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import FailureError
 from temporalio.service import RPCError
 
+from o2a import metrics
 from o2a.codec import CompressionCodec
 from o2a.encryption import ChainedCodec, EncryptionCodec, KeyRing, load_key_ring
 from o2a.telemetry import configure_tracing
@@ -81,7 +82,12 @@ async def connect(service_name: str = "o2a", address: str | None = None) -> Clie
         config["target_host"] = address
     converter = data_converter()  # bad keys: an InputError of their own, not "cannot reach"
     try:
-        return await Client.connect(**config, data_converter=converter, interceptors=interceptors())
+        return await Client.connect(
+            **config,
+            data_converter=converter,
+            interceptors=interceptors(),
+            runtime=metrics.runtime(),
+        )
     except (RuntimeError, RPCError, ValueError) as exc:  # ValueError: a malformed address
         raise ConnectionFailed(
             f"cannot reach Temporal at {config['target_host']}: {exc}. "

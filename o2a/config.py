@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from o2a.errors import InputError
+from o2a.metrics import configured_port
 from o2a.models import DEFAULT_FULFILLMENT_DEADLINE
 from o2a.versioning import DEFAULT_DEPLOYMENT_NAME
 
@@ -51,6 +52,8 @@ class Settings:
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS
     """The worker's sticky cache, in workflows (``O2A_MAX_CACHED_WORKFLOWS``, 0: none);
     memory per cached order against replay cost, see ``DEFAULT_MAX_CACHED_WORKFLOWS``."""
+    metrics_port: int | None = None
+    """The worker's Prometheus endpoint (``O2A_METRICS_PORT``, o2a/metrics.py); None: none."""
     deployment_name: str = DEFAULT_DEPLOYMENT_NAME
     """The Worker Deployment the worker is a version of (``O2A_DEPLOYMENT_NAME``)."""
     build_id: str | None = None
@@ -79,6 +82,7 @@ class Settings:
             subject_prefix=os.environ.get("O2A_SUBJECT_PREFIX", "").strip()
             or DEFAULT_SUBJECT_PREFIX,
             max_cached_workflows=_count("O2A_MAX_CACHED_WORKFLOWS", DEFAULT_MAX_CACHED_WORKFLOWS),
+            metrics_port=configured_port(),
             deployment_name=os.environ.get("O2A_DEPLOYMENT_NAME", "").strip()
             or DEFAULT_DEPLOYMENT_NAME,
             build_id=os.environ.get("O2A_BUILD_ID", "").strip() or None,

@@ -30,7 +30,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from o2a import ids
+from o2a import ids, metrics
 from o2a.bus import MSG_ID, PUBLISH_TIMEOUT, REASON, BusConnection, BusUnavailable, Subjects
 from o2a.bus_messages import document_message_id
 from o2a.client import ConnectionFailed, connect
@@ -183,6 +183,7 @@ class Listener:
                     log.debug("fetch failed: %s", exc or type(exc).__name__)
                     await _wait(stop, FETCH_WAIT)
                     continue
+                metrics.bus_fetched(self.consumer, batch)
                 pause = await self._take(batch)
                 if pause is not None:
                     await _wait(stop, pause)

@@ -49,6 +49,15 @@ LISTENER = "o2a-listener"
 SIMULATOR = "o2a-simulator"
 API = "o2a-api"
 API_PROFILE = "api"
+PROMETHEUS = "prometheus"
+GRAFANA = "grafana"
+JAEGER = "jaeger"
+CODEC_SECRET = "o2a-codec-keys"
+# The o2a processes that talk to Temporal: each needs the codec keys and exports traces.
+TEMPORAL_CLIENTS = (WORKER, LISTENER, API)
+PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
+GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
+OTLP_GRPC_PORT = 4317
 
 FRONTEND_PORT = 7233
 UI_PORT = 8080
@@ -898,6 +907,100 @@ def check_profiles(compose: Compose) -> list[str]:
     return problems
 
 
+def check_observability(compose: Compose) -> list[str]:
+    """Prometheus scrapes, from its mounted config, the worker's metrics port (set and
+    published) and the API's port; Grafana is provisioned with that Prometheus and the
+    dashboards directory it mounts; every Temporal client sends OTLP traces to Jaeger."""
+    problems: list[str] = []
+    services = services_of(compose)
+    worker = service(compose, WORKER)
+    metrics_port = env_of(worker).get("O2A_METRICS_PORT")
+    if metrics_port is None or (int(metrics_port), int(metrics_port)) not in published_ports(
+        worker
+    ):
+        problems.append(f"{WORKER}: O2A_METRICS_PORT {metrics_port} is not set and published")
+    scrape = host_path_for(service(compose, PROMETHEUS), PROMETHEUS_CONFIG) or _bind_file(
+        service(compose, PROMETHEUS), PROMETHEUS_CONFIG
+    )
+    if scrape is None or not scrape.is_file():
+        problems.append(f"{PROMETHEUS}: {PROMETHEUS_CONFIG} is not a file of the repository")
+    else:
+        targets = {
+            target
+            for job in yaml.safe_load(scrape.read_text())["scrape_configs"]
+            for config in job["static_configs"]
+            for target in config["targets"]
+        }
+        for name, port in ((WORKER, metrics_port), (API, str(API_PORT))):
+            if f"{name}:{port}" not in targets:
+                problems.append(f"{PROMETHEUS}: does not scrape {name}:{port} ({targets})")
+        problems.extend(
+            f"{PROMETHEUS}: scrapes {t}, not a service"
+            for t in targets
+            if t.split(":")[0] not in services
+        )
+    problems.extend(_check_grafana(compose))
+    jaeger = env_of(service(compose, JAEGER))
+    if jaeger.get("COLLECTOR_OTLP_ENABLED") != "true":
+        problems.append(f"{JAEGER}: OTLP is not enabled")
+    for name in TEMPORAL_CLIENTS:
+        endpoint = env_of(service(compose, name)).get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+        if endpoint != f"http://{JAEGER}:{OTLP_GRPC_PORT}":
+            problems.append(f"{name}: OTEL_EXPORTER_OTLP_ENDPOINT {endpoint!r} is not {JAEGER}")
+    return problems
+
+
+def _bind_file(svc: Service, target: str) -> Path | None:
+    """The repository file bind-mounted exactly at ``target``."""
+    return next((ROOT / s for s, t in mounts(svc) if t == target and s.startswith(".")), None)
+
+
+def _check_grafana(compose: Compose) -> list[str]:
+    svc = service(compose, GRAFANA)
+    problems: list[str] = []
+    provisioning = host_path_for(svc, f"{GRAFANA_PROVISIONING}/x") or ROOT / "missing"
+    datasources = provisioning.parent / "datasources"
+    urls = [
+        d.get("url", "")
+        for f in sorted(datasources.glob("*.yml"))
+        for d in yaml.safe_load(f.read_text()).get("datasources", [])
+    ]
+    if not any(urlsplit(u).hostname == PROMETHEUS for u in urls):
+        problems.append(f"{GRAFANA}: no provisioned datasource on {PROMETHEUS} ({urls})")
+    for provider_file in sorted((provisioning.parent / "dashboards").glob("*.yml")):
+        for provider in yaml.safe_load(provider_file.read_text()).get("providers", []):
+            path = provider["options"]["path"]
+            folder = _bind_file(svc, path)
+            if folder is None or not list(folder.glob("*.json")):
+                problems.append(f"{GRAFANA}: dashboards path {path} mounts no dashboard JSON")
+    if not (provisioning.parent / "dashboards").is_dir():
+        problems.append(f"{GRAFANA}: {GRAFANA_PROVISIONING} provisions no dashboards")
+    return problems
+
+
+def check_secrets(compose: Compose) -> list[str]:
+    """The codec keys reach each Temporal client as a Compose secret from a file git ignores,
+    and O2A_CODEC_KEYS_FILE names where the secret is mounted."""
+    problems: list[str] = []
+    secret = (compose.get("secrets") or {}).get(CODEC_SECRET) or {}
+    source = str(secret.get("file", ""))
+    ignored_dirs = [
+        line.strip().rstrip("/") + "/"
+        for line in (ROOT / ".gitignore").read_text().splitlines()
+        if line.strip().endswith("/") and not line.startswith("#")
+    ]
+    ignored = any(source.removeprefix("./").startswith(d) for d in ignored_dirs)
+    if not source.startswith(("./var/", "./deploy/")) or not ignored:
+        problems.append(f"secret {CODEC_SECRET}: file {source!r} is not a git-ignored local file")
+    for name in TEMPORAL_CLIENTS:
+        svc = service(compose, name)
+        if CODEC_SECRET not in strings(svc.get("secrets")):
+            problems.append(f"{name}: does not get the {CODEC_SECRET} secret")
+        if env_of(svc).get("O2A_CODEC_KEYS_FILE") != f"/run/secrets/{CODEC_SECRET}":
+            problems.append(f"{name}: O2A_CODEC_KEYS_FILE is not /run/secrets/{CODEC_SECRET}")
+    return problems
+
+
 # --------------------------------------------------------------------------- Dockerfile checkers
 
 
@@ -999,6 +1102,9 @@ def test_compose_defines_the_expected_services(compose: Compose) -> None:
         LISTENER,
         SIMULATOR,
         API,
+        PROMETHEUS,
+        GRAFANA,
+        JAEGER,
     }
 
 
@@ -1106,6 +1212,14 @@ def test_simulator_talks_to_the_bus_only(compose: Compose) -> None:
     assert not {key for key in env_of(svc) if key.startswith("TEMPORAL_")}
 
 
+def test_prometheus_grafana_and_jaeger_see_the_o2a_services(compose: Compose) -> None:
+    assert check_observability(compose) == []
+
+
+def test_codec_keys_are_a_secret_from_an_ignored_file(compose: Compose) -> None:
+    assert check_secrets(compose) == []
+
+
 def test_api(compose: Compose, dockerfile_text: str) -> None:
     assert check_api(compose, dockerfile_text, project_env_names()) == []
 
@@ -1178,6 +1292,13 @@ def _command(name: str, old: str, new: str | None) -> Callable[[Compose], None]:
     return mutate
 
 
+def _set_secret(path: str) -> Callable[[Compose], None]:
+    def mutate(compose: Compose) -> None:
+        compose["secrets"][CODEC_SECRET]["file"] = path
+
+    return mutate
+
+
 def _drop_volume(name: str) -> Callable[[Compose], None]:
     def mutate(compose: Compose) -> None:
         del compose["volumes"][name]
@@ -1210,6 +1331,8 @@ def _run_check(check: str, compose: Compose, dockerfile_text: str) -> list[str]:
         "clients": lambda: check_nats_clients(compose),
         "api": lambda: check_api(compose, dockerfile_text, project_env_names()),
         "profiles": lambda: check_profiles(compose),
+        "observability": lambda: check_observability(compose),
+        "secrets": lambda: check_secrets(compose),
     }
 
     def bus_service(name: str) -> Callable[[], list[str]]:
@@ -1407,6 +1530,31 @@ COMPOSE_MUTATIONS: list[tuple[str, str, Callable[[Compose], None], str]] = [
         _set(f"{WORKER}.depends_on.{API}", {"condition": "service_started"}),
         "profile",
     ),
+    ("observability", "metrics-unpublished", _set(f"{WORKER}.ports", None), "O2A_METRICS_PORT"),
+    ("observability", "no-metrics-port", _env(WORKER, "O2A_METRICS_PORT", None), "not set"),
+    (
+        "observability",
+        "scrape-config-missing",
+        _set(f"{PROMETHEUS}.volumes", [f"./deploy/nothing.yml:{PROMETHEUS_CONFIG}:ro"]),
+        "not a file",
+    ),
+    (
+        "observability",
+        "other-metrics-port",
+        _env(WORKER, "O2A_METRICS_PORT", "9100"),
+        f"does not scrape {WORKER}:9100",
+    ),
+    ("observability", "no-provisioning", _set(f"{GRAFANA}.volumes", []), "datasource"),
+    ("observability", "no-otlp", _env(JAEGER, "COLLECTOR_OTLP_ENABLED", "false"), "OTLP"),
+    (
+        "observability",
+        "traces-elsewhere",
+        _env(WORKER, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4317"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ),
+    ("secrets", "no-secret", _set(f"{LISTENER}.secrets", None), CODEC_SECRET),
+    ("secrets", "wrong-path", _env(API, "O2A_CODEC_KEYS_FILE", "/keys.json"), "/run/secrets"),
+    ("secrets", "committed-keys", _set_secret("./deploy/prometheus/prometheus.yml"), "ignored"),
 ]
 
 

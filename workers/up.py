@@ -5,6 +5,7 @@ services in one command and one event loop; Ctrl-C or SIGTERM stops the worker, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 from collections.abc import Callable, Coroutine
@@ -14,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from o2a import metrics
 from o2a.api.auth import ApiKeys, Role, local_keys
 from o2a.api.codec_server import PREFIX as CODEC_PREFIX
 from o2a.api.server import api_server
@@ -47,6 +49,8 @@ async def run_up(settings: Settings, stack: Stack, keys_text: str | None) -> int
     """``keys_text`` is ``O2A_API_KEYS``; without it, local keys kept beside the database."""
     keys = ApiKeys.parse(keys_text) if keys_text else None
     check_api_port(stack.api_port, "--api-port")
+    if settings.metrics_port is not None:  # a port in use: one line, before anything starts
+        metrics.serve(settings.metrics_port)
     ring, ring_source = local_key_ring()  # a malformed one: one line, nothing started
     var = stack.db.parent
     log_file = var / "temporal.log"
@@ -71,7 +75,7 @@ async def run_up(settings: Settings, stack: Stack, keys_text: str | None) -> int
         os.environ["TEMPORAL_ADDRESS"] = server.address
         if "O2A_UI_URL" not in os.environ:  # links to this server's Web UI
             os.environ["O2A_UI_URL"] = f"http://localhost:{stack.ui_port}"
-        settings = Settings.from_env()
+        settings = dataclasses.replace(Settings.from_env(), metrics_port=settings.metrics_port)
         print(
             f"Temporal dev server on {server.address} (db {stack.db}, log {log_file})\n"
             f"Web UI  http://localhost:{stack.ui_port}\n"
@@ -83,6 +87,7 @@ async def run_up(settings: Settings, stack: Stack, keys_text: str | None) -> int
             + f"API     http://localhost:{stack.api_port} (docs /docs, console /console)\n"
             f"Payloads encrypted with key {ring.active!r} of {ring_source}; the Web UI "
             f"decodes them at http://localhost:{stack.api_port}{CODEC_PREFIX}\n"
+            f"{_metrics_urls(settings, stack)}"
             "Submit an order in another terminal: .venv/bin/o2a submit samples/triple_play.xml",
             flush=True,
         )
@@ -103,6 +108,15 @@ async def run_up(settings: Settings, stack: Stack, keys_text: str | None) -> int
             nats.stop()
             print("NATS server stopped", flush=True)
     return 0
+
+
+def _metrics_urls(settings: Settings, stack: Stack) -> str:
+    worker = (
+        f"http://localhost:{settings.metrics_port}/metrics (worker), "
+        if settings.metrics_port is not None
+        else ""
+    )
+    return f"Metrics {worker}http://localhost:{stack.api_port}/metrics (API)\n"
 
 
 def _local_keys(var_dir: Path, api_port: int) -> ApiKeys:

@@ -8,6 +8,7 @@ each process is a complete worker, so any of them may be killed and the others c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -24,6 +25,7 @@ from activities.decomposition import DecompositionActivities
 from activities.fulfillment import FulfillmentActivities
 from activities.messaging import MessagingActivities
 from activities.notifications import NotificationActivities
+from o2a import metrics
 from o2a.adapters import FulfillmentAdapter, Wiring, fulfillment_system, message_bus
 from o2a.client import connect
 from o2a.config import Settings
@@ -140,6 +142,8 @@ async def serving(
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set, or until SIGINT/SIGTERM; in-flight tasks finish first."""
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
     client = await connect("o2a-worker")
     warn_if_unencrypted()
     wiring = Wiring(settings, "o2a-worker")
@@ -190,6 +194,13 @@ async def _child_worker(settings: Settings, parent: int) -> None:
         watch.cancel()
 
 
+def _nth(settings: Settings, n: int) -> Settings:
+    """The settings of the ``n``th of ``--processes``: its metrics on a port of its own,
+    the ``n``th after the one given."""
+    port = settings.metrics_port
+    return settings if port is None else dataclasses.replace(settings, metrics_port=port + n)
+
+
 def run_workers(settings: Settings, processes: int) -> None:
     if processes <= 1:
         asyncio.run(run_worker(settings))
@@ -200,7 +211,8 @@ def run_workers(settings: Settings, processes: int) -> None:
     fulfillment_system(wiring)
     ctx = multiprocessing.get_context("spawn")
     children = [
-        ctx.Process(target=_process_main, args=(settings, os.getpid())) for _ in range(processes)
+        ctx.Process(target=_process_main, args=(_nth(settings, n), os.getpid()))
+        for n in range(processes)
     ]
     for child in children:
         child.start()

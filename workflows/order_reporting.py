@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         RevisionView,
     )
+    from workflows import order_metrics
     from workflows.messages import Send, send_message
     from workflows.order_context import OrderContext
     from workflows.order_work import fault_of
@@ -71,6 +72,7 @@ class OrderReporter:
         update."""
         self._ctx.tracker.record_outcome(outcome)
         self._outcomes.append(outcome)
+        order_metrics.revision_answered(outcome)
 
     async def publish(self) -> None:
         """Search attributes and UI details, then CRM, each only when something changed."""
@@ -94,6 +96,7 @@ class OrderReporter:
         status = tracker.order_status()
         workflow.set_current_details(tracker.details_markdown(ctx.state))
         if self.published != (ctx.state, status):
+            order_metrics.state_shown(self.published[0] if self.published else None, ctx.state)
             self.published = (ctx.state, status)
             workflow.upsert_search_attributes(
                 [
@@ -176,6 +179,7 @@ class OrderReporter:
         order = ctx.order
         for fallout in ctx.tracker.fallouts[self.fallouts_reported :]:
             self.fallouts_reported += 1
+            order_metrics.fallout_raised(fallout, ctx.tracker.plan)
             if fallout.message_id is not None:
                 continue  # a message not delivered: its Fault would take the same way
             component = ctx.tracker.plan.find(fallout.component)
@@ -207,7 +211,9 @@ class OrderReporter:
         self._watches[component.id] = _Watch(component, workflow.now())
 
     def unwatch(self, component_id: str) -> None:
-        self._watches.pop(component_id, None)
+        watch = self._watches.pop(component_id, None)
+        if watch is not None:
+            order_metrics.component_ran(watch.component, watch.started)
 
     async def watch_jeopardies(self) -> None:
         """Raise Low, Medium, High, Critical as a component runs 1x, 1.5x, 2x, 3x late.
@@ -245,6 +251,7 @@ class OrderReporter:
         for watch in [w for w in self._watches.values() if w.due and w.due <= workflow.now()]:
             severity = JEOPARDY_LEVELS[watch.raised][0]
             watch.raised += 1
+            order_metrics.jeopardy_raised(severity)
             component = watch.component
             jeopardy = JeopardyView(
                 component=component.id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from nats.errors import Error as NatsError
 
+from o2a import metrics
 from o2a.bus import PUBLISH_TIMEOUT, BusConnection, BusUnavailable
 from o2a.fulfillment_bus import request_message
 from o2a.ports import FulfillmentRequest, FulfillmentUnavailable
@@ -32,3 +33,4 @@ class BusFulfillment:
             raise FulfillmentUnavailable(
                 f"the request could not be put on the bus: {exc or type(exc).__name__}"
             ) from exc
+        metrics.bus_published(self.connection.subjects, message.subject)

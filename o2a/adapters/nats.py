@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from nats.errors import Error as NatsError
 
+from o2a import metrics
 from o2a.bus import MSG_ID, PUBLISH_TIMEOUT, BusConnection, BusUnavailable
 from o2a.ports import Destination
 from o2a.telemetry import producing
@@ -27,3 +28,4 @@ class NatsBus:
             raise BusUnavailable(
                 f"NATS did not store {message_id}: {exc or type(exc).__name__}"
             ) from exc
+        metrics.bus_published(self._connection.subjects, self._connection.subjects.of(destination))

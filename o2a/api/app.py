@@ -21,6 +21,8 @@ from temporalio.client import Client
 from o2a.api import aia, codec_server, errors, hub, operator, product_order
 from o2a.api.auth import ApiKeys
 from o2a.api.errors import error_body
+from o2a.api.metrics import observe
+from o2a.api.metrics import router as metrics_router
 from o2a.api.tracing import TraceRequests
 from o2a.client import ConnectionFailed, connect
 from o2a.config import Settings
@@ -85,6 +87,7 @@ def create_app(
     app.include_router(operator.router, dependencies=connected)
     app.include_router(hub.router, dependencies=connected)
     app.include_router(console)  # the operator console: pages, connecting as it needs
+    app.include_router(metrics_router)  # open, as /healthz: o2a/api/metrics.py says why
     app.include_router(codec_server.router)  # no Temporal needed: the keys are local
     app.add_middleware(codec_server.CodecCors, ui_url=settings.ui_url)
     app.add_middleware(RequestLog)
@@ -200,6 +203,7 @@ class RequestLog:
         try:
             await self._app(scope, receive, noting)
         finally:
+            observe(scope, status, time.perf_counter() - started)
             order = scope.get("state", {}).get("order_number")
             log.info(
                 "%s %s %d %.1f ms order=%s",
