@@ -334,6 +334,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(COMMANDS[command](args, settings))
 
 
+def _versioned(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The flags over the environment's version; one the server would refuse is refused
+    here, once, rather than by every process of ``--processes``."""
+    flags = {"deployment_name": args.deployment_name, "build_id": args.build_id}
+    settings = dataclasses.replace(settings, **{k: v for k, v in flags.items() if v is not None})
+    deployment_config(settings.deployment_name, settings.build_id)
+    return settings
+
+
 def _new_key(path: Path | None) -> int:
     path = path or Path(os.environ.get(KEYS_FILE_VARIABLE, "").strip() or DEFAULT_KEYS_FILE)
     ring = add_key(path)
@@ -342,15 +351,6 @@ def _new_key(path: Path | None) -> int:
         f"{', '.join(ring.keys)}); restart workers and the API to encrypt with it"
     )
     return EXIT_OK
-
-
-def _versioned(args: argparse.Namespace, settings: Settings) -> Settings:
-    """The flags over the environment's version; one the server would refuse is refused
-    here, once, rather than by every process of ``--processes``."""
-    flags = {"deployment_name": args.deployment_name, "build_id": args.build_id}
-    settings = dataclasses.replace(settings, **{k: v for k, v in flags.items() if v is not None})
-    deployment_config(settings.deployment_name, settings.build_id)
-    return settings
 
 
 def _with_metrics(args: argparse.Namespace, settings: Settings) -> Settings:
