@@ -194,6 +194,7 @@ class CustomerOrderWorkflow:
             fallouts_reported=reporter.fallouts_reported,
             fulfilled=self._work.fulfilled(),
             runs_before=self._runs_before + 1,
+            started=ctx.started,
         )
         workflow.logger.info("continuing as new: run %d of the order", carried.runs_before + 1)
         workflow.continue_as_new(carried)
@@ -214,6 +215,8 @@ class CustomerOrderWorkflow:
         for component_id, lines in carried.fulfilled.items():
             self._work.hold_fulfilled(component_id, lines)
         self._runs_before = carried.runs_before
+        if carried.started is not None:
+            ctx.started = carried.started
 
     def _has_news(self) -> bool:
         ctx = self._ctx

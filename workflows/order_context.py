@@ -38,6 +38,8 @@ class WorkflowBug(Exception):
 class OrderContext:
     def __init__(self, order: CustomerOrder) -> None:
         self.submitted = order
+        self.started = workflow.info().workflow_start_time
+        """When the order's first run started (carried across continue-as-new)."""
         self._tracker: FulfillmentTracker | None = None
         self.state = OrderState.NOT_STARTED
         self.suspended = False

@@ -18,13 +18,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order_context import FINAL_STATES
 
 
-def state_shown(before: OrderState | None, after: OrderState) -> None:
+def state_shown(before: OrderState | None, after: OrderState, started: datetime) -> None:
     """The order's state as Temporal shows it changed from ``before`` (None: first shown,
-    the order decomposed) to ``after``: it started, or it ended."""
+    the order decomposed) to ``after``: it started, or it ended (``started`` is when its
+    first run began)."""
     if before is None:
         _order_started()
     if after in FINAL_STATES and after != before:
-        _order_closed(after)
+        _order_closed(after, started)
 
 
 def _order_started() -> None:
@@ -33,15 +34,15 @@ def _order_started() -> None:
         workflow.metric_meter().create_counter("o2a_orders_started", "Orders started").add(1)
 
 
-def _order_closed(state: OrderState) -> None:
+def _order_closed(state: OrderState, started: datetime) -> None:
     """By outcome (completed, cancelled or aborted), with how long the order took since its
-    workflow started."""
+    workflow started, across continue-as-new."""
     outcome = {"outcome": state.value}
     meter = workflow.metric_meter()
     meter.create_counter("o2a_orders_closed", "Orders ended, by outcome").add(1, outcome)
     meter.create_histogram_float(
         "o2a_order_cycle_seconds", "From the order's start to its end", "s"
-    ).record(_seconds_since(workflow.info().workflow_start_time), outcome)
+    ).record(_seconds_since(started), outcome)
 
 
 def fallout_raised(fallout: FalloutView, plan: OrderPlan) -> None:

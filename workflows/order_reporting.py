@@ -96,7 +96,8 @@ class OrderReporter:
         status = tracker.order_status()
         workflow.set_current_details(tracker.details_markdown(ctx.state))
         if self.published != (ctx.state, status):
-            order_metrics.state_shown(self.published[0] if self.published else None, ctx.state)
+            before = self.published[0] if self.published else None
+            order_metrics.state_shown(before, ctx.state, ctx.started)
             self.published = (ctx.state, status)
             workflow.upsert_search_attributes(
                 [

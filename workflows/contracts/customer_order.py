@@ -8,6 +8,8 @@ state does not allow, so a refusal needs no worker round trip and has no race.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from o2a.models import (
     ComponentState,
     CustomerOrder,
@@ -136,3 +138,6 @@ class CarriedOrder(Model):
     """Completed work a revision left standing, for its rerun."""
     runs_before: int
     """Runs of this order before the one it starts: the count of continue-as-new."""
+    started: datetime | None = None
+    """When the order's first run started, so its cycle time spans every run (None from
+    runs that did not carry it)."""
