@@ -35,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from o2a import ids
 from o2a.client import connect
 from o2a.config import Settings
+from o2a.encryption import KEYS_FILE_VARIABLE, KEYS_VARIABLE
 from o2a.errors import NoWorkerError, OrderConflictError
 from o2a.models import CustomerOrder, OrderState, OrderStatus, Specification
 from o2a.nats_server import NatsServer
@@ -223,8 +224,14 @@ def quick_catalog(path: Path) -> Path:
 
 
 def worker_env(settings: Settings, address: str) -> dict[str, str]:
-    """Nothing of the shell's Temporal or o2a settings: the worker serves this stack only."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "O2A_"))}
+    """Nothing of the shell's Temporal or o2a settings (the worker serves this stack only)
+    but the payload keys: the worker must read what the soak's client writes."""
+    kept = (KEYS_VARIABLE, KEYS_FILE_VARIABLE)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in kept or not k.startswith(("TEMPORAL_", "O2A_"))
+    }
     env.update(
         TEMPORAL_ADDRESS=address,
         O2A_TASK_QUEUE=settings.task_queue,
