@@ -89,6 +89,7 @@ class FulfillmentActivities:
             _where(request),
             request.step,
             ",".join(line.id for line in request.lines),
+            extra=_about(request),
         )
         return updates
 
@@ -127,8 +128,20 @@ def _where(request: FulfillmentRequest) -> str:
     return f"order {request.order_number} component {request.component_id}"
 
 
+def _about(request: FulfillmentRequest) -> dict[str, str]:
+    """The log line's component, also for a step the COM order runs itself."""
+    return {"component": request.component_id}
+
+
 def _log_fault(request: FulfillmentRequest, code: str, line_id: str | None, step: Step) -> None:
-    activity.logger.warning("%s step %s line %s: fault %s", _where(request), step, line_id, code)
+    activity.logger.warning(
+        "%s step %s line %s: fault %s",
+        _where(request),
+        step,
+        line_id,
+        code,
+        extra=_about(request),
+    )
 
 
 def _log_unavailable(request: FulfillmentRequest, exc: Exception) -> None:
@@ -138,6 +151,7 @@ def _log_unavailable(request: FulfillmentRequest, exc: Exception) -> None:
         request.step,
         request.attempt,
         exc,
+        extra=_about(request),
     )
 
 
@@ -148,5 +162,7 @@ def _no_route(
         f"order {request.order_number} was planned to reach {request.target_system} {planned}, "
         f"but this worker reaches fulfillment systems {here}: run {remedy}, then resolve"
     )
-    activity.logger.warning("%s step %s: %s", _where(request), request.step, message)
+    activity.logger.warning(
+        "%s step %s: %s", _where(request), request.step, message, extra=_about(request)
+    )
     return fault_error(FaultDetail(code=NO_ROUTE, message=message, step=request.step))

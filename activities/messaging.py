@@ -119,12 +119,20 @@ class MessagingActivities:
         self._bus = bus
         self._notifier = notifier
 
-    async def _publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+    async def _publish(
+        self,
+        destination: Destination,
+        message_id: str,
+        document: bytes,
+        component: str | None = None,
+    ) -> None:
         """An unavailable bus is BENIGN, so the SDK logs no traceback on every attempt; the
-        one warning line below is what an operator watching the worker sees."""
+        one warning line below is what an operator watching the worker sees. ``component``:
+        the one the message is about, for the log lines."""
+        about = {"component": component} if component else {}
         try:
             await self._bus.publish(destination, message_id, document)
-            activity.logger.info("sent %s to %s", message_id, destination.value)
+            activity.logger.info("sent %s to %s", message_id, destination.value, extra=about)
         except MessageRejected as exc:
             raise ApplicationError(
                 str(exc), type=OUTBOUND_MESSAGE_REJECTED_TYPE, non_retryable=True
@@ -135,6 +143,7 @@ class MessagingActivities:
                 message_id,
                 activity.info().attempt,
                 exc,
+                extra=about,
             )
             raise ApplicationError(
                 str(exc),
@@ -154,6 +163,7 @@ class MessagingActivities:
             Destination.SOM_PROVISIONING_ORDER,
             msg.message_id,
             render_provisioning_order(msg.message_id, msg.order, msg.created),
+            msg.order.component_id,
         )
 
     @activity.defn(name="send_fulfillment_update")
@@ -201,12 +211,14 @@ class MessagingActivities:
             render_fault(
                 fault_id, msg.order_number, msg.fallout, msg.failed_message_id, msg.created
             ),
+            msg.fallout.component or None,
         )
         ticket_id = ids.trouble_ticket_message_id(msg.fallout.id)
         await self._publish(
             Destination.CRM_TROUBLE_TICKET,
             ticket_id,
             render_trouble_ticket(ticket_id, msg.order_number, msg.fallout, msg.created),
+            msg.fallout.component or None,
         )
         await self._notify(fallout_events(fault_id, msg.created, msg.order_number, msg.fallout))
 
@@ -215,7 +227,9 @@ class MessagingActivities:
         document = render_jeopardy(
             msg.message_id, msg.order_number, msg.revision, msg.jeopardy, msg.lines, msg.created
         )
-        await self._publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)
+        await self._publish(
+            Destination.CRM_ORDER_UPDATE, msg.message_id, document, msg.jeopardy.component
+        )
         await self._notify(
             jeopardy_events(msg.message_id, msg.created, msg.order_number, msg.jeopardy, msg.lines)
         )

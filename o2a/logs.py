@@ -81,8 +81,9 @@ class OrderFields(logging.Filter):
         order = getattr(record, "order", None)
         component = getattr(record, "component", None)
         known = ids.order_of_workflow(workflow_id) if workflow_id else None
-        if known is not None:
-            order, component = known
+        if known is not None:  # a child's ID names its component; else the line may
+            order, of_workflow = known
+            component = of_workflow or component
         elif workflow_id is None and order is not None:
             workflow_id = ids.order_workflow_id(order)
         record.order, record.workflow_id, record.component = order, workflow_id, component
