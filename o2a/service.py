@@ -86,6 +86,7 @@ from workflows.contracts.customer_order import (
     CancelRequest,
     CarriedOrder,
     OperatorRequest,
+    OrderStart,
     OutcomeRequest,
     RevisionBasis,
     RevisionRequest,
@@ -105,9 +106,7 @@ UPDATE_OUTLIVED_WORKFLOW = "AcceptedUpdateCompletedWorkflow"
 """The server's failure type for an update whose workflow closed before it completed."""
 
 T = TypeVar("T")
-StartInput = CustomerOrder | CarriedOrder
-"""An order's workflow starts from the order, or continued as new from what its previous run
-carried."""
+
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -356,7 +355,7 @@ class OrderService(OrderIntake):
         async for event in self._handle(order_number).fetch_history_events():
             if event.HasField("workflow_execution_started_event_attributes"):
                 payloads = event.workflow_execution_started_event_attributes.input.payloads
-                [start] = await convert.decode(payloads, [StartInput])  # type: ignore[list-item]
+                [start] = await convert.decode(payloads, [OrderStart])  # type: ignore[list-item]
                 # A run continued as new starts from what the previous one carried.
                 found = start.tracker.order if isinstance(start, CarriedOrder) else start
             elif (

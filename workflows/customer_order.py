@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         CarriedOrder,
         OperatorRequest,
+        OrderStart,
         OutcomeRequest,
         RevisionBasis,
         RevisionRequest,
@@ -66,7 +67,7 @@ before it replays waiting, as it ran."""
 @workflow.defn
 class CustomerOrderWorkflow:
     @workflow.init
-    def __init__(self, order: CustomerOrder | CarriedOrder) -> None:
+    def __init__(self, order: OrderStart) -> None:
         """A new order, or one continued as new with what its previous run carried (one
         parameter: a history's start event always has one payload)."""
         carried = order if isinstance(order, CarriedOrder) else None
@@ -82,7 +83,7 @@ class CustomerOrderWorkflow:
             self._take_over(carried)
 
     @workflow.run
-    async def run(self, order: CustomerOrder | CarriedOrder) -> OrderStatus:
+    async def run(self, order: OrderStart) -> OrderStatus:
         """The run loop, watched: a bug in any task the order spawned fails this workflow
         task at once, so nothing it commanded meanwhile is recorded."""
         body = asyncio.create_task(self._run(self._ctx.order))
