@@ -163,7 +163,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[KEYS_VARIABLE] = CODEC_KEYS
 
 
-MEASURED_LAST = "tests/test_big_orders.py::test_big_orders_complete_within_limits"
+MEASURED_LAST = "tests/test_big_orders.py::test_big_order_completes_within_limits"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,23 +8,28 @@ of each workflow activation from the worker's task clock (o2a/task_clock.py).
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-from pathlib import Path
+import gc
 
 import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from o2a.big_orders import (
     ISSUE_9_SHAPES,
+    BigOrderShape,
+    Limits,
     big_order,
+    measure_order,
+    running,
+    violations,
+    wait_for_order,
 )
 from o2a.catalog import Catalog
 from o2a.config import Settings
 from o2a.decomposition import decompose
-from o2a.models import ComponentKind
-from o2a.server import DevServer
-from tests.conftest import free_port
-from tests.support import O2A, cli_env
+from o2a.models import ComponentKind, OrderState
+from o2a.task_clock import TaskClock
+from tests.support import start
+from workers.worker import build_worker
 
 
 @pytest.mark.parametrize(
@@ -53,28 +58,37 @@ def test_big_order_has_the_issues_shape(
     )
 
 
-async def test_big_orders_complete_within_limits_on_a_server_and_worker_of_their_own(
-    settings: Settings, tmp_path: Path
+@pytest.mark.parametrize("shape", ISSUE_9_SHAPES, ids=lambda s: s.name)
+async def test_big_order_completes_within_limits(
+    client: Client, settings: Settings, order_number: str, shape: BigOrderShape
 ) -> None:
-    """`o2a bench --big` in a process of its own against a dev server of its own: the CPU
-    per activation and the events per task are the order's, not those of a suite's worth
-    of workflows on a shared server and objects in the test process."""
-    server = DevServer(db=None, port=free_port(), ui_port=None, log_file=tmp_path / "t.log")
-    server.start()
+    order = big_order(order_number, shape.bundles, shape.lines_per_bundle)
+    clock = TaskClock()
+    # The whole suite's objects live in this process: a full garbage collection of them,
+    # falling in an activation, would count as that activation's CPU. Frozen, only what
+    # the worker allocates is collected, as in a worker of its own.
+    gc.collect()
+    gc.freeze()
     try:
-        await server.wait_ready()
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [*O2A, "bench", "--big"],
-            env=cli_env(server.address, settings),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        async with running(build_worker(client, settings, workflow_runner=clock)):
+            handle = await start(client, settings, order)
+            ended = await wait_for_order(client, handle.id, shape.timeout_seconds)
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate(f"test gave up: {ended}")  # nothing left on the server
     finally:
-        server.stop()
-    report = done.stdout + done.stderr
-    assert done.returncode == 0, report
-    assert "every order completed within the limits" in done.stdout, report
-    for shape in ISSUE_9_SHAPES:
-        assert f"\n{shape.name}" in done.stdout, report
+        gc.unfreeze()
+    figures = await measure_order(client, handle.id)
+    problems = violations(figures, Limits(), clock.longest)
+    wall = (
+        f"{figures.wall_seconds:.1f} s" if figures.wall_seconds is not None else "did not complete"
+    )
+    report = (
+        f"{shape.name}: {ended} ({wall}); parent {figures.parent_events:,} events, "
+        f"{figures.child_workflows} children {figures.children_events:,} events, "
+        f"most in one history {figures.most_events.events:,}; "
+        f"longest task {figures.longest_task.longest_task_seconds * 1000:,.0f} ms wall, "
+        f"{clock.longest.cpu_seconds * 1000:,.0f} ms CPU; "
+        f"largest payload {figures.largest_payload.largest_payload_bytes:,} bytes; "
+        f"failed tasks {figures.failed_tasks}"
+    )
+    assert ended == OrderState.COMPLETED and not problems, "\n".join([report, *problems])
