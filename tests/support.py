@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import httpx
 import pytest
 from lxml import etree
 from nats.aio.msg import Msg
@@ -581,6 +582,19 @@ def descendants(pid: int) -> set[int]:
                     found.add(child)
                     todo.append(child)
     return found
+
+
+async def until_healthy(port: int) -> None:
+    """Until the API process on ``port`` answers /healthz."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+        async def healthy() -> bool:
+            try:
+                return (await http.get("/healthz")).status_code == 200
+            except httpx.TransportError:  # not listening yet
+                return False
+
+        await until(healthy)
 
 
 async def wait_until(

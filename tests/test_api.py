@@ -13,7 +13,7 @@ from temporalio.client import Client
 from o2a.config import Settings
 from o2a.server import DevServer
 from tests.conftest import free_port
-from tests.support import API_KEYS, O2A, Background, cli_env, running_api, until
+from tests.support import API_KEYS, O2A, Background, cli_env, running_api, until_healthy
 
 
 async def test_health_and_readiness_need_no_key(client: Client, settings: Settings) -> None:
@@ -49,19 +49,6 @@ async def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(
         response = await http.post("/healthz", content=b"x" * 2048)
     assert response.status_code == 413, response.text
     assert response.json()["reason"] == "Payload too large"
-
-
-async def until_healthy(port: int) -> None:
-    """Until the API process on ``port`` answers /healthz."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-
-        async def healthy() -> bool:
-            try:
-                return (await http.get("/healthz")).status_code == 200
-            except httpx.TransportError:  # not listening yet
-                return False
-
-        await until(healthy)
 
 
 async def test_o2a_api_serves_until_sigterm(

@@ -35,7 +35,7 @@ from tests.support import (
     sample,
     sample_document,
     start,
-    until,
+    until_healthy,
 )
 
 CUSTOMER_DATA = ["Keizersgracht", "1016 DV", "+31201234567", "31201234567", "de Vries"]
@@ -137,15 +137,8 @@ async def test_o2a_api_logs_json_lines(
     )
     try:
         await api.wait_for_output("o2a API on")
+        await until_healthy(port)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-
-            async def healthy() -> bool:
-                try:
-                    return (await http.get("/healthz")).status_code == 200
-                except httpx.TransportError:  # not listening yet
-                    return False
-
-            await until(healthy)
             refused = await http.get("/api/v1/orders", headers={"Authorization": "Bearer x"})
             assert refused.status_code == 401, refused.text
     finally:
