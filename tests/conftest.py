@@ -167,9 +167,8 @@ MEASURED_LAST = "tests/test_big_orders.py::test_big_order_completes_within_limit
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The big orders' CPU per activation is measured last, once the short soak beside the
-    suite has ended: under its load more events fall into one workflow task, and the
-    longest activation measures the machine, not the order."""
+    """The big orders' CPU per activation is measured last, once the short soak that runs
+    beside the suite has ended: no other process competes with the measured worker."""
     items.sort(key=lambda item: item.nodeid.startswith(MEASURED_LAST))
 
 
