@@ -164,17 +164,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 MEASURED_LAST = "tests/test_big_orders.py::test_big_order_completes_within_limits"
+IN_PARALLEL = "PYTEST_XDIST_WORKER" in os.environ
+"""Under pytest-xdist (``make test``'s first run) each of several processes runs a share of
+the tests; the measured tests run afterwards on their own (``-m measured``)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The big orders' CPU per activation is measured last, once the short soak that runs
-    beside the suite has ended: no other process competes with the measured worker."""
+    """Serially, the big orders' CPU per activation is measured last, once the short soak
+    that runs beside the suite has ended: no other process competes with the measured
+    worker. In parallel, the short soak's test comes first, so the process that takes it
+    starts the soak at once and the others share the rest of the suite meanwhile."""
     items.sort(key=lambda item: item.nodeid.startswith(MEASURED_LAST))
+    if IN_PARALLEL:
+        items.sort(key=lambda item: item.nodeid != SHORT_SOAK_TEST)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """The short soak (two minutes on a stack of its own) starts beside the suite."""
-    if any(item.nodeid == SHORT_SOAK_TEST for item in session.items):
+    """Serially, the short soak (two minutes on a stack of its own) starts beside the suite;
+    in parallel, its test starts it (each process collects every test, but one runs it)."""
+    if not IN_PARALLEL and any(item.nodeid == SHORT_SOAK_TEST for item in session.items):
         session.config.stash[SHORT_SOAK] = ShortSoak.start()
 
 

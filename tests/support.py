@@ -302,9 +302,11 @@ def task_versions(histories: list[WorkflowHistory]) -> list[str]:
 
 async def make_current(client: Client, deployment: str, build_id: str) -> None:
     """What ``temporal worker deployment set-current-version`` does, once the version
-    exists (its worker has polled), and until the server has routed the task queues to it."""
+    exists (its worker has polled), and until the server has routed the task queues to it.
+    The version is set once, then its routing awaited: setting it on every poll asked the
+    server again and again for a change it was still making."""
 
-    async def done() -> bool:
+    async def set_current() -> bool:
         try:
             await client.workflow_service.set_worker_deployment_current_version(
                 SetWorkerDeploymentCurrentVersionRequest(
@@ -313,6 +315,9 @@ async def make_current(client: Client, deployment: str, build_id: str) -> None:
             )
         except RPCError:  # the version is not there yet
             return False
+        return True
+
+    async def routed() -> bool:
         described = await client.workflow_service.describe_worker_deployment(
             DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
         )
@@ -323,7 +328,8 @@ async def make_current(client: Client, deployment: str, build_id: str) -> None:
             == RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_COMPLETED
         )
 
-    await until(done)
+    await until(set_current)
+    await until(routed, timeout=3 * WAIT)
 
 
 # --- starting and talking to an order -------------------------------------------------------

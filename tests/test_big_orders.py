@@ -58,6 +58,7 @@ def test_big_order_has_the_issues_shape(
     )
 
 
+@pytest.mark.measured
 @pytest.mark.parametrize("shape", ISSUE_9_SHAPES, ids=lambda s: s.name)
 async def test_big_order_completes_within_limits(
     client: Client, settings: Settings, order_number: str, shape: BigOrderShape
