@@ -8,16 +8,13 @@ itself cost, the figure Temporal's deadlock detector (2 s per activation) cares 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
-from temporalio.converter import SerializationContext, StorageDriverStoreContext
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
-from temporalio.worker._command_aware_visitor import CommandInfo
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
-from temporalio.workflow import Info, _Definition
+
+from o2a.workflow_runner import WrappedInstance, WrappingRunner
 
 
 @dataclass
@@ -28,23 +25,15 @@ class Longest:
     """What the activation carried (e.g. resolve_activity x 16)."""
 
 
-class TaskClock(WorkflowRunner):
+class TaskClock(WrappingRunner):
     """A workflow runner (the sandboxed one by default) that times every activation."""
 
     def __init__(self, inner: WorkflowRunner | None = None) -> None:
-        self._inner = inner or SandboxedWorkflowRunner()
+        super().__init__(inner)
         self.longest = Longest()
 
-    def prepare_workflow(self, defn: _Definition) -> None:
-        self._inner.prepare_workflow(defn)
-
-    def set_worker_level_failure_exception_types(
-        self, types: Sequence[type[BaseException]]
-    ) -> None:
-        self._inner.set_worker_level_failure_exception_types(types)
-
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return _TimedInstance(self._inner.create_instance(det), self)
+        return _TimedInstance(super().create_instance(det), self)
 
     def record(self, cpu_seconds: float, workflow_id: str, activation: WorkflowActivation) -> None:
         if cpu_seconds > self.longest.cpu_seconds:
@@ -56,9 +45,9 @@ class TaskClock(WorkflowRunner):
             self.longest = Longest(cpu_seconds, workflow_id, jobs)
 
 
-class _TimedInstance(WorkflowInstance):
+class _TimedInstance(WrappedInstance):
     def __init__(self, inner: WorkflowInstance, clock: TaskClock) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._clock = clock
 
     def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
@@ -69,16 +58,3 @@ class _TimedInstance(WorkflowInstance):
             self._clock.record(
                 time.thread_time() - started, self._inner.get_info().workflow_id, act
             )
-
-    def get_serialization_context(
-        self, command_info: CommandInfo | None
-    ) -> SerializationContext | None:
-        return self._inner.get_serialization_context(command_info)
-
-    def get_external_store_context(
-        self, command_info: CommandInfo | None
-    ) -> StorageDriverStoreContext:
-        return self._inner.get_external_store_context(command_info)
-
-    def get_info(self) -> Info:
-        return self._inner.get_info()

@@ -157,10 +157,12 @@ def order_number() -> Iterator[str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Every client and worker of the suite, in process or not, encrypts under the test key
-    ring (never a developer's var/codec-keys.json)."""
+    ring (never a developer's var/codec-keys.json), and records spans though nothing
+    exports them (tests/test_tracing.py reads them in process)."""
     del config
     os.environ.pop(KEYS_FILE_VARIABLE, None)
     os.environ[KEYS_VARIABLE] = CODEC_KEYS
+    os.environ["OTEL_TRACES_SAMPLER"] = "parentbased_always_on"
 
 
 MEASURED_LAST = "tests/test_big_orders.py::test_big_order_completes_within_limits"

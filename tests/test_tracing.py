@@ -119,6 +119,19 @@ async def test_a_bus_message_from_crm_is_one_trace_with_its_order(
     assert {"RunWorkflow:ProvisioningOrderWorkflow", "RunActivity:fulfill"} <= names, names
 
 
+def test_spans_nothing_exports_are_not_recorded_unless_the_sampler_variable_asks() -> None:
+    quiet = telemetry.span_sampler([], {})
+    assert quiet is not None
+    described = quiet.get_description()
+    assert described.startswith("ParentBased{root:AlwaysOffSampler,"), described
+    assert "remoteParentSampled:AlwaysOnSampler" in described, described
+    assert telemetry.span_sampler([], {"OTEL_TRACES_SAMPLER": "always_on"}) is None
+    assert (
+        telemetry.span_sampler(telemetry.span_exporters({"OTEL_TRACES_EXPORTER": "console"}), {})
+        is None
+    )
+
+
 def test_exporters_follow_the_otel_variables() -> None:
     assert telemetry.span_exporters({}) == []
     assert telemetry.span_exporters({"OTEL_TRACES_EXPORTER": "none"}) == []

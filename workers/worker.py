@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 
 from temporalio.client import Client
 from temporalio.worker import Worker, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.bare import bare_noop
 from activities.decomposition import DecompositionActivities
@@ -36,6 +35,7 @@ from o2a.notifications import Notifier, TemporalNotifier
 from o2a.ports import FulfillmentRequester, MessageBus
 from o2a.telemetry import shutdown_tracing
 from o2a.versioning import deployment_config, version_text
+from o2a.workflow_runner import ContextFreeRunner
 from workers.fulfillment_responses import FulfillmentResponses
 from workflows.auto_upgrade import AUTO_UPGRADING
 from workflows.bare import BareChildWorkflow, BareOrderWorkflow
@@ -106,7 +106,7 @@ def build_worker(
             notifications.deliver_event,
             bare_noop,
         ],
-        workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
+        workflow_runner=ContextFreeRunner(client.data_converter, workflow_runner),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         max_concurrent_workflow_tasks=MAX_CONCURRENT_WORKFLOW_TASKS,
         max_cached_workflows=settings.max_cached_workflows,
