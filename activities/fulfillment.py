@@ -2,19 +2,24 @@
 FulfillmentSystem port. The request ID is deterministic (order, revision, component, run,
 step), so a retried call never provisions twice.
 
-``fulfill`` calls an inline system and returns its answer, heartbeating while it works.
-``request_fulfillment`` hands the request to a system on the bus and completes later, when
-the response arrives (workers/fulfillment_responses.py completes it by its task token).
+``fulfill`` calls an inline system and returns its answer, heartbeating while it works;
+``fulfill_and_report`` does the same, then sends the step's report to COM itself (one
+activity where a SOM step took two). ``request_fulfillment`` hands the request to a system
+on the bus and completes later, when the response arrives (workers/fulfillment_responses.py
+completes it by its task token).
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from o2a.models import FaultDetail, LineUpdate, Step
+from activities.messaging import FulfillmentUpdateMessage, MessagingActivities
+from o2a.models import ComponentState, ComponentUpdate, FaultDetail, LineUpdate, Step
 from o2a.ports import (
     FulfillmentFault,
     FulfillmentRequest,
@@ -52,15 +57,73 @@ def unavailable_error(reason: str) -> ApplicationError:
     )
 
 
+class StepReport(BaseModel):
+    """What the SOM workflow decided of a step's report before calling the system: the
+    ProcessFulfillmentOrderUpdateEBM's ID and creation time (so every attempt sends the same
+    message) and the milestone the step reaches."""
+
+    message_id: str
+    created: datetime
+    milestone: str
+    parent_workflow_id: str | None
+    """The COM order that hears the report as a signal; None for the last step's, which
+    reaches COM as the component's result."""
+    known: list[LineUpdate] | None = None
+    """For the last step: every line's data so far. Its report is the component completed,
+    with every line's data, the new included."""
+
+
+class ReportedStep(BaseModel):
+    request: FulfillmentRequest
+    report: StepReport
+
+    def message(self, updates: list[LineUpdate]) -> FulfillmentUpdateMessage:
+        """The report of the step done: the lines' new data with the component going on,
+        or after the last step every line's data with the component completed."""
+        request, report = self.request, self.report
+        changed = [update for update in updates if update.data]
+        if report.known is None:
+            state, lines = ComponentState.IN_PROGRESS, changed
+        else:
+            state, lines = ComponentState.COMPLETED, _merged(report.known, changed)
+        return FulfillmentUpdateMessage(
+            message_id=report.message_id,
+            created=report.created,
+            order_number=request.order_number,
+            revision=request.revision,
+            update=ComponentUpdate(
+                component_id=request.component_id,
+                state=state,
+                milestone=report.milestone,
+                step=request.step,
+                line_updates=lines,
+            ),
+            parent_workflow_id=report.parent_workflow_id,
+        )
+
+
+def _merged(known: list[LineUpdate], changed: list[LineUpdate]) -> list[LineUpdate]:
+    """Each line's data, the changes merged into what was known, lines in first-seen order."""
+    data = {update.line_id: dict(update.data) for update in known}
+    for update in changed:
+        data.setdefault(update.line_id, {}).update(update.data)
+    return [LineUpdate(line_id=line_id, data=values) for line_id, values in data.items()]
+
+
 class FulfillmentActivities:
     """``system`` answers inline, ``requester`` over the bus; a worker has the one its
-    settings name (tests may give either)."""
+    settings name (tests may give either). ``messaging`` sends the reports of
+    ``fulfill_and_report``."""
 
     def __init__(
-        self, system: FulfillmentSystem | None, requester: FulfillmentRequester | None = None
+        self,
+        system: FulfillmentSystem | None,
+        requester: FulfillmentRequester | None = None,
+        messaging: MessagingActivities | None = None,
     ) -> None:
         self._system = system
         self._requester = requester
+        self._messaging = messaging
 
     @activity.defn(name="fulfill")
     async def fulfill(self, request: FulfillmentRequest) -> list[LineUpdate]:
@@ -91,6 +154,17 @@ class FulfillmentActivities:
             ",".join(line.id for line in request.lines),
             extra=_about(request),
         )
+        return updates
+
+    @activity.defn(name="fulfill_and_report")
+    async def fulfill_and_report(self, step: ReportedStep) -> list[LineUpdate]:
+        """The step, then its report. A report that cannot be sent fails the attempt, and
+        the retry calls the system again under the same request ID (the same call, done
+        once) before sending the same message again."""
+        if self._messaging is None:
+            raise RuntimeError("fulfill_and_report needs the worker's messaging activities")
+        updates = await self.fulfill(step.request)
+        await self._messaging.send_fulfillment_update(step.message(updates))
         return updates
 
     @activity.defn(name="request_fulfillment")

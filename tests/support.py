@@ -270,6 +270,9 @@ async def fulfillment_calls(client: Client, workflow_id: str) -> list[dict[str, 
             if attrs.activity_type.name == "fulfill":
                 [call] = await client.data_converter.decode(attrs.input.payloads[:1])
                 calls.append(call)
+            elif attrs.activity_type.name == "fulfill_and_report":
+                [reported] = await client.data_converter.decode(attrs.input.payloads[:1])
+                calls.append(reported["request"])
     return calls
 
 
@@ -414,6 +417,10 @@ async def refusal(update: Awaitable[object]) -> str:
     raise AssertionError("the update was accepted")
 
 
+REPORTING_ACTIVITIES = ("send_fulfillment_update", "fulfill_and_report")
+"""A child's report goes alone, or with the inline step it reports (none pending: sent)."""
+
+
 async def child_idle(client: Client, workflow_id: str, reports: int = 0) -> bool:
     """The child has decided what to do after everything that happened to it so far, with
     at least ``reports`` fulfillment updates sent: no activity or workflow task outstanding,
@@ -427,8 +434,7 @@ async def child_idle(client: Client, workflow_id: str, reports: int = 0) -> bool
         1
         for e in events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name
-        == "send_fulfillment_update"
+        and e.activity_task_scheduled_event_attributes.activity_type.name in REPORTING_ACTIVITIES
     )
     return (
         sent >= reports

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from lxml import etree
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -83,6 +84,22 @@ async def test_triple_play_completes(
         described = await child.describe()
         assert described.status is WorkflowExecutionStatus.COMPLETED
         assert described.typed_search_attributes.get(visibility.ORDER_NUMBER) == order_number
+
+        # Each step reports with its own call; the last report is the component completed,
+        # every line with its data (it reaches COM as the child's result).
+        history = await child.fetch_history()
+        called = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        ]
+        assert called == ["fulfill_and_report"] * 3, called
+        reports = messages(settings.outbox_dir, f"PFOU.{order_number}.r1.{component.id}")
+        milestones = [text_of(report, "MilestoneCode")[0] for _, report in reports]
+        assert milestones == ["PROVISION_DESIGNED", "PROVISION_ACTIVATED", "PROVISION_COMPLETE"]
+        completed = reports[-1][1]
+        assert text_of(completed, "Code") == ["COMPLETED"]
+        assert text_of(completed, "ID")[2:] == component.lines  # after sender, component
 
     # CRM heard IN PROGRESS first and COMPLETE last, each message under its own EBMID.
     crm = messages(settings.outbox_dir, f"USO.{order_number}.r1")

@@ -76,17 +76,23 @@ def build_worker(
     way its adapter does (inline, or over the bus: then run it with ``serving``, which
     also reads the systems' responses)."""
     wiring = wiring or Wiring(settings, "o2a-worker")
-    adapter = fulfillment or fulfillment_system(wiring)
-    if isinstance(adapter, FulfillmentRequester):
-        mode, fulfillment_activities = RouteMode.BUS, FulfillmentActivities(None, adapter)
-    else:
-        mode, fulfillment_activities = RouteMode.INLINE, FulfillmentActivities(adapter)
-    route = FulfillmentRoute(mode=mode, deadline_seconds=settings.fulfillment_deadline)
-    decomposition = DecompositionActivities(settings.catalog_path, route)
-    _ = decomposition.catalog  # a broken catalog stops the worker at start, not an order
     messaging = MessagingActivities(
         bus or message_bus(wiring), notifier or TemporalNotifier(client, settings.task_queue)
     )
+    adapter = fulfillment or fulfillment_system(wiring)
+    if isinstance(adapter, FulfillmentRequester):
+        mode, fulfillment_activities = (
+            RouteMode.BUS,
+            FulfillmentActivities(None, adapter, messaging),
+        )
+    else:
+        mode, fulfillment_activities = (
+            RouteMode.INLINE,
+            FulfillmentActivities(adapter, None, messaging),
+        )
+    route = FulfillmentRoute(mode=mode, deadline_seconds=settings.fulfillment_deadline)
+    decomposition = DecompositionActivities(settings.catalog_path, route)
+    _ = decomposition.catalog  # a broken catalog stops the worker at start, not an order
     notifications = NotificationActivities()
     versioning = deployment_config(settings.deployment_name, settings.build_id)
     workflows = WORKFLOWS if versioning is None else [AUTO_UPGRADING.get(w, w) for w in WORKFLOWS]
@@ -102,6 +108,7 @@ def build_worker(
             messaging.send_fallout,
             messaging.send_jeopardy,
             fulfillment_activities.fulfill,
+            fulfillment_activities.fulfill_and_report,
             fulfillment_activities.request_fulfillment,
             notifications.deliver_event,
             bare_noop,

@@ -9,14 +9,21 @@ instead, and a deadline that passes is fallout with its own code.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from activities.fulfillment import FulfillmentActivities, fault_error
+    from activities.fulfillment import (
+        FulfillmentActivities,
+        ReportedStep,
+        StepReport,
+        fault_error,
+    )
     from o2a import ids
     from o2a.models import (
         FaultDetail,
@@ -28,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from o2a.ports import FulfillmentRequest
     from workflows.policies import FULFILLMENT_HEARTBEAT, FULFILLMENT_RETRY, FULFILLMENT_TIMEOUT
+
+A = TypeVar("A")
+InlineCall = Callable[[FulfillmentActivities, A], Coroutine[Any, Any, list[LineUpdate]]]
 
 NO_RESPONSE = "NO_RESPONSE"
 """The fault code of a step whose system did not answer within the deadline."""
@@ -44,9 +54,11 @@ async def fulfill(
     step: Step,
     lines: list[SalesOrderLine],
     route: FulfillmentRoute,
+    report: StepReport | None = None,
 ) -> list[LineUpdate]:
     """One step for these lines of one component, under its deterministic request ID (so a
-    retried call is the same call), with the shared retry budget."""
+    retried call is the same call), with the shared retry budget. With a ``report`` (inline
+    only) the activity sends the step's report to COM once the system has answered."""
     request = FulfillmentRequest(
         request_id=ids.fulfillment_request_id(order_number, revision, component_id, run, step),
         order_number=order_number,
@@ -60,9 +72,17 @@ async def fulfill(
     )
     if route.mode is RouteMode.BUS:
         return await _over_the_bus(request, timedelta(seconds=route.deadline_seconds))
+    if report is not None:
+        reported = ReportedStep(request=request, report=report)
+        return await _inline(FulfillmentActivities.fulfill_and_report, reported)
+    return await _inline(FulfillmentActivities.fulfill, request)
+
+
+async def _inline(call: InlineCall[A], argument: A) -> list[LineUpdate]:
+    """An inline system's call heartbeats while it works, so a killed worker is noticed."""
     return await workflow.execute_activity_method(
-        FulfillmentActivities.fulfill,
-        request,
+        call,
+        argument,
         start_to_close_timeout=FULFILLMENT_TIMEOUT,
         heartbeat_timeout=FULFILLMENT_HEARTBEAT,
         retry_policy=FULFILLMENT_RETRY,

@@ -19,6 +19,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.fulfillment import StepReport
     from activities.messaging import FulfillmentUpdateMessage, MessagingActivities
     from o2a import ids
     from o2a.models import (
@@ -52,6 +53,10 @@ MILESTONES = {
 }
 """The milestone each step reaches once every line of the component has done it."""
 UNDONE_MILESTONE = "PROVISION_UNDONE"
+STEP_REPORTS_PATCH = "step-call-sends-its-report"
+"""workflow.patched: an inline step's call sends the step's report itself, the last step's
+the component's completion (one activity where there were two, fulfill then
+send_fulfillment_update); older histories replay as they ran."""
 CONTINUE_AS_NEW_PATCH = "continue-as-new-when-suggested"
 """workflow.patched: between steps, a long history continues as new; a history from before
 it replays as it ran."""
@@ -76,6 +81,7 @@ class ProvisioningOrderWorkflow:
         self._cancel = False
         self._suspended = False
         self._sequence = 0
+        self._completion_reported = False
         self._state = ComponentState.IN_PROGRESS
         if carried is not None:
             self._revision = carried.revision
@@ -87,6 +93,7 @@ class ProvisioningOrderWorkflow:
             self._cancel = carried.cancel
             self._suspended = carried.suspended
             self._sequence = carried.sequence
+            self._completion_reported = carried.completion_reported
 
     @workflow.signal(name=REVISE_SIGNAL)
     def revise(self, revision: ProvisioningRevision) -> None:
@@ -138,16 +145,17 @@ class ProvisioningOrderWorkflow:
                     continue
                 await self._run_step(step)
                 continue
-            await self._report(
-                ComponentUpdate(
-                    component_id=order.component_id,
-                    state=ComponentState.COMPLETED,
-                    milestone=MILESTONES[STEPS[-1]],
-                    step=STEPS[-1],
-                    line_updates=self._line_updates(),
-                ),
-                notify_parent=False,
-            )
+            if not self._completion_reported:
+                await self._report(
+                    ComponentUpdate(
+                        component_id=order.component_id,
+                        state=ComponentState.COMPLETED,
+                        milestone=MILESTONES[STEPS[-1]],
+                        step=STEPS[-1],
+                        line_updates=self._line_updates(),
+                    ),
+                    notify_parent=False,
+                )
             # A revise or cancel that came in while reporting still gets its turn.
             if not self._revisions and not self._cancel:
                 workflow.logger.info("component completed")
@@ -175,6 +183,7 @@ class ProvisioningOrderWorkflow:
             cancel=self._cancel,
             suspended=self._suspended,
             sequence=self._sequence,
+            completion_reported=self._completion_reported,
         )
 
     def _next_step(self) -> Step | None:
@@ -185,7 +194,9 @@ class ProvisioningOrderWorkflow:
 
     # --- steps ---------------------------------------------------------------------------------
 
-    async def _execute(self, step: Step, lines: list[SalesOrderLine]) -> list[LineUpdate]:
+    async def _execute(
+        self, step: Step, lines: list[SalesOrderLine], report: StepReport | None = None
+    ) -> list[LineUpdate]:
         """One call to the provisioning system: this step for all these lines."""
         order = self._order
         return await fulfill(
@@ -198,11 +209,13 @@ class ProvisioningOrderWorkflow:
             step=step,
             lines=lines,
             route=order.fulfillment,
+            report=report,
         )
 
     async def _run_step(self, step: Step) -> None:
         todo = [line for lid, line in self._lines.items() if step not in self._done.get(lid, [])]
-        results = await self._call(step, todo)
+        report = self._step_report(step)
+        results = await self._call(step, todo, report)
         if results is None:
             return
         for line in todo:
@@ -210,7 +223,8 @@ class ProvisioningOrderWorkflow:
         changed = [result for result in results if result.data]
         for result in changed:
             self._data.setdefault(result.line_id, {}).update(result.data)
-        if step is not STEPS[-1]:
+        self._completion_reported = report is not None and report.known is not None
+        if step is not STEPS[-1] and report is None:
             await self._report(
                 ComponentUpdate(
                     component_id=self._order.component_id,
@@ -222,7 +236,28 @@ class ProvisioningOrderWorkflow:
                 notify_parent=True,
             )
 
-    async def _call(self, step: Step, todo: list[SalesOrderLine]) -> list[LineUpdate] | None:
+    def _step_report(self, step: Step) -> StepReport | None:
+        """The report an inline step's call sends once the system has answered (the last
+        step's: the component completed); None: the workflow sends it, if any."""
+        order = self._order
+        if order.fulfillment.mode is not RouteMode.INLINE or not workflow.patched(
+            STEP_REPORTS_PATCH
+        ):
+            return None
+        last = step is STEPS[-1]
+        self._sequence += 1
+        self._show()
+        return StepReport(
+            message_id=self._message_id(),
+            created=workflow.now(),
+            milestone=MILESTONES[step],
+            parent_workflow_id=None if last else order.parent_workflow_id,
+            known=self._line_updates() if last else None,
+        )
+
+    async def _call(
+        self, step: Step, todo: list[SalesOrderLine], report: StepReport | None
+    ) -> list[LineUpdate] | None:
         """The step's call; None when a revise or cancel superseded it while it waited.
 
         Inline, a step under way finishes first and the change is applied after it. Over
@@ -232,7 +267,7 @@ class ProvisioningOrderWorkflow:
         did the work anyway (undoing work never done is a no-op for a system); the change
         decides what runs next, under the new revision's request IDs."""
         if self._order.fulfillment.mode is RouteMode.INLINE:
-            return await self._execute(step, todo)
+            return await self._execute(step, todo, report)
         call = asyncio.ensure_future(self._execute(step, todo))
         await workflow.wait_condition(lambda: call.done() or self._supersedes(todo))
         if call.done():
@@ -257,6 +292,7 @@ class ProvisioningOrderWorkflow:
                 await self._execute(step.undo(), lines)
         if not work:
             return
+        self._completion_reported = False
         for line_id in work:
             self._done.pop(line_id, None)
             self._data.pop(line_id, None)
@@ -285,6 +321,7 @@ class ProvisioningOrderWorkflow:
                 self._done.pop(lid, None)
             self._lines = new_lines
             self._revision = revision.revision
+            self._completion_reported = False
             self._show()
 
     # --- reporting -----------------------------------------------------------------------------
@@ -325,19 +362,19 @@ class ProvisioningOrderWorkflow:
         await send_message(
             MessagingActivities.send_fulfillment_update,
             FulfillmentUpdateMessage(
-                message_id=ids.fulfillment_update_message_id(
-                    order.order_number,
-                    self._revision,
-                    order.component_id,
-                    self._sequence,
-                    order.run,
-                ),
+                message_id=self._message_id(),
                 created=workflow.now(),
                 order_number=order.order_number,
                 revision=self._revision,
                 update=update,
                 parent_workflow_id=order.parent_workflow_id if notify_parent else None,
             ),
+        )
+
+    def _message_id(self) -> str:
+        order = self._order
+        return ids.fulfillment_update_message_id(
+            order.order_number, self._revision, order.component_id, self._sequence, order.run
         )
 
 

@@ -28,7 +28,6 @@ RESUME_SIGNAL = "resume"
 """Parent → child: hold new steps / carry on."""
 
 
-
 class CarriedComponent(Model):
     """What one run of a provisioning component hands the next when it continues as new,
     between steps: the work done, the revision in force and the signals not yet taken. The
@@ -46,6 +45,9 @@ class CarriedComponent(Model):
     suspended: bool
     sequence: int
     """Updates sent so far: the next one's message ID goes on from here."""
+    completion_reported: bool = False
+    """The last step's call has sent the component's completion, and nothing has changed
+    since (False in what runs of older code carried)."""
 
 
 __all__ = [
