@@ -18,7 +18,8 @@ TIMEOUT = timedelta(seconds=30)
 
 class BareChildShape(BaseModel):
     steps: list[int]
-    """Parallel activities in each step; each step ends with one message activity."""
+    """Parallel activities in each step; the step's call carries its report, as o2a's
+    inline SOM steps do (activities/fulfillment.py ``fulfill_and_report``)."""
     signals: int
 
 
@@ -44,9 +45,7 @@ class BareChildWorkflow:
         for n, width in enumerate(child.shape.steps):
             await asyncio.gather(*(_noop("step") for _ in range(width)))
             if n < child.shape.signals:
-                await asyncio.gather(_noop("message"), parent.signal(BareOrderWorkflow.update))
-            else:
-                await _noop("message")
+                await parent.signal(BareOrderWorkflow.update)
 
 
 @workflow.defn
