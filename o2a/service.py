@@ -108,7 +108,6 @@ UPDATE_OUTLIVED_WORKFLOW = "AcceptedUpdateCompletedWorkflow"
 T = TypeVar("T")
 
 
-
 # --- results ----------------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from o2a.revision import Compensation, LineChange, RevisionPlan
 
 _LineKey = tuple[FulfillmentStatus, str | None, bool, tuple[tuple[str, str], ...]]
 
+
 class CarriedTracker(Model):
     """A tracker as a continued-as-new order hands it to its next run: all it knows, and
     nothing it derives from that again (line counts, the plan's indexes)."""

@@ -228,9 +228,7 @@ def worker_env(settings: Settings, address: str) -> dict[str, str]:
     but the payload keys: the worker must read what the soak's client writes."""
     kept = (KEYS_VARIABLE, KEYS_FILE_VARIABLE)
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if k in kept or not k.startswith(("TEMPORAL_", "O2A_"))
+        k: v for k, v in os.environ.items() if k in kept or not k.startswith(("TEMPORAL_", "O2A_"))
     }
     env.update(
         TEMPORAL_ADDRESS=address,

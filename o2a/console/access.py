@@ -48,9 +48,7 @@ class Visitor:
 
 
 def signer(request: Request) -> SessionSigner:
-    return app_singleton(
-        request, "console_sessions", lambda: SessionSigner(configured_secret())
-    )
+    return app_singleton(request, "console_sessions", lambda: SessionSigner(configured_secret()))
 
 
 def session_of(request: Request) -> Session | None:
