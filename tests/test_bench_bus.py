@@ -9,28 +9,14 @@ from pathlib import Path
 
 from o2a.config import Settings
 from tests.conftest import free_port
-from tests.support import Background, cli_env
-from tests.test_cli import o2a
+from tests.support import cli_env
+from tests.test_cli import o2a, start_up
 
 
 async def test_bench_via_bus_prints_both_runs_and_the_ratio(tmp_path: Path, settings: Settings):
     port, nats_port = free_port(), free_port()
     env = cli_env(f"127.0.0.1:{port}", settings)
-    up = await Background.start(
-        "up",
-        "--db",
-        str(tmp_path / "up" / "t.db"),
-        "--port",
-        str(port),
-        "--ui-port",
-        str(free_port()),
-        "--nats-port",
-        str(nats_port),
-        "--api-port",
-        str(free_port()),
-        env=env,
-        log=tmp_path / "up.log",
-    )
+    up = await start_up(tmp_path, port, free_port(), env, nats_port)
     try:
         await up.wait_for_output("as durable consumer", timeout=90)
         await up.wait_for_output("polling task queue", timeout=30)

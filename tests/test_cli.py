@@ -258,7 +258,10 @@ async def test_server_command_serves_temporal_web_ui_and_nats(tmp_path: Path, se
         server.kill()
 
 
-async def start_up(tmp_path: Path, port: int, ui_port: int, env: Mapping[str, str]) -> Background:
+async def start_up(
+    tmp_path: Path, port: int, ui_port: int, env: Mapping[str, str], nats_port: int | None = None
+) -> Background:
+    """`o2a up` with every port its own (tests run in parallel: none on a default)."""
     return await Background.start(
         "up",
         "--db",
@@ -268,8 +271,10 @@ async def start_up(tmp_path: Path, port: int, ui_port: int, env: Mapping[str, st
         "--ui-port",
         str(ui_port),
         "--nats-port",
-        str(free_port()),
+        str(nats_port or free_port()),
         "--api-port",
+        str(free_port()),
+        "--metrics-port",
         str(free_port()),
         env=env,
         log=tmp_path / "up.log",
