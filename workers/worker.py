@@ -81,15 +81,10 @@ def build_worker(
     )
     adapter = fulfillment or fulfillment_system(wiring)
     if isinstance(adapter, FulfillmentRequester):
-        mode, fulfillment_activities = (
-            RouteMode.BUS,
-            FulfillmentActivities(None, adapter, messaging),
-        )
+        mode, system, requester = RouteMode.BUS, None, adapter
     else:
-        mode, fulfillment_activities = (
-            RouteMode.INLINE,
-            FulfillmentActivities(adapter, None, messaging),
-        )
+        mode, system, requester = RouteMode.INLINE, adapter, None
+    fulfillment_activities = FulfillmentActivities(system, requester, messaging)
     route = FulfillmentRoute(mode=mode, deadline_seconds=settings.fulfillment_deadline)
     decomposition = DecompositionActivities(settings.catalog_path, route)
     _ = decomposition.catalog  # a broken catalog stops the worker at start, not an order
