@@ -32,6 +32,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.enums.v1 import EventType, RoutingConfigUpdateState
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
@@ -877,3 +878,24 @@ class ShortSoak:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+Samples = dict[str, dict[frozenset[tuple[str, str]], float]]
+
+
+async def scrape(url: str) -> Samples:
+    """Every sample of a Prometheus endpoint: name → labels → value."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.get(url)
+    answer.raise_for_status()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
+    return samples
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum over the series of ``name`` that carry ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for k, v in samples.get(name, {}).items() if wanted <= k)

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
 from o2a import metrics
@@ -31,11 +30,14 @@ from tests.support import (
     O2A,
     ROOT,
     Background,
+    Samples,
     cli_env,
     closed,
     quick_triple_play,
     running_api,
+    scrape,
     set_spec,
+    total,
     until,
 )
 from workers.simulate import run_simulator
@@ -44,7 +46,8 @@ DASHBOARD = ROOT / "deploy/grafana/dashboards/o2a.json"
 SCRAPE_CONFIG = ROOT / "deploy/prometheus/prometheus.yml"
 NOT_EXERCISED = {"o2a_jeopardies_raised_total"}
 """Dashboard metrics no order here raises (a jeopardy needs a component late by its
-catalog duration); they must still be declared in the code that emits them."""
+catalog duration: tests/test_timers.py counts it); they must still be declared in the code
+that emits them."""
 EMITTERS = [ROOT / "workflows/order_metrics.py", ROOT / "o2a/metrics.py"]
 
 
@@ -52,27 +55,6 @@ def faulty(order_number: str) -> CustomerOrder:
     """A triple play whose broadband activation fails for good: fallout."""
     order = quick_triple_play(order_number)
     return set_spec(order, "1.1.1", "SimulatedFault", "activate:PORT_UNAVAILABLE:99")
-
-
-Samples = dict[str, dict[frozenset[tuple[str, str]], float]]
-
-
-async def scrape(url: str) -> Samples:
-    """Every sample of a Prometheus endpoint: name → labels → value."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        answer = await http.get(url)
-    answer.raise_for_status()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
-    return samples
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum over the series of ``name`` that carry ``labels``."""
-    wanted = set(labels.items())
-    return sum(v for k, v in samples.get(name, {}).items() if wanted <= k)
 
 
 def dashboard_metrics() -> set[str]:

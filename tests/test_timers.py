@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from o2a import ids
@@ -25,6 +26,7 @@ from o2a.errors import MessageBusUnavailable
 from o2a.models import ComponentState, OrderState, Step
 from o2a.ports import Destination
 from o2a.visibility import indexed_value_types
+from tests.conftest import free_port
 from tests.support import (
     act,
     held,
@@ -34,7 +36,9 @@ from tests.support import (
     revise,
     revision,
     sample,
+    scrape,
     start,
+    total,
     until,
 )
 from workers.worker import build_worker
@@ -43,6 +47,8 @@ from workflows.order_reporting import JEOPARDY_LEVELS
 from workflows.policies import MESSAGE_DEADLINE
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+METRICS_PORT = free_port()
+"""Where the workers of this module export their metrics (the jeopardy counter)."""
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +57,13 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=data_converter(),
         interceptors=interceptors(),
         test_server_existing_path=str(TEST_SERVER),
+        runtime=Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(
+                    bind_address=f"127.0.0.1:{METRICS_PORT}", counters_total_suffix=True
+                )
+            )
+        ),
     )
     await environment.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
@@ -136,6 +149,15 @@ async def test_late_component_raises_jeopardy_by_severity(
     assert raised == [severity for severity, _ in JEOPARDY_LEVELS]
     others = [j for j in result.jeopardies if j.component != provision.id]
     assert others == []
+    counted = await scrape(f"http://127.0.0.1:{METRICS_PORT}/metrics")
+    for severity, _ in JEOPARDY_LEVELS:
+        raised_here = total(
+            counted,
+            "o2a_jeopardies_raised_total",
+            severity=severity,
+            task_queue=settings.task_queue,
+        )
+        assert raised_here == 1, (severity, counted.get("o2a_jeopardies_raised_total"))
     notices = sorted(settings.outbox_dir.glob(f"JEOP.{order_number}.*.xml"))
     assert len(notices) == len(JEOPARDY_LEVELS)
     assert any("<SeverityCode>Critical</SeverityCode>" in p.read_text() for p in notices)

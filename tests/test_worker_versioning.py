@@ -139,6 +139,18 @@ async def test_a_move_of_an_unknown_order_is_refused(
         await move_order(client, settings, order_number, WorkerDeploymentVersion("o2a", "A"))
 
 
+async def test_a_move_of_an_ended_order_is_refused_and_pins_nothing(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    async with worker():
+        handle = await start(client, settings, quick_triple_play(order_number))
+        assert (await finished(handle)).state is OrderState.COMPLETED
+    with pytest.raises(OrderConflictError, match=f"order {order_number} has ended"):
+        await move_order(client, settings, order_number, WorkerDeploymentVersion("o2a", "A"))
+    info = (await handle.describe()).raw_description.workflow_execution_info
+    assert not info.versioning_info.HasField("versioning_override")
+
+
 def test_without_a_build_id_the_worker_is_unversioned() -> None:
     assert deployment_config("o2a", None) is None
 
