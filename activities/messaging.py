@@ -41,6 +41,7 @@ from o2a.outbound import (
     render_provisioning_order,
     render_sales_order_update,
     render_trouble_ticket,
+    same_message,
 )
 from o2a.ports import Destination, MessageBus
 from workflows.contracts.listener_delivery import TmfEvent
@@ -125,14 +126,24 @@ class MessagingActivities:
         message_id: str,
         document: bytes,
         component: str | None = None,
-    ) -> None:
+    ) -> bool:
         """An unavailable bus is BENIGN, so the SDK logs no traceback on every attempt; the
         one warning line below is what an operator watching the worker sees. ``component``:
-        the one the message is about, for the log lines."""
+        the one the message is about, for the log lines. False: the ID already held another
+        message (the bus keeps the first), so this one was not sent. A body differing only
+        in its header is the same message, decided again by a retried workflow task."""
         about = {"component": component} if component else {}
         try:
-            await self._bus.publish(destination, message_id, document)
-            activity.logger.info("sent %s to %s", message_id, destination.value, extra=about)
+            kept = same_message(
+                await self._bus.publish(destination, message_id, document), document
+            )
+            if kept:
+                activity.logger.info("sent %s to %s", message_id, destination.value, extra=about)
+            else:
+                activity.logger.warning(
+                    "%s already holds another message: this one not sent", message_id, extra=about
+                )
+            return kept
         except MessageRejected as exc:
             raise ApplicationError(
                 str(exc), type=OUTBOUND_MESSAGE_REJECTED_TYPE, non_retryable=True
@@ -176,7 +187,10 @@ class MessagingActivities:
             await _deliver_to_order(msg.parent_workflow_id, msg.message_id, msg.update)
 
     @activity.defn(name="send_sales_order_update")
-    async def send_sales_order_update(self, msg: SalesOrderUpdateMessage) -> None:
+    async def send_sales_order_update(self, msg: SalesOrderUpdateMessage) -> bool:
+        """False when the ID already held another message: a local activity run again by a
+        retried workflow task, which decided a different update this time. The order then
+        sends it under its next ID; the listeners hear only the update that was kept."""
         document = render_sales_order_update(
             msg.message_id,
             msg.order_number,
@@ -186,7 +200,8 @@ class MessagingActivities:
             msg.created,
             msg.revision_outcome,
         )
-        await self._publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)
+        if not await self._publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document):
+            return False
         await self._notify(
             sales_order_update_events(
                 msg.message_id,
@@ -199,6 +214,7 @@ class MessagingActivities:
                 msg.order_state,
             )
         )
+        return True
 
     @activity.defn(name="send_fallout")
     async def send_fallout(self, msg: FalloutMessage) -> None:

@@ -6,6 +6,7 @@ published under, so a retried delivery replaces the message instead of adding on
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -282,3 +283,33 @@ def render_jeopardy(
     for line_id in lines:
         _sub(_sub(notice, SO_NS, "SalesOrderLine"), CC_NS, "ID", line_id)
     return _serialize(root)
+
+
+def content_identity(root: etree._Element) -> bytes:
+    """What a message says, without the header that carries its ID and creation time (and
+    without a Fault's ReportingDateTime, its creation time again: a Fault keeps no header
+    fields in its body but this one)."""
+    parts = []
+    for child in root:
+        if etree.QName(child).localname == "EBMHeader":
+            continue
+        body = copy.deepcopy(child)
+        for stamp in list(body.iter(f"{{{CC_NS}}}ReportingDateTime")):
+            parent = stamp.getparent()
+            if parent is not None:
+                parent.remove(stamp)
+        parts.append(etree.tostring(body, method="c14n"))
+    return b"".join(parts)
+
+
+def same_message(held: bytes, document: bytes) -> bool:
+    """Two renderings of one message: the same body, whatever the header says (a message
+    decided again by a retried workflow task carries that task's creation time)."""
+    if held == document:
+        return True
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    try:
+        first, second = etree.fromstring(held, parser), etree.fromstring(document, parser)
+    except etree.XMLSyntaxError:
+        return False
+    return content_identity(first) == content_identity(second)

@@ -29,9 +29,13 @@ class Destination(StrEnum):
 
 
 class MessageBus(Protocol):
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
-        """Deliver ``document`` once under ``message_id``: publishing the same ID again
-        replaces or is dropped as a duplicate, never a second message."""
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
+        """Deliver ``document`` once under ``message_id``: the first body published under an
+        ID is the one kept, never a second message. Returns the body the ID holds: this
+        ``document``, or the one an earlier publish gave it (empty when that cannot be
+        read back). A sender that decides its body as it goes (a local activity run again
+        by a retried workflow task) tells from it a retry of its message from another
+        message, which it sends under its next ID."""
         ...
 
 

@@ -8,7 +8,6 @@ header, and the EBMID its header carries.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import re
 from collections import defaultdict
@@ -20,6 +19,7 @@ from lxml import etree
 
 from o2a.inbound import CC_NS, SO_NS
 from o2a.models import FulfillmentStatus, OrderState
+from o2a.outbound import content_identity
 
 UPDATE_KIND = "USO"
 """UpdateSalesOrderEBM, by the kind its message IDs start with (o2a/ids.py)."""
@@ -29,23 +29,6 @@ _UPDATE_TAIL = re.compile(r"^r(\d+)(?:-n\d+)?\.u(\d{3,})$")
 def message_files(outbox: Path) -> list[Path]:
     """The outbox's messages, not the temporary files a write in progress leaves."""
     return sorted(p for p in outbox.glob("*.xml") if not p.name.startswith("."))
-
-
-def content_identity(root: etree._Element) -> bytes:
-    """What a message says, without the header that carries its ID and creation time (and
-    without a Fault's ReportingDateTime, its creation time again: a Fault keeps no header
-    fields in its body but this one)."""
-    parts = []
-    for child in root:
-        if etree.QName(child).localname == "EBMHeader":
-            continue
-        body = copy.deepcopy(child)
-        for stamp in list(body.iter(f"{{{CC_NS}}}ReportingDateTime")):
-            parent = stamp.getparent()
-            if parent is not None:
-                parent.remove(stamp)
-        parts.append(etree.tostring(body, method="c14n"))
-    return b"".join(parts)
 
 
 def ebm_id(root: etree._Element) -> str | None:

@@ -328,8 +328,9 @@ class Recording:
     def __init__(self) -> None:
         self.published: list[tuple[Destination, str, bytes]] = []
 
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
         self.published.append((destination, message_id, document))
+        return document
 
 
 async def test_each_message_goes_to_its_destination_under_its_id() -> None:
@@ -415,22 +416,45 @@ async def test_each_message_goes_to_its_destination_under_its_id() -> None:
 # --- the messaging activities on a real outbox folder ---------------------------------------
 
 
-async def send_to_outbox(outbox: Path, message_id: str, attempt: int = 1) -> None:
+async def send_to_outbox(
+    outbox: Path,
+    message_id: str,
+    attempt: int = 1,
+    created: datetime = datetime(2026, 1, 15, 9, 30, tzinfo=UTC),
+    status: FulfillmentStatus = FulfillmentStatus.OPEN,
+) -> bool:
     """One sales order update through the activity and the outbox adapter, as a worker
-    runs it on ``attempt``."""
+    runs it on ``attempt``; whether the outbox kept it."""
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, attempt=attempt)
-    await env.run(
+    return await env.run(
         MessagingActivities(OutboxBus(outbox)).send_sales_order_update,
         SalesOrderUpdateMessage(
             message_id=message_id,
-            created=datetime(2026, 1, 15, 9, 30, tzinfo=UTC),
+            created=created,
             order_number=ORDER,
             revision=1,
-            order_status=FulfillmentStatus.OPEN,
+            order_status=status,
             lines=[],
         ),
     )
+
+
+async def test_an_update_decided_again_is_kept_unless_it_says_something_else(
+    tmp_path: Path,
+) -> None:
+    """A retried workflow task decides its update again at a later time: the same update
+    (only the header's creation time differs) counts as kept; one saying something else is
+    not, and the outbox keeps the first."""
+    first = await send_to_outbox(tmp_path, "USO.1")
+    kept = (tmp_path / "USO.1.xml").read_bytes()
+    later = datetime(2026, 1, 15, 9, 31, tzinfo=UTC)
+    again = await send_to_outbox(tmp_path, "USO.1", created=later)
+    other = await send_to_outbox(
+        tmp_path, "USO.1", created=later, status=FulfillmentStatus.IN_PROGRESS
+    )
+    assert (first, again, other) == (True, True, False)
+    assert (tmp_path / "USO.1.xml").read_bytes() == kept
 
 
 async def test_the_longest_file_name_the_outbox_allows_is_written(tmp_path: Path) -> None:
@@ -622,9 +646,43 @@ def test_unknown_fulfillment_is_input_error(monkeypatch: pytest.MonkeyPatch) -> 
 
 async def test_fan_out_publishes_to_every_bus(tmp_path: Path) -> None:
     bus = FanOutBus([OutboxBus(tmp_path / "a"), OutboxBus(tmp_path / "b")])
-    await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m/>")
+    assert await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m/>") == b"<m/>"
     assert (
         (tmp_path / "a" / "USO.1.xml").read_bytes()
         == (tmp_path / "b" / "USO.1.xml").read_bytes()
         == b"<m/>"
     )
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "held"),
+    [
+        (None, b"<other/>", b"<other/>"),
+        (b"<other/>", b"<other/>", b"<other/>"),
+        (b"<other/>", b"<third/>", b""),
+    ],
+)
+async def test_fan_out_answers_with_the_other_body_its_buses_hold(
+    tmp_path: Path, a: bytes | None, b: bytes, held: bytes
+) -> None:
+    """One bus holding another body under the ID is enough for the sender to see it; buses
+    holding different ones answer with no body, which no sender takes for its own."""
+    for name, body in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        if body is not None:
+            (tmp_path / name / "USO.1.xml").write_bytes(body)
+    bus = FanOutBus([OutboxBus(tmp_path / "a"), OutboxBus(tmp_path / "b")])
+    assert await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m/>") == held
+    assert (tmp_path / "b" / "USO.1.xml").read_bytes() == b
+
+
+async def test_the_outbox_keeps_the_first_body_an_id_is_given(tmp_path: Path) -> None:
+    """Another body under a stored ID is not written: the publish answers with the body
+    kept, and no temporary file is left behind."""
+    outbox = OutboxBus(tmp_path)
+    first = await outbox.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m n='1'/>")
+    again = await outbox.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m n='1'/>")
+    other = await outbox.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m n='2'/>")
+    assert first == again == other == b"<m n='1'/>"
+    assert [p.name for p in tmp_path.iterdir()] == ["USO.1.xml"]
+    assert (tmp_path / "USO.1.xml").read_bytes() == b"<m n='1'/>"

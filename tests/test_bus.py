@@ -58,14 +58,24 @@ async def test_streams_are_made_once_and_found_again(connection: BusConnection) 
 
 
 async def test_a_republished_message_is_stored_once(connection: BusConnection) -> None:
+    """A repeat answers with the body stored; another body under a stored ID is not stored,
+    and the publish answers with the first."""
     bus = NatsBus(connection)
-    for _ in range(3):
+    held = [
         await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<UpdateSalesOrderEBM/>")
+        for _ in range(3)
+    ]
+    other = await bus.publish(
+        Destination.CRM_ORDER_UPDATE, "USO.1", b"<UpdateSalesOrderEBM n='2'/>"
+    )
     await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.2", b"<UpdateSalesOrderEBM/>")
     stored = await bus_messages(
         await connection.jetstream(), connection.subjects.of(Destination.CRM_ORDER_UPDATE)
     )
+    assert held == [b"<UpdateSalesOrderEBM/>"] * 3
+    assert other == b"<UpdateSalesOrderEBM/>"
     assert [m.headers[MSG_ID] for m in stored if m.headers] == ["USO.1", "USO.2"]
+    assert stored[0].data == b"<UpdateSalesOrderEBM/>"
 
 
 class AckLost:
@@ -76,11 +86,12 @@ class AckLost:
         self.bus = bus
         self.lost: set[str] = set()
 
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
-        await self.bus.publish(destination, message_id, document)
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
+        held = await self.bus.publish(destination, message_id, document)
         if message_id not in self.lost:
             self.lost.add(message_id)
             raise BusUnavailable(f"the ack of {message_id} was lost")
+        return held
 
 
 async def outbound(connection: BusConnection) -> dict[Destination, list[str]]:

@@ -400,11 +400,11 @@ class GatedBus:
         self.reached = asyncio.Event()
         self.opened = asyncio.Event()
 
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
         if message_id == self._message_id and not self.opened.is_set():
             self.reached.set()
             await self.opened.wait()
-        await self._inner.publish(destination, message_id, document)
+        return await self._inner.publish(destination, message_id, document)
 
 
 @asynccontextmanager

@@ -327,10 +327,10 @@ class RefusingBus:
         self._refusing = refusing
         self.fixed = False
 
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
         if destination is self._refusing and not self.fixed:
             raise MessageRejected(message_id, "refused by the queue")
-        await self._outbox.publish(destination, message_id, document)
+        return await self._outbox.publish(destination, message_id, document)
 
 
 async def test_a_crm_update_that_cannot_be_delivered_is_an_incident_until_resolved(

@@ -18,6 +18,7 @@ from tests.support import (
     held,
     messages,
     query,
+    quick_triple_play,
     sample,
     set_spec,
     start,
@@ -114,6 +115,42 @@ async def test_triple_play_completes(
     attrs = (await handle.describe()).typed_search_attributes
     assert attrs.get(visibility.ORDER_STATE) == "completed"
     assert attrs.get(visibility.ORDER_STATUS) == "COMPLETE"
+
+
+async def test_a_crm_update_whose_id_holds_another_body_goes_out_under_the_next_id(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """As after a worker killed mid-task: a CRM update's local activity ran, then the task
+    that ran it was retried with new events and decided another body for that ID. The sink
+    keeps the first body; the order sends its update under the next ID and carries on, and
+    no ID is left with two bodies."""
+    taken = ids.sales_order_update_message_id(order_number, 1, 1)
+    settings.outbox_dir.mkdir(parents=True, exist_ok=True)
+    earlier = settings.outbox_dir / f"{taken}.xml"
+    earlier.write_bytes(b"<UpdateSalesOrderEBM>an earlier try</UpdateSalesOrderEBM>")
+    async with worker():
+        handle = await start(client, settings, quick_triple_play(order_number))
+        result = await handle.result()
+
+    assert result.state is OrderState.COMPLETED
+    assert earlier.read_bytes() == b"<UpdateSalesOrderEBM>an earlier try</UpdateSalesOrderEBM>"
+    crm = messages(settings.outbox_dir, f"USO.{order_number}.r1")
+    assert [path.stem for path, _ in crm][:2] == [
+        taken,
+        ids.sales_order_update_message_id(order_number, 1, 2),
+    ]
+    assert len(crm) == result.crm_updates_sent
+    assert text_of(crm[1][1], "Code")[0] == "IN PROGRESS"
+    assert text_of(crm[-1][1], "Code")[0] == "COMPLETE"
+
+    # The updates are local activities: markers in the order's history, not activities.
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert "send_sales_order_update" not in scheduled, scheduled
 
 
 async def test_second_start_of_an_order_is_refused(

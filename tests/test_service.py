@@ -692,10 +692,10 @@ async def test_submit_wait_says_no_worker_polls_and_waits_for_one(
 class UnavailableCrmBus:
     """CRM's queue cannot take messages now, for a cause an operator must fix."""
 
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
-        del document
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
         if destination is Destination.CRM_ORDER_UPDATE:
             raise MessageBusUnavailable(f"outbox for {message_id} is unwritable (test)")
+        return document
 
 
 async def test_status_shows_an_effect_being_retried_before_it_becomes_fallout(

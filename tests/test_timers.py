@@ -170,10 +170,10 @@ class CrmOutage:
         self._outbox = OutboxBus(outbox)
         self.fixed = False
 
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
         if destination is Destination.CRM_ORDER_UPDATE and not self.fixed:
             raise MessageBusUnavailable(f"CRM queue for {message_id} is down (test)")
-        await self._outbox.publish(destination, message_id, document)
+        return await self._outbox.publish(destination, message_id, document)
 
 
 async def test_a_message_failing_past_its_deadline_becomes_an_incident(

@@ -1,12 +1,15 @@
 """Sending an outbound message from workflow code, made the same way by COM and SOM.
 
-A message is a regular activity, scheduled by a command the server records with its input,
-so however often the workflow task that decided it is retried (a worker killed mid-task),
-the message under its deterministic ID always carries the same body. A local activity
-would cost less history but run again from a retried task, which may have taken in new
-events meanwhile (a signal, a child's result) and so decide a different body for the same
-ID: the chaos soak (`o2a soak`) caught exactly that, an UpdateSalesOrderEBM sent twice
-with different lines, the second dropped by the bus's duplicate window.
+Most messages are regular activities, scheduled by a command the server records with its
+input, so however often the workflow task that decided one is retried (a worker killed
+mid-task), the message under its deterministic ID always carries the same body.
+
+CRM updates, the order's most frequent messages, go first as a local activity: a marker in
+the history instead of three events and a workflow task each. A local activity runs again
+from a retried task, which may have taken in new events meanwhile (a signal, a child's
+result) and so decide a different body for the same ID: the chaos soak (`o2a soak`) caught
+exactly that. So the sinks keep the first body an ID is given and say whether it was this
+one, and the order sends a refused body again under its next ID (``send_kept``).
 """
 
 from __future__ import annotations
@@ -14,20 +17,48 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from temporalio import workflow
+from temporalio import exceptions, workflow
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.messaging import MessagingActivities
     from workflows.policies import MESSAGE_DEADLINE, MESSAGE_RETRY, MESSAGE_TIMEOUT
 
+LOCAL_ATTEMPT = RetryPolicy(maximum_attempts=1)
+"""A local activity's one try: a failing bus is the regular activity's to retry, where the
+order's status shows each attempt (pending activities) and the deadline makes an incident."""
+LOCAL_FAILURES = (exceptions.ApplicationError, exceptions.TimeoutError)
+"""How a local activity fails: the SDK raises its cause as it is, not in an ActivityError."""
+
 M = TypeVar("M")
-Send = Callable[[MessagingActivities, M], Coroutine[Any, Any, None]]
+Send = Callable[[MessagingActivities, M], Coroutine[Any, Any, object]]
+SendKept = Callable[[MessagingActivities, M], Coroutine[Any, Any, bool]]
 
 
 async def send_message(send: Send[M], message: M) -> None:
     """Deliver one message; raises ActivityError once it cannot be (refused for good, or
     still failing past MESSAGE_DEADLINE)."""
     await workflow.execute_activity_method(
+        send,
+        message,
+        start_to_close_timeout=MESSAGE_TIMEOUT,
+        schedule_to_close_timeout=MESSAGE_DEADLINE,
+        retry_policy=MESSAGE_RETRY,
+    )
+
+
+async def send_kept(send: SendKept[M], message: M) -> bool:
+    """Deliver one message, first as a local activity of one try, then, if that failed, as
+    a regular activity. False when its ID already held another message (sent by an earlier
+    try of this workflow task), so the caller sends it under the next ID. Raises
+    ActivityError as ``send_message`` does."""
+    try:
+        return await workflow.execute_local_activity_method(
+            send, message, start_to_close_timeout=MESSAGE_TIMEOUT, retry_policy=LOCAL_ATTEMPT
+        )
+    except LOCAL_FAILURES as err:
+        workflow.logger.info("sending it as an activity, with retries: %s", err)
+    return await workflow.execute_activity_method(
         send,
         message,
         start_to_close_timeout=MESSAGE_TIMEOUT,

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         RevisionView,
     )
     from workflows import order_metrics
-    from workflows.messages import Send, send_message
+    from workflows.messages import Send, send_kept, send_message
     from workflows.order_context import OrderContext
     from workflows.order_work import fault_of
 
@@ -41,6 +41,8 @@ UNSEEN_STATES = frozenset({OrderState.WAITING, OrderState.SUSPENDED, OrderState.
 enter and leave them even when no line changed (TMF: pending, held, pendingCancellation)."""
 STATE_UPDATES_PATCH = "crm-hears-unseen-states"
 """workflow.patched: histories from before it sent no update for these states."""
+LOCAL_UPDATES_PATCH = "crm-updates-as-local-activities"
+"""workflow.patched: histories from before it sent each CRM update as a regular activity."""
 
 M = TypeVar("M")
 
@@ -139,32 +141,48 @@ class OrderReporter:
         self.crm_updates += 1
         self.told_state = self._ctx.state
         order = self._ctx.order
-        message_id = ids.sales_order_update_message_id(
+        message = SalesOrderUpdateMessage(
+            message_id=self._update_id(),
+            created=workflow.now(),
+            order_number=order.order_number,
+            revision=order.revision,
+            order_status=status,
+            lines=changes or [],
+            revision_outcome=outcome,
+            order_state=self._ctx.state,
+        )
+        if workflow.patched(LOCAL_UPDATES_PATCH):
+            await self._deliver(partial(self._send_update, message), message.message_id)
+        else:
+            await self._send(
+                MessagingActivities.send_sales_order_update, message, message.message_id
+            )
+
+    def _update_id(self) -> str:
+        order = self._ctx.order
+        return ids.sales_order_update_message_id(
             order.order_number, order.revision, self.crm_updates
         )
-        await self._send(
-            MessagingActivities.send_sales_order_update,
-            SalesOrderUpdateMessage(
-                message_id=message_id,
-                created=workflow.now(),
-                order_number=order.order_number,
-                revision=order.revision,
-                order_status=status,
-                lines=changes or [],
-                revision_outcome=outcome,
-                order_state=self._ctx.state,
-            ),
-            message_id,
-        )
+
+    async def _send_update(self, message: SalesOrderUpdateMessage) -> None:
+        """Sent until a sink keeps it: an ID already holding another message (a retried
+        workflow task's earlier try) moves the update to the order's next ID."""
+        while not await send_kept(MessagingActivities.send_sales_order_update, message):
+            self.crm_updates += 1
+            message = message.model_copy(update={"message_id": self._update_id()})
 
     async def _send(self, send: Send[M], message: M, message_id: str) -> None:
-        """One of the order's own messages. One that cannot be delivered (refused for good,
-        or still failing past the deadline) does not fail the order: it becomes an incident,
-        the order waits in `failed`, and resolve sends it again."""
+        """One of the order's own messages, as a regular activity."""
+        await self._deliver(partial(send_message, send, message), message_id)
+
+    async def _deliver(self, deliver: Callable[[], Awaitable[None]], message_id: str) -> None:
+        """One that cannot be delivered (refused for good, or still failing past the
+        deadline) does not fail the order: it becomes an incident, the order waits in
+        `failed`, and resolve sends it again."""
         try:
-            await send_message(send, message)
+            await deliver()
         except ActivityError as err:
-            self._undelivered.append(lambda: self._send(send, message, message_id))
+            self._undelivered.append(partial(self._deliver, deliver, message_id))
             self._ctx.tracker.raise_undelivered(message_id, fault_of(err), workflow.now())
 
     async def redeliver(self) -> None:

@@ -65,8 +65,16 @@ class FanOutBus:
     def __init__(self, buses: Sequence[MessageBus]) -> None:
         self.buses = buses
 
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
-        await asyncio.gather(*(b.publish(destination, message_id, document) for b in self.buses))
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
+        """This document when every bus holds it; else the one other body they hold (empty
+        when they hold different ones, which no sender can take for its own)."""
+        held = await asyncio.gather(
+            *(b.publish(destination, message_id, document) for b in self.buses)
+        )
+        others = {body for body in held if body != document}
+        if not others:
+            return document
+        return others.pop() if len(others) == 1 else b""
 
 
 def message_bus(wiring: Wiring) -> MessageBus:

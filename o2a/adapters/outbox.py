@@ -1,6 +1,7 @@
 """The outbox folder adapter of the MessageBus port (docs/architecture.md §3).
 
-One file per message, written atomically under its EBMID, so a retried publish overwrites.
+One file per message, written atomically under its EBMID; the first body an ID is given is
+the one kept, so a retried publish never leaves a second body or a torn file.
 A write that fails is classified, so the activity neither retries for ever what can never
 work nor gives up on what an operator can fix."""
 
@@ -32,35 +33,40 @@ OTHER_FIX = "check its filesystem (the write is retried)"
 
 
 class OutboxBus:
-    """One file per message in a flat folder: ``{message_id}.xml``, replaced atomically.
+    """One file per message in a flat folder: ``{message_id}.xml``, linked into place
+    atomically only when the name is free.
 
     The destination is not part of the path: the message ID already says what the message
     is, and a reader of the folder sees every message in one place. Publishing the same ID
-    again replaces the file, so a retried activity never leaves a duplicate or a torn file.
+    again leaves the file as it is, and returns the body it holds: a reader never
+    sees one ID with two bodies, however the sender was retried.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> None:
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
         """Raises MessageRejected or MessageBusUnavailable for a write that failed."""
         try:
-            await asyncio.to_thread(self._write, message_id, document)
+            return await asyncio.to_thread(self._write, message_id, document)
         except OSError as exc:
             raise self._classified(message_id, exc) from exc
 
-    def _write(self, message_id: str, document: bytes) -> None:
+    def _write(self, message_id: str, document: bytes) -> bytes:
         self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / f"{message_id}.xml"
         # A short temporary name: one built from the ID could be too long where the final
         # `{message_id}.xml` is not.
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".outbox-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(document)
-            os.replace(tmp, self.directory / f"{message_id}.xml")
-        except BaseException:
+            os.link(tmp, final)  # fails with EEXIST where the ID already has a body
+            return document
+        except FileExistsError:
+            return final.read_bytes()
+        finally:
             Path(tmp).unlink(missing_ok=True)
-            raise
 
     def _classified(self, message_id: str, exc: OSError) -> MessageRejected | MessageBusUnavailable:
         code = exc.errno
