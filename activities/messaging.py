@@ -10,6 +10,7 @@ outcome also carries the cancelProductOrder task's last state change."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -35,6 +36,7 @@ from o2a.notifications import (
     sales_order_update_events,
 )
 from o2a.outbound import (
+    message_digest,
     render_fault,
     render_fulfillment_update,
     render_jeopardy,
@@ -83,6 +85,25 @@ class SalesOrderUpdateMessage(BaseModel):
     """The order's own state when it was sent (None in messages of older histories): its
     listeners hear an order held, pending or pending cancellation, which the status cannot
     say."""
+    earlier_tries: dict[str, str] = {}
+    """Updates CRM has from earlier tries of the order's workflow tasks that the order never
+    decided again, by digest, each with the ID it went under."""
+
+
+class Delivered(StrEnum):
+    SENT = "sent"
+    """The ID holds this update, sent now or by an earlier try of the same decision."""
+    TAKEN = "taken"
+    """The ID holds another update, sent by an earlier try that decided otherwise."""
+    TOLD = "told"
+    """CRM has this very update already, under an ID an earlier try gave it."""
+
+
+class UpdateDelivery(BaseModel):
+    outcome: Delivered
+    held: str | None = None
+    """TAKEN: the digest (``message_digest``) of the update the ID holds; TOLD: of this
+    update, as CRM has it."""
 
 
 class FalloutMessage(BaseModel):
@@ -126,24 +147,23 @@ class MessagingActivities:
         message_id: str,
         document: bytes,
         component: str | None = None,
-    ) -> bool:
+    ) -> bytes | None:
         """An unavailable bus is BENIGN, so the SDK logs no traceback on every attempt; the
         one warning line below is what an operator watching the worker sees. ``component``:
-        the one the message is about, for the log lines. False: the ID already held another
-        message (the bus keeps the first), so this one was not sent. A body differing only
-        in its header is the same message, decided again by a retried workflow task."""
+        the one the message is about, for the log lines. Returns the body the ID already
+        held when it is another message (the bus keeps the first), so this one was not sent;
+        a body differing only in its header is this message, decided again by a retried
+        workflow task."""
         about = {"component": component} if component else {}
         try:
-            kept = same_message(
-                await self._bus.publish(destination, message_id, document), document
-            )
-            if kept:
+            held = await self._bus.publish(destination, message_id, document)
+            if same_message(held, document):
                 activity.logger.info("sent %s to %s", message_id, destination.value, extra=about)
-            else:
-                activity.logger.warning(
-                    "%s already holds another message: this one not sent", message_id, extra=about
-                )
-            return kept
+                return None
+            activity.logger.warning(
+                "%s already holds another message: this one not sent", message_id, extra=about
+            )
+            return held
         except MessageRejected as exc:
             raise ApplicationError(
                 str(exc), type=OUTBOUND_MESSAGE_REJECTED_TYPE, non_retryable=True
@@ -187,11 +207,28 @@ class MessagingActivities:
             await _deliver_to_order(msg.parent_workflow_id, msg.message_id, msg.update)
 
     @activity.defn(name="send_sales_order_update")
-    async def send_sales_order_update(self, msg: SalesOrderUpdateMessage) -> bool:
-        """False when the ID already held another message: a local activity run again by a
-        retried workflow task, which decided a different update this time. The order then
-        sends it under its next ID; the listeners hear only the update that was kept."""
-        document = render_sales_order_update(
+    async def send_sales_order_update(self, msg: SalesOrderUpdateMessage) -> None:
+        """A regular activity's CRM update (orders from before the local ones)."""
+        await self._update_crm(msg, self._render_update(msg))
+
+    @activity.defn(name="deliver_sales_order_update")
+    async def deliver_sales_order_update(self, msg: SalesOrderUpdateMessage) -> UpdateDelivery:
+        """A CRM update the order decided in a workflow task that may be a retry: an
+        earlier try may have sent another update under this ID (TAKEN: the order moves to
+        its next ID), or sent this very update under an ID it holds now (TOLD: it is not
+        sent twice, and the listeners hear it under that ID)."""
+        document = self._render_update(msg)
+        told_as = msg.earlier_tries.get(message_digest(document))
+        if told_as is not None:
+            await self._notify_update(msg.model_copy(update={"message_id": told_as}))
+            return UpdateDelivery(outcome=Delivered.TOLD, held=message_digest(document))
+        held = await self._update_crm(msg, document)
+        if held is None:
+            return UpdateDelivery(outcome=Delivered.SENT)
+        return UpdateDelivery(outcome=Delivered.TAKEN, held=message_digest(held))
+
+    def _render_update(self, msg: SalesOrderUpdateMessage) -> bytes:
+        return render_sales_order_update(
             msg.message_id,
             msg.order_number,
             msg.revision,
@@ -200,8 +237,16 @@ class MessagingActivities:
             msg.created,
             msg.revision_outcome,
         )
-        if not await self._publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document):
-            return False
+
+    async def _update_crm(self, msg: SalesOrderUpdateMessage, document: bytes) -> bytes | None:
+        """Published, then heard by the listeners; the other body the ID holds, if any."""
+        held = await self._publish(Destination.CRM_ORDER_UPDATE, msg.message_id, document)
+        if held is not None:
+            return held
+        await self._notify_update(msg)
+        return None
+
+    async def _notify_update(self, msg: SalesOrderUpdateMessage) -> None:
         await self._notify(
             sales_order_update_events(
                 msg.message_id,
@@ -214,7 +259,6 @@ class MessagingActivities:
                 msg.order_state,
             )
         )
-        return True
 
     @activity.defn(name="send_fallout")
     async def send_fallout(self, msg: FalloutMessage) -> None:

@@ -24,12 +24,14 @@ from activities.fulfillment import (
 from activities.messaging import (
     MESSAGE_BUS_UNAVAILABLE_TYPE,
     OUTBOUND_MESSAGE_REJECTED_TYPE,
+    Delivered,
     FalloutMessage,
     FulfillmentUpdateMessage,
     JeopardyMessage,
     MessagingActivities,
     ProvisioningOrderMessage,
     SalesOrderUpdateMessage,
+    UpdateDelivery,
 )
 from o2a.adapters import FanOutBus, Wiring, fulfillment_system, message_bus
 from o2a.adapters.bus_fulfillment import BusFulfillment
@@ -52,6 +54,7 @@ from o2a.models import (
     Specification,
     Step,
 )
+from o2a.outbound import message_digest
 from o2a.ports import (
     Destination,
     FulfillmentFault,
@@ -422,13 +425,14 @@ async def send_to_outbox(
     attempt: int = 1,
     created: datetime = datetime(2026, 1, 15, 9, 30, tzinfo=UTC),
     status: FulfillmentStatus = FulfillmentStatus.OPEN,
-) -> bool:
+    earlier_tries: dict[str, str] | None = None,
+) -> UpdateDelivery:
     """One sales order update through the activity and the outbox adapter, as a worker
-    runs it on ``attempt``; whether the outbox kept it."""
+    runs it on ``attempt``; what became of it."""
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, attempt=attempt)
     return await env.run(
-        MessagingActivities(OutboxBus(outbox)).send_sales_order_update,
+        MessagingActivities(OutboxBus(outbox)).deliver_sales_order_update,
         SalesOrderUpdateMessage(
             message_id=message_id,
             created=created,
@@ -436,6 +440,7 @@ async def send_to_outbox(
             revision=1,
             order_status=status,
             lines=[],
+            earlier_tries=earlier_tries or {},
         ),
     )
 
@@ -444,8 +449,9 @@ async def test_an_update_decided_again_is_kept_unless_it_says_something_else(
     tmp_path: Path,
 ) -> None:
     """A retried workflow task decides its update again at a later time: the same update
-    (only the header's creation time differs) counts as kept; one saying something else is
-    not, and the outbox keeps the first."""
+    (only the header's creation time differs) counts as sent; one saying something else
+    finds the ID taken, learns what it holds, and the outbox keeps the first. Decided later
+    under the next ID, the update CRM already has is not sent again."""
     first = await send_to_outbox(tmp_path, "USO.1")
     kept = (tmp_path / "USO.1.xml").read_bytes()
     later = datetime(2026, 1, 15, 9, 31, tzinfo=UTC)
@@ -453,8 +459,20 @@ async def test_an_update_decided_again_is_kept_unless_it_says_something_else(
     other = await send_to_outbox(
         tmp_path, "USO.1", created=later, status=FulfillmentStatus.IN_PROGRESS
     )
-    assert (first, again, other) == (True, True, False)
+    assert (first.outcome, again.outcome, other.outcome) == (
+        Delivered.SENT,
+        Delivered.SENT,
+        Delivered.TAKEN,
+    )
+    assert other.held == message_digest(kept)
     assert (tmp_path / "USO.1.xml").read_bytes() == kept
+
+    assert other.held is not None
+    told = await send_to_outbox(
+        tmp_path, "USO.3", created=later, earlier_tries={other.held: "USO.1"}
+    )
+    assert told == UpdateDelivery(outcome=Delivered.TOLD, held=other.held)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["USO.1.xml"]
 
 
 async def test_the_longest_file_name_the_outbox_allows_is_written(tmp_path: Path) -> None:

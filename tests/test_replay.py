@@ -60,6 +60,21 @@ SCENARIOS = {
     # "step-call-sends-its-report"): a re-recording does not make these again.
     "triple_play_provisioning_before_step_reports",
     "revised_provisioning_before_step_reports",
+    # Kept from before COM sent its CRM updates as local activities (workflow.patched
+    # "crm-updates-as-local-activities").
+    *(
+        f"{name}_before_local_updates"
+        for name in (
+            "triple_play",
+            "fallout_resolved",
+            "revised_mid_flight",
+            "cancelled_mid_flight",
+            "cancel_undo_failed",
+            "suspended_resumed",
+            "continued_as_new",
+            "continued_run",
+        )
+    ),
 }
 
 

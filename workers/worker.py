@@ -100,6 +100,7 @@ def build_worker(
             messaging.send_provisioning_order,
             messaging.send_fulfillment_update,
             messaging.send_sales_order_update,
+            messaging.deliver_sales_order_update,
             messaging.send_fallout,
             messaging.send_jeopardy,
             fulfillment_activities.fulfill,

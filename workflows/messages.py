@@ -8,8 +8,9 @@ CRM updates, the order's most frequent messages, go first as a local activity: a
 the history instead of three events and a workflow task each. A local activity runs again
 from a retried task, which may have taken in new events meanwhile (a signal, a child's
 result) and so decide a different body for the same ID: the chaos soak (`o2a soak`) caught
-exactly that. So the sinks keep the first body an ID is given and say whether it was this
-one, and the order sends a refused body again under its next ID (``send_kept``).
+exactly that. So the sinks keep the first body an ID is given and return it, and the order
+sends an update whose ID holds another one under its next ID, and does not send again an
+update an earlier try already sent (``OrderReporter``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ LOCAL_FAILURES = (exceptions.ApplicationError, exceptions.TimeoutError)
 
 M = TypeVar("M")
 Send = Callable[[MessagingActivities, M], Coroutine[Any, Any, object]]
-SendKept = Callable[[MessagingActivities, M], Coroutine[Any, Any, bool]]
+R = TypeVar("R")
+SendLocal = Callable[[MessagingActivities, M], Coroutine[Any, Any, R]]
 
 
 async def send_message(send: Send[M], message: M) -> None:
@@ -47,11 +49,9 @@ async def send_message(send: Send[M], message: M) -> None:
     )
 
 
-async def send_kept(send: SendKept[M], message: M) -> bool:
+async def send_local(send: SendLocal[M, R], message: M) -> R:
     """Deliver one message, first as a local activity of one try, then, if that failed, as
-    a regular activity. False when its ID already held another message (sent by an earlier
-    try of this workflow task), so the caller sends it under the next ID. Raises
-    ActivityError as ``send_message`` does."""
+    a regular activity. Raises ActivityError as ``send_message`` does."""
     try:
         return await workflow.execute_local_activity_method(
             send, message, start_to_close_timeout=MESSAGE_TIMEOUT, retry_policy=LOCAL_ATTEMPT

@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messaging import (
+        Delivered,
         FalloutMessage,
         JeopardyMessage,
         MessagingActivities,
@@ -31,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RevisionView,
     )
     from workflows import order_metrics
-    from workflows.messages import Send, send_kept, send_message
+    from workflows.messages import Send, send_local, send_message
     from workflows.order_context import OrderContext
     from workflows.order_work import fault_of
 
@@ -42,7 +43,11 @@ enter and leave them even when no line changed (TMF: pending, held, pendingCance
 STATE_UPDATES_PATCH = "crm-hears-unseen-states"
 """workflow.patched: histories from before it sent no update for these states."""
 LOCAL_UPDATES_PATCH = "crm-updates-as-local-activities"
-"""workflow.patched: histories from before it sent each CRM update as a regular activity."""
+"""workflow.patched: histories from before it sent each CRM update as a regular activity.
+Asked once, as a run begins (``decide_update_form``), not at the first update: on replay
+the SDK resolves a local activity (the decomposition) from its marker at once and runs on
+into code a later workflow task ran, before it hears of the patch markers of that task,
+so a patch asked there reads as absent."""
 
 M = TypeVar("M")
 
@@ -59,9 +64,18 @@ class OrderReporter:
         """Messages that could not be delivered, each as its send, for the next resolve."""
         self._watches: dict[str, _Watch] = {}
         """Components running now, each with its jeopardy levels raised so far."""
+        self.earlier_tries: dict[str, str] = {}
+        """Updates CRM has from earlier tries of this order's workflow tasks that the order
+        has not decided again, by digest, with their IDs."""
+        self._local_updates = False
+        """CRM updates go as local activities (LOCAL_UPDATES_PATCH)."""
         self._outcomes: list[RevisionView] = []
         """Outcomes recorded but not yet reported: several can pile up (revisions rejected
         behind a cancel) before the next report, and CRM hears every one."""
+
+    def decide_update_form(self) -> None:
+        """Called first thing in a run, before any local activity."""
+        self._local_updates = workflow.patched(LOCAL_UPDATES_PATCH)
 
     @property
     def idle(self) -> bool:
@@ -151,7 +165,7 @@ class OrderReporter:
             revision_outcome=outcome,
             order_state=self._ctx.state,
         )
-        if workflow.patched(LOCAL_UPDATES_PATCH):
+        if self._local_updates:
             await self._deliver(partial(self._send_update, message), message.message_id)
         else:
             await self._send(
@@ -165,9 +179,23 @@ class OrderReporter:
         )
 
     async def _send_update(self, message: SalesOrderUpdateMessage) -> None:
-        """Sent until a sink keeps it: an ID already holding another message (a retried
-        workflow task's earlier try) moves the update to the order's next ID."""
-        while not await send_kept(MessagingActivities.send_sales_order_update, message):
+        """Sent until a sink keeps it. An earlier try of a workflow task (a worker killed
+        mid-task) may have sent updates this order then decided otherwise: an ID already
+        holding one moves the update to the order's next ID, and CRM's copy is remembered,
+        so the order does not send that same update again when it decides it later."""
+        while True:
+            delivery = await send_local(
+                MessagingActivities.deliver_sales_order_update,
+                message.model_copy(update={"earlier_tries": dict(self.earlier_tries)}),
+            )
+            if delivery.outcome is Delivered.SENT:
+                return
+            assert delivery.held is not None
+            if delivery.outcome is Delivered.TOLD:
+                del self.earlier_tries[delivery.held]
+                self.crm_updates -= 1  # the update's ID goes to the next one
+                return
+            self.earlier_tries[delivery.held] = message.message_id
             self.crm_updates += 1
             message = message.model_copy(update={"message_id": self._update_id()})
 
