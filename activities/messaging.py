@@ -10,7 +10,6 @@ outcome also carries the cancelProductOrder task's last state change."""
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -23,6 +22,7 @@ from o2a.models import (
     ComponentUpdate,
     FalloutView,
     FulfillmentStatus,
+    HeardUpdate,
     JeopardyView,
     LineView,
     OrderState,
@@ -36,7 +36,7 @@ from o2a.notifications import (
     sales_order_update_events,
 )
 from o2a.outbound import (
-    message_digest,
+    read_sales_order_update,
     render_fault,
     render_fulfillment_update,
     render_jeopardy,
@@ -85,25 +85,13 @@ class SalesOrderUpdateMessage(BaseModel):
     """The order's own state when it was sent (None in messages of older histories): its
     listeners hear an order held, pending or pending cancellation, which the status cannot
     say."""
-    earlier_tries: dict[str, str] = {}
-    """Updates CRM has from earlier tries of the order's workflow tasks that the order never
-    decided again, by digest, each with the ID it went under."""
-
-
-class Delivered(StrEnum):
-    SENT = "sent"
-    """The ID holds this update, sent now or by an earlier try of the same decision."""
-    TAKEN = "taken"
-    """The ID holds another update, sent by an earlier try that decided otherwise."""
-    TOLD = "told"
-    """CRM has this very update already, under an ID an earlier try gave it."""
 
 
 class UpdateDelivery(BaseModel):
-    outcome: Delivered
-    held: str | None = None
-    """TAKEN: the digest (``message_digest``) of the update the ID holds; TOLD: of this
-    update, as CRM has it."""
+    sent: bool
+    """The ID holds this update, sent now or by an earlier try of the same decision."""
+    heard: HeardUpdate | None = None
+    """Not sent: what the update the ID holds told CRM (None when it cannot be read)."""
 
 
 class FalloutMessage(BaseModel):
@@ -214,18 +202,12 @@ class MessagingActivities:
     @activity.defn(name="deliver_sales_order_update")
     async def deliver_sales_order_update(self, msg: SalesOrderUpdateMessage) -> UpdateDelivery:
         """A CRM update the order decided in a workflow task that may be a retry: an
-        earlier try may have sent another update under this ID (TAKEN: the order moves to
-        its next ID), or sent this very update under an ID it holds now (TOLD: it is not
-        sent twice, and the listeners hear it under that ID)."""
-        document = self._render_update(msg)
-        told_as = msg.earlier_tries.get(message_digest(document))
-        if told_as is not None:
-            await self._notify_update(msg.model_copy(update={"message_id": told_as}))
-            return UpdateDelivery(outcome=Delivered.TOLD, held=message_digest(document))
-        held = await self._update_crm(msg, document)
+        earlier try, deciding from events in another order, may have sent another update
+        under this ID. Then this one is not sent, and the order hears what CRM was told."""
+        held = await self._update_crm(msg, self._render_update(msg))
         if held is None:
-            return UpdateDelivery(outcome=Delivered.SENT)
-        return UpdateDelivery(outcome=Delivered.TAKEN, held=message_digest(held))
+            return UpdateDelivery(sent=True)
+        return UpdateDelivery(sent=False, heard=read_sales_order_update(held))
 
     def _render_update(self, msg: SalesOrderUpdateMessage) -> bytes:
         return render_sales_order_update(

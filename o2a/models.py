@@ -325,6 +325,23 @@ class LineView(Model):
     data: dict[str, str] = Field(default_factory=dict)
 
 
+class HeardLine(Model):
+    """One line as an UpdateSalesOrderEBM told it to CRM."""
+
+    id: str
+    status: FulfillmentStatus
+    milestone: str | None = None
+    point_of_no_return: bool = False
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class HeardUpdate(Model):
+    """What an UpdateSalesOrderEBM told CRM: the order's status and its lines'."""
+
+    order_status: FulfillmentStatus
+    lines: list[HeardLine]
+
+
 class RunKind(StrEnum):
     DO = "do"
     UNDO = "undo"

@@ -7,7 +7,6 @@ published under, so a retried delivery replaces the message instead of adding on
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +17,8 @@ from o2a.models import (
     ComponentUpdate,
     FalloutView,
     FulfillmentStatus,
+    HeardLine,
+    HeardUpdate,
     JeopardyView,
     LineView,
     ProvisioningOrder,
@@ -303,20 +304,49 @@ def content_identity(root: etree._Element) -> bytes:
     return b"".join(parts)
 
 
-def message_digest(document: bytes) -> str:
-    """What a message says, as a short key (``content_identity``); empty for a body that is
-    not a message."""
-    try:
-        root = etree.fromstring(document, etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError:
-        return ""
-    return hashlib.sha256(content_identity(root)).hexdigest()
-
-
 def same_message(held: bytes, document: bytes) -> bool:
     """Two renderings of one message: the same body, whatever the header says (a message
     decided again by a retried workflow task carries that task's creation time)."""
     if held == document:
         return True
-    digest = message_digest(held)
-    return bool(digest) and digest == message_digest(document)
+    first, second = _parsed(held), _parsed(document)
+    if first is None or second is None:
+        return False
+    return first.tag == second.tag and content_identity(first) == content_identity(second)
+
+
+def read_sales_order_update(document: bytes) -> HeardUpdate | None:
+    """What an UpdateSalesOrderEBM of ours told CRM (``render_sales_order_update`` read
+    back); None for a body that is not one."""
+    root = _parsed(document)
+    body = None if root is None else root.find(f".//{{{SO_NS}}}UpdateSalesOrder")
+    if body is None:
+        return None
+    try:
+        return HeardUpdate(
+            order_status=FulfillmentStatus(body.findtext(f"{{{CC_NS}}}Status/{{{CC_NS}}}Code", "")),
+            lines=[_heard_line(line) for line in body.iterfind(f"{{{SO_NS}}}SalesOrderLine")],
+        )
+    except ValueError:
+        return None
+
+
+def _heard_line(line: etree._Element) -> HeardLine:
+    specs = line.iterfind(f"{{{CC_NS}}}SpecificationGroup/{{{CC_NS}}}Specification")
+    return HeardLine(
+        id=line.findtext(f"{{{CC_NS}}}Identification/{{{CC_NS}}}ID") or "",
+        status=FulfillmentStatus(line.findtext(f"{{{CC_NS}}}Status/{{{CC_NS}}}Code", "")),
+        milestone=line.findtext(f"{{{SO_NS}}}MilestoneCode"),
+        point_of_no_return=line.findtext(f"{{{SO_NS}}}PointOfNoReturnStatus") == "PASSED",
+        data={
+            spec.findtext(f"{{{CC_NS}}}Name") or "": spec.findtext(f"{{{CC_NS}}}Value") or ""
+            for spec in specs
+        },
+    )
+
+
+def _parsed(document: bytes) -> etree._Element | None:
+    try:
+        return etree.fromstring(document, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        return None

@@ -20,6 +20,8 @@ from o2a.models import (
     FalloutView,
     FaultDetail,
     FulfillmentStatus,
+    HeardLine,
+    HeardUpdate,
     JeopardyView,
     LineView,
     Model,
@@ -36,6 +38,11 @@ from o2a.models import (
 from o2a.revision import Compensation, LineChange, RevisionPlan
 
 _LineKey = tuple[FulfillmentStatus, str | None, bool, tuple[tuple[str, str], ...]]
+
+
+def _told(line: LineView | HeardLine) -> _LineKey:
+    """What CRM hears of a line: an update tells a line again only when this changed."""
+    return (line.status, line.milestone, line.point_of_no_return, tuple(sorted(line.data.items())))
 
 
 class CarriedTracker(Model):
@@ -551,12 +558,7 @@ class FulfillmentTracker:
         self._unreported = {}
         changed = []
         for line in (self.lines[line_id] for line_id in touched):
-            key: _LineKey = (
-                line.status,
-                line.milestone,
-                line.point_of_no_return,
-                tuple(sorted(line.data.items())),
-            )
+            key = _told(line)
             if self._reported.get(line.id) != key:
                 self._reported[line.id] = key
                 changed.append(line.model_copy(deep=True))
@@ -565,6 +567,25 @@ class FulfillmentTracker:
             return None
         self._reported_order_status = status
         return changed
+
+    def heard_elsewhere(
+        self, heard: HeardUpdate, lines: list[LineView], status: FulfillmentStatus
+    ) -> list[LineView] | None:
+        """CRM has ``heard`` under the ID an update of ``lines`` and ``status`` was to take:
+        an earlier try of a workflow task sent it, deciding from events in another order.
+        It is taken as told (its lines may be ahead of this run, which then need not tell
+        them again once it gets there). Returns the lines of the update it does not already
+        say, now reported; None when it says all of the update."""
+        told = {line.id: _told(line) for line in heard.lines}
+        self._reported.update(told)
+        rest = [line for line in lines if told.get(line.id) != _told(line)]
+        for line in rest:
+            self._reported[line.id] = _told(line)
+        if not rest and status is heard.order_status:
+            self._reported_order_status = heard.order_status
+            return None
+        self._reported_order_status = status
+        return rest
 
     def snapshot(self, state: OrderState, crm_updates_sent: int) -> OrderStatus:
         components = [c.model_copy(deep=True) for c in self.components.values()]

@@ -24,7 +24,6 @@ from activities.fulfillment import (
 from activities.messaging import (
     MESSAGE_BUS_UNAVAILABLE_TYPE,
     OUTBOUND_MESSAGE_REJECTED_TYPE,
-    Delivered,
     FalloutMessage,
     FulfillmentUpdateMessage,
     JeopardyMessage,
@@ -46,15 +45,18 @@ from o2a.models import (
     FalloutView,
     FaultDetail,
     FulfillmentStatus,
+    HeardLine,
+    HeardUpdate,
     ItemReference,
     JeopardyView,
     LineUpdate,
+    LineView,
     ProvisioningOrder,
     SalesOrderLine,
+    ServiceActionCode,
     Specification,
     Step,
 )
-from o2a.outbound import message_digest
 from o2a.ports import (
     Destination,
     FulfillmentFault,
@@ -425,7 +427,7 @@ async def send_to_outbox(
     attempt: int = 1,
     created: datetime = datetime(2026, 1, 15, 9, 30, tzinfo=UTC),
     status: FulfillmentStatus = FulfillmentStatus.OPEN,
-    earlier_tries: dict[str, str] | None = None,
+    lines: list[LineView] | None = None,
 ) -> UpdateDelivery:
     """One sales order update through the activity and the outbox adapter, as a worker
     runs it on ``attempt``; what became of it."""
@@ -439,40 +441,54 @@ async def send_to_outbox(
             order_number=ORDER,
             revision=1,
             order_status=status,
-            lines=[],
-            earlier_tries=earlier_tries or {},
+            lines=lines or [],
         ),
     )
 
 
-async def test_an_update_decided_again_is_kept_unless_it_says_something_else(
+def told_line(line_id: str, milestone: str, data: dict[str, str] | None = None) -> LineView:
+    return LineView(
+        id=line_id,
+        name="Broadband",
+        action=ServiceActionCode.ADD,
+        product_class=None,
+        status=FulfillmentStatus.IN_PROGRESS,
+        milestone=milestone,
+        point_of_no_return=True,
+        data=data or {},
+    )
+
+
+async def test_an_update_decided_again_is_sent_unless_its_id_holds_another(
     tmp_path: Path,
 ) -> None:
     """A retried workflow task decides its update again at a later time: the same update
     (only the header's creation time differs) counts as sent; one saying something else
-    finds the ID taken, learns what it holds, and the outbox keeps the first. Decided later
-    under the next ID, the update CRM already has is not sent again."""
-    first = await send_to_outbox(tmp_path, "USO.1")
+    is not sent, the outbox keeps the first, and the answer is what CRM was told."""
+    lines = [told_line("1.1", "PROVISION_DESIGNED", {"MSISDN": "31600000001"})]
+    in_progress = FulfillmentStatus.IN_PROGRESS
+    first = await send_to_outbox(tmp_path, "USO.1", status=in_progress, lines=lines)
     kept = (tmp_path / "USO.1.xml").read_bytes()
     later = datetime(2026, 1, 15, 9, 31, tzinfo=UTC)
-    again = await send_to_outbox(tmp_path, "USO.1", created=later)
-    other = await send_to_outbox(
-        tmp_path, "USO.1", created=later, status=FulfillmentStatus.IN_PROGRESS
+    again = await send_to_outbox(tmp_path, "USO.1", created=later, status=in_progress, lines=lines)
+    other = await send_to_outbox(tmp_path, "USO.1", created=later)
+    assert (first, again) == (UpdateDelivery(sent=True), UpdateDelivery(sent=True))
+    assert other == UpdateDelivery(
+        sent=False,
+        heard=HeardUpdate(
+            order_status=FulfillmentStatus.IN_PROGRESS,
+            lines=[
+                HeardLine(
+                    id="1.1",
+                    status=FulfillmentStatus.IN_PROGRESS,
+                    milestone="PROVISION_DESIGNED",
+                    point_of_no_return=True,
+                    data={"MSISDN": "31600000001"},
+                )
+            ],
+        ),
     )
-    assert (first.outcome, again.outcome, other.outcome) == (
-        Delivered.SENT,
-        Delivered.SENT,
-        Delivered.TAKEN,
-    )
-    assert other.held == message_digest(kept)
     assert (tmp_path / "USO.1.xml").read_bytes() == kept
-
-    assert other.held is not None
-    told = await send_to_outbox(
-        tmp_path, "USO.3", created=later, earlier_tries={other.held: "USO.1"}
-    )
-    assert told == UpdateDelivery(outcome=Delivered.TOLD, held=other.held)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["USO.1.xml"]
 
 
 async def test_the_longest_file_name_the_outbox_allows_is_written(tmp_path: Path) -> None:
@@ -672,35 +688,13 @@ async def test_fan_out_publishes_to_every_bus(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("a", "b", "held"),
-    [
-        (None, b"<other/>", b"<other/>"),
-        (b"<other/>", b"<other/>", b"<other/>"),
-        (b"<other/>", b"<third/>", b""),
-    ],
-)
-async def test_fan_out_answers_with_the_other_body_its_buses_hold(
-    tmp_path: Path, a: bytes | None, b: bytes, held: bytes
-) -> None:
-    """One bus holding another body under the ID is enough for the sender to see it; buses
-    holding different ones answer with no body, which no sender takes for its own."""
-    for name, body in (("a", a), ("b", b)):
-        (tmp_path / name).mkdir()
-        if body is not None:
-            (tmp_path / name / "USO.1.xml").write_bytes(body)
+async def test_fan_out_stops_at_the_first_bus_holding_another_message(tmp_path: Path) -> None:
+    """Its body is the answer, and the buses after it never take a second message under
+    the ID; one holding this message with another header goes on to the next."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "USO.1.xml").write_bytes(b"<other/>")
     bus = FanOutBus([OutboxBus(tmp_path / "a"), OutboxBus(tmp_path / "b")])
-    assert await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m/>") == held
-    assert (tmp_path / "b" / "USO.1.xml").read_bytes() == b
-
-
-async def test_the_outbox_keeps_the_first_body_an_id_is_given(tmp_path: Path) -> None:
-    """Another body under a stored ID is not written: the publish answers with the body
-    kept, and no temporary file is left behind."""
-    outbox = OutboxBus(tmp_path)
-    first = await outbox.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m n='1'/>")
-    again = await outbox.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m n='1'/>")
-    other = await outbox.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m n='2'/>")
-    assert first == again == other == b"<m n='1'/>"
-    assert [p.name for p in tmp_path.iterdir()] == ["USO.1.xml"]
-    assert (tmp_path / "USO.1.xml").read_bytes() == b"<m n='1'/>"
+    assert await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<m/>") == b"<other/>"
+    assert not (tmp_path / "b" / "USO.1.xml").exists()
+    assert await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<other/>") == b"<other/>"
+    assert (tmp_path / "b" / "USO.1.xml").read_bytes() == b"<other/>"

@@ -407,16 +407,19 @@ async def test_outbox_is_flat_whatever_the_destination(tmp_path: Path) -> None:
     ]
 
 
-async def test_outbox_republish_overwrites_atomically(tmp_path: Path) -> None:
+async def test_outbox_keeps_the_first_body_an_id_is_given(tmp_path: Path) -> None:
+    """A republish under a stored ID answers with the body kept and changes nothing: a
+    reader never sees one ID with two bodies, nor a half-written file, nor a temporary one."""
     bus = OutboxBus(tmp_path)
-    await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.1", b"<first/>")
-    first_inode = (tmp_path / "USO.TP-1001.r1.1.xml").stat().st_ino
-    await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.1", b"<second/>")
-    assert [p.name for p in tmp_path.iterdir()] == ["USO.TP-1001.r1.1.xml"]
+    first = await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.1", b"<first/>")
     written = tmp_path / "USO.TP-1001.r1.1.xml"
-    assert written.read_bytes() == b"<second/>"
-    # A new file renamed over the old one: a reader never sees a half-written message.
-    assert written.stat().st_ino != first_inode
+    first_inode = written.stat().st_ino
+    again = await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.1", b"<first/>")
+    other = await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.1", b"<second/>")
+    assert first == again == other == b"<first/>"
+    assert [p.name for p in tmp_path.iterdir()] == ["USO.TP-1001.r1.1.xml"]
+    assert written.read_bytes() == b"<first/>"
+    assert written.stat().st_ino == first_inode
     await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.TP-1001.r1.2", b"<third/>")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "USO.TP-1001.r1.1.xml",

@@ -14,6 +14,8 @@ from o2a.models import (
     ComponentUpdate,
     CustomerOrder,
     FulfillmentStatus,
+    HeardLine,
+    HeardUpdate,
     LineUpdate,
     OrderState,
     ServiceActionCode,
@@ -41,6 +43,7 @@ S = FulfillmentStatus
 C = ComponentState
 
 INDEPENDENT = [SYNC, PROV_BB, PROV_FIXED, PROV_MOBILE, SHIP]
+HEARD = set(HeardLine.model_fields)
 
 
 # --- pure status rules ------------------------------------------------------------------------
@@ -494,3 +497,39 @@ def test_runs_end_with_abort_and_recall(tracker: FulfillmentTracker) -> None:
     assert [(r.kind.value, r.outcome) for r in tracker.components[PROV_FIXED].runs] == [
         ("do", C.ABORTED)
     ]
+
+
+def test_an_update_an_earlier_try_sent_is_taken_as_told(tracker: FulfillmentTracker) -> None:
+    """A worker killed mid-task: its try told CRM billing had started on every line. The
+    retried task took in broadband's design first, and finds that update under the ID
+    it meant for design. CRM's copy is taken as told: design goes on for the broadband
+    lines only, and billing, reached next, is told again only where design overtook it."""
+    run(tracker, SYNC)
+    assert tracker.take_changes()
+    billing = [
+        HeardLine(id=line_id, status=S.IN_PROGRESS, milestone="BILLING_START")
+        for line_id in tracker.lines
+    ]
+    tracker.apply(update(PROV_BB, C.IN_PROGRESS, "PROVISION_START", step="design"), T0)
+    design = tracker.take_changes()
+    assert design is not None
+    assert [line.id for line in design] == ["1.3.1", "1.3.2"]
+
+    heard = HeardUpdate(order_status=S.IN_PROGRESS, lines=billing)
+    rest = tracker.heard_elsewhere(heard, design, tracker.order_status())
+    assert rest is not None
+    assert [(line.id, line.milestone) for line in rest] == [
+        ("1.3.1", "PROVISION_START"),
+        ("1.3.2", "PROVISION_START"),
+    ]
+    tracker.apply(update(INIT_BILL, C.IN_PROGRESS, "BILLING_START"), T0)
+    again = tracker.take_changes()
+    assert again is not None
+    assert {line.id for line in again} <= {"1.3.1", "1.3.2"}
+
+    # The same update found again under an ID: nothing left to send.
+    same = HeardUpdate(
+        order_status=tracker.order_status(),
+        lines=[HeardLine.model_validate(line.model_dump(include=HEARD)) for line in again],
+    )
+    assert tracker.heard_elsewhere(same, again, tracker.order_status()) is None

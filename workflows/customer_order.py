@@ -197,7 +197,6 @@ class CustomerOrderWorkflow:
             fulfilled=self._work.fulfilled(),
             runs_before=self._runs_before + 1,
             started=ctx.started,
-            earlier_tries=reporter.earlier_tries,
         )
         workflow.logger.info("continuing as new: run %d of the order", carried.runs_before + 1)
         workflow.continue_as_new(carried)
@@ -215,7 +214,6 @@ class CustomerOrderWorkflow:
         reporter.told_state = carried.told_state
         reporter.published = carried.published
         reporter.fallouts_reported = carried.fallouts_reported
-        reporter.earlier_tries = dict(carried.earlier_tries)
         for component_id, lines in carried.fulfilled.items():
             self._work.hold_fulfilled(component_id, lines)
         self._runs_before = carried.runs_before

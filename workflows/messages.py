@@ -28,8 +28,9 @@ with workflow.unsafe.imports_passed_through():
 LOCAL_ATTEMPT = RetryPolicy(maximum_attempts=1)
 """A local activity's one try: a failing bus is the regular activity's to retry, where the
 order's status shows each attempt (pending activities) and the deadline makes an incident."""
-LOCAL_FAILURES = (exceptions.ApplicationError, exceptions.TimeoutError)
-"""How a local activity fails: the SDK raises its cause as it is, not in an ActivityError."""
+LOCAL_FAILURES = (exceptions.ApplicationError, exceptions.TimeoutError, exceptions.ActivityError)
+"""How a local activity fails: the SDK raises an error the activity raised as it is, and
+wraps a timeout in an ActivityError (so does a cancel, which is not a failure to retry)."""
 
 M = TypeVar("M")
 Send = Callable[[MessagingActivities, M], Coroutine[Any, Any, object]]
@@ -57,6 +58,8 @@ async def send_local(send: SendLocal[M, R], message: M) -> R:
             send, message, start_to_close_timeout=MESSAGE_TIMEOUT, retry_policy=LOCAL_ATTEMPT
         )
     except LOCAL_FAILURES as err:
+        if isinstance(err.cause, exceptions.CancelledError):
+            raise
         workflow.logger.info("sending it as an activity, with retries: %s", err)
     return await workflow.execute_activity_method(
         send,

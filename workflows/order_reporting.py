@@ -15,7 +15,6 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messaging import (
-        Delivered,
         FalloutMessage,
         JeopardyMessage,
         MessagingActivities,
@@ -64,9 +63,6 @@ class OrderReporter:
         """Messages that could not be delivered, each as its send, for the next resolve."""
         self._watches: dict[str, _Watch] = {}
         """Components running now, each with its jeopardy levels raised so far."""
-        self.earlier_tries: dict[str, str] = {}
-        """Updates CRM has from earlier tries of this order's workflow tasks that the order
-        has not decided again, by digest, with their IDs."""
         self._local_updates = False
         """CRM updates go as local activities (LOCAL_UPDATES_PATCH)."""
         self._outcomes: list[RevisionView] = []
@@ -166,7 +162,7 @@ class OrderReporter:
             order_state=self._ctx.state,
         )
         if self._local_updates:
-            await self._deliver(partial(self._send_update, message), message.message_id)
+            await self._deliver(partial(self._send_update, _Update(message)), message.message_id)
         else:
             await self._send(
                 MessagingActivities.send_sales_order_update, message, message.message_id
@@ -178,26 +174,27 @@ class OrderReporter:
             order.order_number, order.revision, self.crm_updates
         )
 
-    async def _send_update(self, message: SalesOrderUpdateMessage) -> None:
-        """Sent until a sink keeps it. An earlier try of a workflow task (a worker killed
-        mid-task) may have sent updates this order then decided otherwise: an ID already
-        holding one moves the update to the order's next ID, and CRM's copy is remembered,
-        so the order does not send that same update again when it decides it later."""
+    async def _send_update(self, update: _Update) -> None:
+        """Sent until its ID holds it. An earlier try of a workflow task (a worker killed
+        mid-task) may have sent another update under the ID, deciding from events taken in
+        another order: CRM's copy is taken as told, and what it does not already say goes
+        under the order's next ID. Resent after an incident, it goes on from where it was."""
         while True:
             delivery = await send_local(
-                MessagingActivities.deliver_sales_order_update,
-                message.model_copy(update={"earlier_tries": dict(self.earlier_tries)}),
+                MessagingActivities.deliver_sales_order_update, update.message
             )
-            if delivery.outcome is Delivered.SENT:
+            if delivery.sent:
                 return
-            assert delivery.held is not None
-            if delivery.outcome is Delivered.TOLD:
-                del self.earlier_tries[delivery.held]
-                self.crm_updates -= 1  # the update's ID goes to the next one
-                return
-            self.earlier_tries[delivery.held] = message.message_id
+            message = update.message
+            if delivery.heard is not None:
+                rest = self._ctx.tracker.heard_elsewhere(
+                    delivery.heard, message.lines, message.order_status
+                )
+                if rest is None and message.lines and message.revision_outcome is None:
+                    return  # CRM's copy says all of it
+                message = message.model_copy(update={"lines": rest or []})
             self.crm_updates += 1
-            message = message.model_copy(update={"message_id": self._update_id()})
+            update.message = message.model_copy(update={"message_id": self._update_id()})
 
     async def _send(self, send: Send[M], message: M, message_id: str) -> None:
         """One of the order's own messages, as a regular activity."""
@@ -326,6 +323,13 @@ class OrderReporter:
                 ),
                 message_id,
             )
+
+
+@dataclass
+class _Update:
+    """A CRM update on its way: the message it goes as now."""
+
+    message: SalesOrderUpdateMessage
 
 
 @dataclass

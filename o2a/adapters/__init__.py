@@ -6,7 +6,6 @@ The worker wires what ``message_bus`` and ``fulfillment_system`` return for its
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -17,6 +16,7 @@ from o2a.adapters.simulator import SimulatedFulfillment
 from o2a.bus import BusConnection, Subjects
 from o2a.config import Settings
 from o2a.errors import InputError
+from o2a.outbound import same_message
 from o2a.ports import Destination, FulfillmentRequester, FulfillmentSystem, MessageBus
 
 T = TypeVar("T")
@@ -66,15 +66,14 @@ class FanOutBus:
         self.buses = buses
 
     async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
-        """This document when every bus holds it; else the one other body they hold (empty
-        when they hold different ones, which no sender can take for its own)."""
-        held = await asyncio.gather(
-            *(b.publish(destination, message_id, document) for b in self.buses)
-        )
-        others = {body for body in held if body != document}
-        if not others:
-            return document
-        return others.pop() if len(others) == 1 else b""
+        """Bus by bus, in order: the first that holds another message under the ID stops
+        it (so the buses after it never take a second one) and its body is the answer;
+        else this document. A body differing only in its header is this message."""
+        for bus in self.buses:
+            held = await bus.publish(destination, message_id, document)
+            if not same_message(held, document):
+                return held
+        return document
 
 
 def message_bus(wiring: Wiring) -> MessageBus:

@@ -145,9 +145,6 @@ class CarriedOrder(Model):
     started: datetime | None = None
     """When the order's first run started, so its cycle time spans every run (None from
     runs that did not carry it)."""
-    earlier_tries: dict[str, str] = Field(default_factory=dict)
-    """CRM updates sent by earlier tries of workflow tasks that the order has not decided
-    again (``OrderReporter.earlier_tries``)."""
 
 
 OrderStart = TypeAliasType(
