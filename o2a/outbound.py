@@ -1,7 +1,8 @@
 """Rendering the outbound EBMs (XML); the MessageBus port delivers them.
 
 Every message carries an ``EBMHeader/EBMID`` equal to its deterministic ID, the ID it is
-published under, so a retried delivery replaces the message instead of adding one.
+published under, so a retried delivery finds it there instead of adding one (the sinks keep
+the first body an ID is given).
 """
 
 from __future__ import annotations

@@ -38,8 +38,9 @@ def ebm_id(root: etree._Element) -> str | None:
 
 @dataclass(frozen=True)
 class Delivery:
-    """One version of a message seen in the outbox: a retried publish replaces the file, so
-    a watcher that reads it again after each replacement sees every body an ID was given."""
+    """One version of a message seen in the outbox. The outbox keeps the first body an ID
+    is given, but the check does not trust it: a watcher that reads each file again after
+    any replacement would see every body an ID was given."""
 
     name: str
     """The file's stem: the ID it was published under."""

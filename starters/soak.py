@@ -320,8 +320,8 @@ async def restart_once(soak: Soak, server: DevServer | NatsServer, at: float) ->
 
 
 async def watch_outbox(outbox: Path, seen: dict[tuple[str, int, int], Delivery]) -> None:
-    """Read every version of every message: a republish replaces the file (a new inode),
-    and a second body under one ID would otherwise go unseen."""
+    """Read every version of every message: should a file ever be replaced (a new inode),
+    a second body under one ID would otherwise go unseen."""
     while True:
         scan_outbox(outbox, seen)
         await asyncio.sleep(0.5)

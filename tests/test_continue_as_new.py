@@ -108,7 +108,7 @@ async def test_an_order_in_fallout_continues_as_new_then_takes_a_revision_and_co
     assert lines["1.3.1"] is FulfillmentStatus.COMPLETE
 
     # CRM heard every update once, numbered on across the runs: a number used again by the
-    # second run would have overwritten the first run's message under the same ID.
+    # second run would have found the first run's message under the same ID.
     updates = messages(settings.outbox_dir, f"USO.{order_number}.r*")
     sequence = sorted(int(path.stem.rsplit(".u", 1)[1]) for path, _ in updates)
     assert sequence == list(range(1, result.crm_updates_sent + 1))

@@ -9,8 +9,8 @@ the history instead of three events and a workflow task each. A local activity r
 from a retried task, which may have taken in new events meanwhile (a signal, a child's
 result) and so decide a different body for the same ID: the chaos soak (`o2a soak`) caught
 exactly that. So the sinks keep the first body an ID is given and return it, and the order
-sends an update whose ID holds another one under its next ID, and does not send again an
-update an earlier try already sent (``OrderReporter``).
+takes another update found under its ID as told and sends what that does not say under
+its next ID (``OrderReporter._send_update``).
 """
 
 from __future__ import annotations
