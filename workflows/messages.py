@@ -41,13 +41,7 @@ SendLocal = Callable[[MessagingActivities, M], Coroutine[Any, Any, R]]
 async def send_message(send: Send[M], message: M) -> None:
     """Deliver one message; raises ActivityError once it cannot be (refused for good, or
     still failing past MESSAGE_DEADLINE)."""
-    await workflow.execute_activity_method(
-        send,
-        message,
-        start_to_close_timeout=MESSAGE_TIMEOUT,
-        schedule_to_close_timeout=MESSAGE_DEADLINE,
-        retry_policy=MESSAGE_RETRY,
-    )
+    await _scheduled(send, message)
 
 
 async def send_local(send: SendLocal[M, R], message: M) -> R:
@@ -61,6 +55,11 @@ async def send_local(send: SendLocal[M, R], message: M) -> R:
         if isinstance(err.cause, exceptions.CancelledError):
             raise
         workflow.logger.info("sending it as an activity, with retries: %s", err)
+    return await _scheduled(send, message)
+
+
+async def _scheduled(send: SendLocal[M, R], message: M) -> R:
+    """A regular activity, retried until MESSAGE_DEADLINE."""
     return await workflow.execute_activity_method(
         send,
         message,
