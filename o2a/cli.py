@@ -26,7 +26,7 @@ from o2a.api.server import DEFAULT_PORT as API_PORT
 from o2a.bus import DEFAULT_URL as NATS_URL
 from o2a.bus import BusConnection, BusUnavailable, Subjects
 from o2a.client import ConnectionFailed, connect
-from o2a.config import Settings
+from o2a.config import Settings, sticky_cache
 from o2a.encryption import DEFAULT_KEYS_FILE, KEYS_FILE_VARIABLE, add_key
 from o2a.errors import InputError, NoWorkerError, OrderConflictError, UnknownOrderError
 from o2a.logs import configure_logging
@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--max-cached-workflows",
         type=int,
-        help="sticky cache: orders kept in memory between their tasks, 0 for none "
+        help="sticky cache: orders kept in memory between their tasks, 1 or more "
         "(default O2A_MAX_CACHED_WORKFLOWS, else 250)",
     )
     worker.add_argument(
@@ -321,8 +321,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         cache: int | None = args.max_cached_workflows
         if cache is not None:
-            if cache < 0:
-                raise InputError(f"--max-cached-workflows must be 0 or more, got {cache}")
+            cache = sticky_cache(cache, "--max-cached-workflows")
             settings = dataclasses.replace(settings, max_cached_workflows=cache)
         settings = _with_metrics(args, settings)
         run_workers(_versioned(args, settings), args.processes)

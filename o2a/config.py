@@ -50,8 +50,9 @@ class Settings:
     """Of every bus subject and stream (``O2A_SUBJECT_PREFIX``), so installations can share
     a NATS cluster."""
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS
-    """The worker's sticky cache, in workflows (``O2A_MAX_CACHED_WORKFLOWS``, 0: none);
-    memory per cached order against replay cost, see ``DEFAULT_MAX_CACHED_WORKFLOWS``."""
+    """The worker's sticky cache, in workflows (``O2A_MAX_CACHED_WORKFLOWS``, at least 1,
+    ``sticky_cache``); memory per cached order against replay cost, see
+    ``DEFAULT_MAX_CACHED_WORKFLOWS``."""
     metrics_port: int | None = None
     """The worker's Prometheus endpoint (``O2A_METRICS_PORT``, o2a/metrics.py); None: none."""
     deployment_name: str = DEFAULT_DEPLOYMENT_NAME
@@ -81,7 +82,7 @@ class Settings:
             nats_url=nats_url,
             subject_prefix=os.environ.get("O2A_SUBJECT_PREFIX", "").strip()
             or DEFAULT_SUBJECT_PREFIX,
-            max_cached_workflows=_count("O2A_MAX_CACHED_WORKFLOWS", DEFAULT_MAX_CACHED_WORKFLOWS),
+            max_cached_workflows=_cache_from_env("O2A_MAX_CACHED_WORKFLOWS"),
             metrics_port=configured_port(),
             deployment_name=os.environ.get("O2A_DEPLOYMENT_NAME", "").strip()
             or DEFAULT_DEPLOYMENT_NAME,
@@ -102,10 +103,23 @@ def _seconds(variable: str, default: float) -> float:
     return seconds
 
 
-def _count(variable: str, default: int) -> int:
+def sticky_cache(size: int, source: str) -> int:
+    """A cache size of at least 1. Without a cache the SDK evicts an order at the end of
+    each activation, local activities still in flight: their results are lost and the
+    order waits out a workflow task timeout (10 s) before it goes on. Seen in the
+    metrics test on temporalio 1.35 (sdk-rust #1304 and #1482 are about it)."""
+    if size < 1:
+        raise InputError(
+            f"{source} must be 1 or more, got {size}: without a sticky cache orders lose "
+            "local activities in flight and wait out workflow task timeouts"
+        )
+    return size
+
+
+def _cache_from_env(variable: str) -> int:
     raw = os.environ.get(variable, "").strip()
     if not raw:
-        return default
+        return DEFAULT_MAX_CACHED_WORKFLOWS
     if not raw.isdecimal():
-        raise InputError(f"{variable} must be a whole number of 0 or more, got {raw!r}")
-    return int(raw)
+        raise InputError(f"{variable} must be a whole number of 1 or more, got {raw!r}")
+    return sticky_cache(int(raw), variable)

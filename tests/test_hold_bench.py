@@ -110,18 +110,25 @@ def test_the_sticky_cache_setting_comes_from_the_environment(
 ) -> None:
     monkeypatch.delenv("O2A_MAX_CACHED_WORKFLOWS", raising=False)
     assert Settings.from_env().max_cached_workflows == DEFAULT_MAX_CACHED_WORKFLOWS
+    monkeypatch.setenv("O2A_MAX_CACHED_WORKFLOWS", "1")
+    assert Settings.from_env().max_cached_workflows == 1
     monkeypatch.setenv("O2A_MAX_CACHED_WORKFLOWS", "0")
-    assert Settings.from_env().max_cached_workflows == 0
+    with pytest.raises(InputError, match="must be 1 or more, got 0: without a sticky cache"):
+        Settings.from_env()
     monkeypatch.setenv("O2A_MAX_CACHED_WORKFLOWS", "-5")
     with pytest.raises(InputError, match="O2A_MAX_CACHED_WORKFLOWS must be a whole number"):
         Settings.from_env()
 
 
-async def test_worker_refuses_a_negative_cache_in_one_line(
-    temporal_address: str, settings: Settings
+@pytest.mark.parametrize("size", ["-1", "0"])
+async def test_worker_refuses_a_cache_below_one_in_one_line(
+    temporal_address: str, settings: Settings, size: str
 ) -> None:
     run = await o2a(
-        "worker", "--max-cached-workflows", "-1", env=cli_env(temporal_address, settings)
+        "worker", "--max-cached-workflows", size, env=cli_env(temporal_address, settings)
     )
     assert run.returncode == 2, run
-    assert run.stderr == "o2a: --max-cached-workflows must be 0 or more, got -1\n", run
+    assert run.stderr == (
+        f"o2a: --max-cached-workflows must be 1 or more, got {size}: without a sticky cache "
+        "orders lose local activities in flight and wait out workflow task timeouts\n"
+    ), run
