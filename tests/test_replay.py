@@ -44,6 +44,18 @@ from workflows.contracts.customer_order import (
 )
 from workflows.customer_order import CustomerOrderWorkflow
 
+ORDER_SCENARIOS = (
+    "triple_play",
+    "fallout_resolved",
+    "revised_mid_flight",
+    "cancelled_mid_flight",
+    "cancel_undo_failed",
+    "suspended_resumed",
+    "continued_as_new",
+    "continued_run",
+)
+"""The COM histories: each patch of COM's message forms keeps the ones recorded before it."""
+
 SCENARIOS = {
     "continued_as_new",
     "continued_run",
@@ -61,19 +73,12 @@ SCENARIOS = {
     "triple_play_provisioning_before_step_reports",
     "revised_provisioning_before_step_reports",
     # Kept from before COM sent its CRM updates as local activities (workflow.patched
-    # "crm-updates-as-local-activities").
+    # "crm-updates-as-local-activities"), and from before it sent its ProvisioningOrderEBMs
+    # so too ("provisioning-orders-as-local-activities").
     *(
-        f"{name}_before_local_updates"
-        for name in (
-            "triple_play",
-            "fallout_resolved",
-            "revised_mid_flight",
-            "cancelled_mid_flight",
-            "cancel_undo_failed",
-            "suspended_resumed",
-            "continued_as_new",
-            "continued_run",
-        )
+        f"{name}_{before}"
+        for name in ORDER_SCENARIOS
+        for before in ("before_local_updates", "before_local_orders")
     ),
 }
 

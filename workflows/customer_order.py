@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         RevisionRequest,
     )
     from workflows.contracts.provisioning_order import COMPONENT_UPDATE_SIGNAL
+    from workflows.messages import decide_local_forms
     from workflows.order_changes import ChangeCoordinator
     from workflows.order_context import ATTENTION_STATES, FINAL_STATES, OrderContext
     from workflows.order_reporting import OrderReporter
@@ -95,7 +96,7 @@ class CustomerOrderWorkflow:
 
     async def _run(self, order: CustomerOrder) -> OrderStatus:
         ctx = self._ctx
-        self._reporter.decide_update_form()
+        ctx.local = decide_local_forms()
         if not ctx.decomposed:  # not carried from a previous run
             ctx.tracker = FulfillmentTracker(order, await decompose(order))
             workflow.logger.info(

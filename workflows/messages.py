@@ -10,12 +10,15 @@ from a retried task, which may have taken in new events meanwhile (a signal, a c
 result) and so decide a different body for the same ID: the chaos soak (`o2a soak`) caught
 exactly that. So the sinks keep the first body an ID is given and return it, and the order
 takes another update found under its ID as told and sends what that does not say under
-its next ID (``OrderReporter._send_update``).
+its next ID (``OrderReporter._send_update``). COM's ProvisioningOrderEBMs go so too: a
+retried task decides the same body for one (its lines are the revision's, its ID names the
+revision and the run) bar the header's creation time, which the sinks ignore.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from temporalio import exceptions, workflow
@@ -31,6 +34,32 @@ order's status shows each attempt (pending activities) and the deadline makes an
 LOCAL_FAILURES = (exceptions.ApplicationError, exceptions.TimeoutError, exceptions.ActivityError)
 """How a local activity fails: the SDK raises an error the activity raised as it is, and
 wraps a timeout in an ActivityError (so does a cancel, which is not a failure to retry)."""
+
+LOCAL_UPDATES_PATCH = "crm-updates-as-local-activities"
+"""workflow.patched: histories from before it sent each CRM update as a regular activity."""
+LOCAL_ORDERS_PATCH = "provisioning-orders-as-local-activities"
+"""workflow.patched: histories from before it sent each ProvisioningOrderEBM as a regular
+activity. It implies LOCAL_UPDATES_PATCH, which a run that has it does not ask."""
+
+
+@dataclass(frozen=True)
+class LocalForms:
+    """Which of COM's messages go as local activities in a run (the patches it has)."""
+
+    crm_updates: bool = False
+    provisioning_orders: bool = False
+
+
+def decide_local_forms() -> LocalForms:
+    """Asked first thing in a run, before any local activity, not at the first message: on
+    replay the SDK resolves a local activity (the decomposition) from its marker at once and
+    runs on into code a later workflow task ran, before it hears of that task's patch
+    markers, so a patch asked there reads as absent. A new run records one marker (each
+    comes with a search attribute upsert, two events) for both forms."""
+    if workflow.patched(LOCAL_ORDERS_PATCH):
+        return LocalForms(crm_updates=True, provisioning_orders=True)
+    return LocalForms(crm_updates=workflow.patched(LOCAL_UPDATES_PATCH))
+
 
 M = TypeVar("M")
 Send = Callable[[MessagingActivities, M], Coroutine[Any, Any, object]]

@@ -41,13 +41,6 @@ UNSEEN_STATES = frozenset({OrderState.WAITING, OrderState.SUSPENDED, OrderState.
 enter and leave them even when no line changed (TMF: pending, held, pendingCancellation)."""
 STATE_UPDATES_PATCH = "crm-hears-unseen-states"
 """workflow.patched: histories from before it sent no update for these states."""
-LOCAL_UPDATES_PATCH = "crm-updates-as-local-activities"
-"""workflow.patched: histories from before it sent each CRM update as a regular activity.
-Asked once, as a run begins (``decide_update_form``), not at the first update: on replay
-the SDK resolves a local activity (the decomposition) from its marker at once and runs on
-into code a later workflow task ran, before it hears of the patch markers of that task,
-so a patch asked there reads as absent."""
-
 M = TypeVar("M")
 
 
@@ -63,15 +56,9 @@ class OrderReporter:
         """Messages that could not be delivered, each as its send, for the next resolve."""
         self._watches: dict[str, _Watch] = {}
         """Components running now, each with its jeopardy levels raised so far."""
-        self._local_updates = False
-        """CRM updates go as local activities (LOCAL_UPDATES_PATCH)."""
         self._outcomes: list[RevisionView] = []
         """Outcomes recorded but not yet reported: several can pile up (revisions rejected
         behind a cancel) before the next report, and CRM hears every one."""
-
-    def decide_update_form(self) -> None:
-        """Called first thing in a run, before any local activity."""
-        self._local_updates = workflow.patched(LOCAL_UPDATES_PATCH)
 
     @property
     def idle(self) -> bool:
@@ -161,7 +148,7 @@ class OrderReporter:
             revision_outcome=outcome,
             order_state=self._ctx.state,
         )
-        if self._local_updates:
+        if self._ctx.local.crm_updates:
             await self._deliver(partial(self._send_update, _Update(message)), message.message_id)
         else:
             await self._send(
