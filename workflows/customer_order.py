@@ -50,7 +50,6 @@ with workflow.unsafe.imports_passed_through():
         RevisionRequest,
     )
     from workflows.contracts.provisioning_order import COMPONENT_UPDATE_SIGNAL
-    from workflows.messages import decide_local_forms
     from workflows.order_changes import ChangeCoordinator
     from workflows.order_context import ATTENTION_STATES, FINAL_STATES, OrderContext
     from workflows.order_reporting import OrderReporter
@@ -96,7 +95,6 @@ class CustomerOrderWorkflow:
 
     async def _run(self, order: CustomerOrder) -> OrderStatus:
         ctx = self._ctx
-        ctx.local = decide_local_forms()
         if not ctx.decomposed:  # not carried from a previous run
             ctx.tracker = FulfillmentTracker(order, await decompose(order))
             workflow.logger.info(
@@ -179,7 +177,7 @@ class CustomerOrderWorkflow:
         )
 
     def _continue_as_new(self) -> None:
-        if not workflow.patched(CONTINUE_AS_NEW_PATCH):
+        if not self._ctx.patches.has(CONTINUE_AS_NEW_PATCH):
             self._stay = True
             return
         ctx, reporter = self._ctx, self._reporter
@@ -269,7 +267,9 @@ class CustomerOrderWorkflow:
         """The same request again (a bus message redelivered after its signal, a door's
         retry): taken once. Histories from before this rule ran a repeat as a second
         request, and replay the same way."""
-        if request_id not in self._ctx.received or not workflow.patched(REPEATED_REQUEST_PATCH):
+        if request_id not in self._ctx.received or not self._ctx.patches.has(
+            REPEATED_REQUEST_PATCH
+        ):
             return False
         workflow.logger.info("request %s received again: already queued or answered", request_id)
         return True

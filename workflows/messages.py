@@ -18,7 +18,6 @@ revision and the run) bar the header's creation time, which the sinks ignore.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from temporalio import exceptions, workflow
@@ -34,32 +33,6 @@ order's status shows each attempt (pending activities) and the deadline makes an
 LOCAL_FAILURES = (exceptions.ApplicationError, exceptions.TimeoutError, exceptions.ActivityError)
 """How a local activity fails: the SDK raises an error the activity raised as it is, and
 wraps a timeout in an ActivityError (so does a cancel, which is not a failure to retry)."""
-
-LOCAL_UPDATES_PATCH = "crm-updates-as-local-activities"
-"""workflow.patched: histories from before it sent each CRM update as a regular activity."""
-LOCAL_ORDERS_PATCH = "provisioning-orders-as-local-activities"
-"""workflow.patched: histories from before it sent each ProvisioningOrderEBM as a regular
-activity. It implies LOCAL_UPDATES_PATCH, which a run that has it does not ask."""
-
-
-@dataclass(frozen=True)
-class LocalForms:
-    """Which of COM's messages go as local activities in a run (the patches it has)."""
-
-    crm_updates: bool = False
-    provisioning_orders: bool = False
-
-
-def decide_local_forms() -> LocalForms:
-    """Asked first thing in a run, before any local activity, not at the first message: on
-    replay the SDK resolves a local activity (the decomposition) from its marker at once and
-    runs on into code a later workflow task ran, before it hears of that task's patch
-    markers, so a patch asked there reads as absent. A new run records one marker (each
-    comes with a search attribute upsert, two events) for both forms."""
-    if workflow.patched(LOCAL_ORDERS_PATCH):
-        return LocalForms(crm_updates=True, provisioning_orders=True)
-    return LocalForms(crm_updates=workflow.patched(LOCAL_UPDATES_PATCH))
-
 
 M = TypeVar("M")
 Send = Callable[[MessagingActivities, M], Coroutine[Any, Any, object]]

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         OperatorRequest,
         RevisionRequest,
     )
-    from workflows.messages import LocalForms
+    from workflows.order_patches import OrderPatches
 
 FINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.CANCELLED, OrderState.ABORTED})
 ATTENTION_STATES = FINAL_STATES | {OrderState.FAILED, OrderState.SUSPENDED}
@@ -58,8 +58,8 @@ class OrderContext:
         """Message IDs of the SOM updates received (only ever looked up, never iterated)."""
         self.runs: dict[str, int] = {}
         """How many times each component has been run (message and request IDs count it)."""
-        self.local = LocalForms()
-        """Which messages go as local activities: decided as each run begins."""
+        self.patches = OrderPatches()
+        """The patches this run has: asked first, as it begins."""
         self.crashed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         """Fails with WorkflowBug when a spawned task dies of a bug; the run method awaits
         it beside the run loop, so the workflow task in which the bug happened fails."""

@@ -123,7 +123,7 @@ class OrderReporter:
         return (
             state != told
             and (state in UNSEEN_STATES or told in UNSEEN_STATES)
-            and workflow.patched(STATE_UPDATES_PATCH)
+            and self._ctx.patches.has(STATE_UPDATES_PATCH)
         )
 
     async def _update_crm(
@@ -148,7 +148,7 @@ class OrderReporter:
             revision_outcome=outcome,
             order_state=self._ctx.state,
         )
-        if self._ctx.local.crm_updates:
+        if self._ctx.patches.local_updates:
             await self._deliver(partial(self._send_update, _Update(message)), message.message_id)
         else:
             await self._send(

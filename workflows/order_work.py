@@ -197,7 +197,7 @@ class ComponentWork:
             undo_lines=undo_lines or [],
             fulfillment=ctx.tracker.plan.fulfillment,
         )
-        send = send_local if ctx.local.provisioning_orders else send_message
+        send = send_local if ctx.patches.local_orders else send_message
         await send(
             MessagingActivities.send_provisioning_order,
             ProvisioningOrderMessage(

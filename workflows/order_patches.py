@@ -1,0 +1,38 @@
+"""The COM patches a run has, decided as the run begins.
+
+Each change to COM's commands since its histories were first recorded is behind a
+``workflow.patched``, so an order started on an older build replays on this one. The older
+patches are asked where they apply, but on replay the SDK resolves a local activity (the
+decomposition) from its marker at once and runs on into code that a later workflow task
+ran, before it has heard of that task's patch markers: a patch first asked there reads as
+absent, and the replay fails (a recorded history did). So the newest patch is asked as the
+run begins, before any local activity or handler, and a run that has it has every older
+one without asking: no such exposure, and one marker (each comes with a search attribute
+upsert, two events) where there were up to five. A run from before it asks each older
+patch where it always did, so its history replays as it ran.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+LOCAL_UPDATES_PATCH = "crm-updates-as-local-activities"
+"""Histories from before it sent each CRM update as a regular activity."""
+LOCAL_ORDERS_PATCH = "provisioning-orders-as-local-activities"
+"""Histories from before it sent each ProvisioningOrderEBM as a regular activity. The newest:
+it implies every older COM patch (crm-hears-unseen-states, repeated-request-taken-once,
+continue-as-new-when-suggested, LOCAL_UPDATES_PATCH)."""
+
+
+class OrderPatches:
+    def __init__(self) -> None:
+        """Asked as the run begins (the workflow's init)."""
+        self._newest = workflow.patched(LOCAL_ORDERS_PATCH)
+        self.local_updates = self._newest or workflow.patched(LOCAL_UPDATES_PATCH)
+        """CRM updates go as local activities."""
+        self.local_orders = self._newest
+        """ProvisioningOrderEBMs go as local activities."""
+
+    def has(self, patch: str) -> bool:
+        """An older patch, asked where it applies by a run from before the newest."""
+        return self._newest or workflow.patched(patch)
