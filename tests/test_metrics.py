@@ -1,5 +1,5 @@
-"""Metrics on real parts: `o2a worker --metrics-port` (a process, on the bus, with no sticky
-cache so that every workflow task replays the order's whole history) and the API's
+"""Metrics on real parts: `o2a worker --metrics-port` (a process, on the bus; queries to the
+closed orders then replay their whole histories, which must count nothing) and the API's
 ``/metrics``, scraped over HTTP while real orders run; the Grafana dashboard and the
 Prometheus scrape config under deploy/ are checked against what they scrape."""
 

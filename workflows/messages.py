@@ -10,9 +10,7 @@ from a retried task, which may have taken in new events meanwhile (a signal, a c
 result) and so decide a different body for the same ID: the chaos soak (`o2a soak`) caught
 exactly that. So the sinks keep the first body an ID is given and return it, and the order
 takes another update found under its ID as told and sends what that does not say under
-its next ID (``OrderReporter._send_update``). COM's ProvisioningOrderEBMs go so too: a
-retried task decides the same body for one (its lines are the revision's, its ID names the
-revision and the run) bar the header's creation time, which the sinks ignore.
+its next ID (``OrderReporter._send_update``).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from o2a.revision import line_changed
     from workflows.contracts.provisioning_order import ProvisioningOrder, ProvisioningResult
     from workflows.fulfillment_call import fulfill
-    from workflows.messages import send_local, send_message
+    from workflows.messages import send_message
     from workflows.order_context import OrderContext
     from workflows.policies import DECOMPOSITION_TIMEOUT, FULFILLMENT_RETRY
     from workflows.provisioning_order import ProvisioningOrderWorkflow
@@ -197,8 +197,7 @@ class ComponentWork:
             undo_lines=undo_lines or [],
             fulfillment=ctx.tracker.plan.fulfillment,
         )
-        send = send_local if ctx.patches.local_orders else send_message
-        await send(
+        await send_message(
             MessagingActivities.send_provisioning_order,
             ProvisioningOrderMessage(
                 message_id=ids.provisioning_order_message_id(
