@@ -41,6 +41,7 @@ UNSEEN_STATES = frozenset({OrderState.WAITING, OrderState.SUSPENDED, OrderState.
 enter and leave them even when no line changed (TMF: pending, held, pendingCancellation)."""
 STATE_UPDATES_PATCH = "crm-hears-unseen-states"
 """workflow.patched: histories from before it sent no update for these states."""
+
 M = TypeVar("M")
 
 
