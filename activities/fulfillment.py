@@ -18,7 +18,11 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.messaging import FulfillmentUpdateMessage, MessagingActivities
+from activities.messaging import (
+    FulfillmentUpdateMessage,
+    MessagingActivities,
+    ProvisioningOrderMessage,
+)
 from o2a.models import ComponentState, ComponentUpdate, FaultDetail, LineUpdate, Step
 from o2a.ports import (
     FulfillmentFault,
@@ -76,6 +80,8 @@ class StepReport(BaseModel):
 class ReportedStep(BaseModel):
     request: FulfillmentRequest
     report: StepReport
+    announcement: ProvisioningOrderMessage | None = None
+    """The component's ProcessProvisioningOrderEBM, sent before its first call."""
 
     def message(self, updates: list[LineUpdate]) -> FulfillmentUpdateMessage:
         """The report of the step done: the lines' new data with the component going on,
@@ -158,11 +164,13 @@ class FulfillmentActivities:
 
     @activity.defn(name="fulfill_and_report")
     async def fulfill_and_report(self, step: ReportedStep) -> list[LineUpdate]:
-        """The step, then its report. A report that cannot be sent fails the attempt, and
-        the retry calls the system again under the same request ID (the same call, done
-        once) before sending the same message again."""
+        """The step, then its report; the component's first step announces it first. A
+        message that cannot be sent fails the attempt, and the retry sends the same message
+        and calls the system again under the same request ID (the same call, done once)."""
         if self._messaging is None:
             raise RuntimeError("fulfill_and_report needs the worker's messaging activities")
+        if step.announcement is not None:
+            await self._messaging.send_provisioning_order(step.announcement)
         updates = await self.fulfill(step.request)
         await self._messaging.send_fulfillment_update(step.message(updates))
         return updates

@@ -477,6 +477,10 @@ class ProvisioningOrder(Model):
     """Lines, as they were, whose earlier work must be undone before anything is done."""
     fulfillment: FulfillmentRoute = Field(default_factory=FulfillmentRoute)
     """The order's plan's route to the systems, as the child cannot read settings either."""
+    som_announces: bool = False
+    """SOM sends this ProcessProvisioningOrderEBM itself, with its first call, so it goes
+    out only once the child runs and with the body its input holds; False: COM sent it
+    (orders from before ``workflows/order_patches.py``'s patch)."""
 
 
 class ProvisioningRevision(Model):

@@ -224,6 +224,11 @@ async def test_a_triple_play_completes_with_the_simulator_process(
     ]
     types = await activity_types(client, workflows)
     assert "fulfill" not in types
+    # Each child sends its ProvisioningOrderEBM by an activity of its own (no inline call
+    # to carry it), COM none.
+    parent_types = await activity_types(client, workflows[:1])
+    assert types["send_provisioning_order"] == len(TRIPLE_PLAY_CHILDREN), types
+    assert "send_provisioning_order" not in parent_types, parent_types
     subjects = Subjects(on_bus.subject_prefix)
     assert (
         types["request_fulfillment"]

@@ -158,6 +158,10 @@ async def test_cancel_whose_som_undo_fails_waits_failed_until_resolve_retries_it
     retried = line_steps(broadband_since(gated, before_resolve))
     assert Step.UNDO_ACTIVATE in retried.get("1.3.1", []), gated.steps(PROV_BB)
     assert not [f for f in result.fallouts if f.state == "open"], result.fallouts
+    # The undo's retry is the component's second run, undo only: it announces itself with a
+    # ProvisioningOrderEBM of its own before its first (undo) call.
+    rerun = ids.provisioning_order_message_id(order_number, 1, PROV_BB, 2)
+    assert (settings.outbox_dir / f"{rerun}.xml").exists(), sorted(settings.outbox_dir.iterdir())
 
 
 async def test_cancel_whose_inline_undo_fails_runs_no_later_wave_until_resolved(

@@ -72,9 +72,15 @@ SCENARIOS = {
     # "step-call-sends-its-report"): a re-recording does not make these again.
     "triple_play_provisioning_before_step_reports",
     "revised_provisioning_before_step_reports",
-    # Kept from before COM sent its CRM updates as local activities (workflow.patched
-    # "crm-updates-as-local-activities", which implies every older COM patch).
+    # Kept from before COM sent its CRM updates as local activities and left its
+    # ProvisioningOrderEBMs to the children (workflow.patched
+    # "crm-updates-local-and-som-announces", which implies every older COM patch), and the
+    # children of those orders.
     *(f"{name}_before_local_updates" for name in ORDER_SCENARIOS),
+    *(
+        f"{name}_before_som_announces"
+        for name in ("triple_play_provisioning", "revised_provisioning", "continued_provisioning")
+    ),
 }
 
 

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         StepReport,
         fault_error,
     )
+    from activities.messaging import ProvisioningOrderMessage
     from o2a import ids
     from o2a.models import (
         FaultDetail,
@@ -55,10 +56,12 @@ async def fulfill(
     lines: list[SalesOrderLine],
     route: FulfillmentRoute,
     report: StepReport | None = None,
+    announcement: ProvisioningOrderMessage | None = None,
 ) -> list[LineUpdate]:
     """One step for these lines of one component, under its deterministic request ID (so a
     retried call is the same call), with the shared retry budget. With a ``report`` (inline
-    only) the activity sends the step's report to COM once the system has answered."""
+    only) the activity sends the step's report to COM once the system has answered, and the
+    component's ``announcement`` before it calls."""
     request = FulfillmentRequest(
         request_id=ids.fulfillment_request_id(order_number, revision, component_id, run, step),
         order_number=order_number,
@@ -73,7 +76,7 @@ async def fulfill(
     if route.mode is RouteMode.BUS:
         return await _over_the_bus(request, timedelta(seconds=route.deadline_seconds))
     if report is not None:
-        reported = ReportedStep(request=request, report=report)
+        reported = ReportedStep(request=request, report=report, announcement=announcement)
         return await _inline(FulfillmentActivities.fulfill_and_report, reported)
     return await _inline(FulfillmentActivities.fulfill, request)
 

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-LOCAL_UPDATES_PATCH = "crm-updates-as-local-activities"
-"""Histories from before it sent each CRM update as a regular activity. The newest: it
-implies every older COM patch (crm-hears-unseen-states, repeated-request-taken-once,
-continue-as-new-when-suggested)."""
+DIET_PATCH = "crm-updates-local-and-som-announces"
+"""Histories from before it sent each CRM update as a regular activity and each
+ProvisioningOrderEBM from COM. The newest: it implies every older COM patch
+(crm-hears-unseen-states, repeated-request-taken-once, continue-as-new-when-suggested)."""
 
 
 class OrderPatches:
     def __init__(self) -> None:
         """Asked as the run begins (the workflow's init)."""
-        self.local_updates = workflow.patched(LOCAL_UPDATES_PATCH)
-        """The newest patch: CRM updates go as local activities."""
+        self.diet = workflow.patched(DIET_PATCH)
+        """The newest patch: CRM updates go as local activities, and each SOM child sends
+        its own ProvisioningOrderEBM (``ProvisioningOrder.som_announces``)."""
 
     def has(self, patch: str) -> bool:
         """An older patch, asked where it applies by a run from before the newest."""
-        return self.local_updates or workflow.patched(patch)
+        return self.diet or workflow.patched(patch)

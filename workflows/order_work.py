@@ -196,17 +196,19 @@ class ComponentWork:
             else [line.id for line in self._fulfilled.pop(component.id, [])],
             undo_lines=undo_lines or [],
             fulfillment=ctx.tracker.plan.fulfillment,
+            som_announces=ctx.patches.diet,
         )
-        await send_message(
-            MessagingActivities.send_provisioning_order,
-            ProvisioningOrderMessage(
-                message_id=ids.provisioning_order_message_id(
-                    order.order_number, order.revision, component.id, run
+        if not provisioning_order.som_announces:
+            await send_message(
+                MessagingActivities.send_provisioning_order,
+                ProvisioningOrderMessage(
+                    message_id=ids.provisioning_order_message_id(
+                        order.order_number, order.revision, component.id, run
+                    ),
+                    created=workflow.now(),
+                    order=provisioning_order,
                 ),
-                created=workflow.now(),
-                order=provisioning_order,
-            ),
-        )
+            )
         handle = await workflow.start_child_workflow(
             ProvisioningOrderWorkflow.run,
             provisioning_order,

@@ -20,7 +20,11 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.fulfillment import StepReport
-    from activities.messaging import FulfillmentUpdateMessage, MessagingActivities
+    from activities.messaging import (
+        FulfillmentUpdateMessage,
+        MessagingActivities,
+        ProvisioningOrderMessage,
+    )
     from o2a import ids
     from o2a.models import (
         KIND_STEPS,
@@ -82,6 +86,8 @@ class ProvisioningOrderWorkflow:
         self._suspended = False
         self._sequence = 0
         self._completion_reported = False
+        self._announcement_due = order.som_announces
+        """This run's ProvisioningOrderEBM is still to be sent: with the first call."""
         self._state = ComponentState.IN_PROGRESS
         if carried is not None:
             self._revision = carried.revision
@@ -94,6 +100,7 @@ class ProvisioningOrderWorkflow:
             self._suspended = carried.suspended
             self._sequence = carried.sequence
             self._completion_reported = carried.completion_reported
+            self._announcement_due = carried.announcement_due
 
     @workflow.signal(name=REVISE_SIGNAL)
     def revise(self, revision: ProvisioningRevision) -> None:
@@ -122,6 +129,7 @@ class ProvisioningOrderWorkflow:
             "component started: %d lines, %d to undo", len(order.lines), len(order.undo_lines)
         )
         if order.undo_lines and not isinstance(start, CarriedComponent):
+            await self._announce_alone()
             await self._undo({line.id: (line, list(STEPS)) for line in order.undo_lines})
             if not order.lines:  # an undo-only run: nothing to provision, nothing completed
                 return self._result(ComponentState.CANCELLED)
@@ -184,6 +192,7 @@ class ProvisioningOrderWorkflow:
             suspended=self._suspended,
             sequence=self._sequence,
             completion_reported=self._completion_reported,
+            announcement_due=self._announcement_due,
         )
 
     def _next_step(self) -> Step | None:
@@ -195,7 +204,11 @@ class ProvisioningOrderWorkflow:
     # --- steps ---------------------------------------------------------------------------------
 
     async def _execute(
-        self, step: Step, lines: list[SalesOrderLine], report: StepReport | None = None
+        self,
+        step: Step,
+        lines: list[SalesOrderLine],
+        report: StepReport | None = None,
+        announcement: ProvisioningOrderMessage | None = None,
     ) -> list[LineUpdate]:
         """One call to the provisioning system: this step for all these lines."""
         order = self._order
@@ -210,12 +223,16 @@ class ProvisioningOrderWorkflow:
             lines=lines,
             route=order.fulfillment,
             report=report,
+            announcement=announcement,
         )
 
     async def _run_step(self, step: Step) -> None:
         todo = [line for lid, line in self._lines.items() if step not in self._done.get(lid, [])]
         report = self._step_report(step)
-        results = await self._call(step, todo, report)
+        if report is None:  # no reporting call to carry it
+            await self._announce_alone()
+        results = await self._call(step, todo, report, self._announcement())
+        self._announcement_due = False
         if results is None:
             return
         for line in todo:
@@ -256,7 +273,11 @@ class ProvisioningOrderWorkflow:
         )
 
     async def _call(
-        self, step: Step, todo: list[SalesOrderLine], report: StepReport | None
+        self,
+        step: Step,
+        todo: list[SalesOrderLine],
+        report: StepReport | None,
+        announcement: ProvisioningOrderMessage | None,
     ) -> list[LineUpdate] | None:
         """The step's call; None when a revise or cancel superseded it while it waited.
 
@@ -267,7 +288,7 @@ class ProvisioningOrderWorkflow:
         did the work anyway (undoing work never done is a no-op for a system); the change
         decides what runs next, under the new revision's request IDs."""
         if self._order.fulfillment.mode is RouteMode.INLINE:
-            return await self._execute(step, todo, report)
+            return await self._execute(step, todo, report, announcement)
         call = asyncio.ensure_future(self._execute(step, todo))
         await workflow.wait_condition(lambda: call.done() or self._supersedes(todo))
         if call.done():
@@ -325,6 +346,28 @@ class ProvisioningOrderWorkflow:
             self._show()
 
     # --- reporting -----------------------------------------------------------------------------
+
+    def _announcement(self) -> ProvisioningOrderMessage | None:
+        """The run's ProvisioningOrderEBM while it is due: its input as COM decided it,
+        under COM's message ID for it."""
+        if not self._announcement_due:
+            return None
+        order = self._order
+        return ProvisioningOrderMessage(
+            message_id=ids.provisioning_order_message_id(
+                order.order_number, order.revision, order.component_id, order.run
+            ),
+            created=workflow.now(),
+            order=order,
+        )
+
+    async def _announce_alone(self) -> None:
+        """Sent by an activity of its own when the first call cannot carry it (an undo, a
+        step over the bus)."""
+        announcement = self._announcement()
+        if announcement is not None:
+            await send_message(MessagingActivities.send_provisioning_order, announcement)
+            self._announcement_due = False
 
     def _line_updates(self) -> list[LineUpdate]:
         return [

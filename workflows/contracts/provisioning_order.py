@@ -48,6 +48,9 @@ class CarriedComponent(Model):
     completion_reported: bool = False
     """The last step's call has sent the component's completion, and nothing has changed
     since (False in what runs of older code carried)."""
+    announcement_due: bool = False
+    """The run's ProvisioningOrderEBM is still to be sent (``som_announces``), no call
+    having been made yet."""
 
 
 __all__ = [
