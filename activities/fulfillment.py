@@ -164,16 +164,30 @@ class FulfillmentActivities:
 
     @activity.defn(name="fulfill_and_report")
     async def fulfill_and_report(self, step: ReportedStep) -> list[LineUpdate]:
-        """The step, then its report; the component's first step announces it first. A
-        message that cannot be sent fails the attempt, and the retry sends the same message
-        and calls the system again under the same request ID (the same call, done once)."""
-        if self._messaging is None:
-            raise RuntimeError("fulfill_and_report needs the worker's messaging activities")
-        if step.announcement is not None:
-            await self._messaging.send_provisioning_order(step.announcement)
+        """The step, then its report. A report that cannot be sent fails the attempt, and
+        the retry calls the system again under the same request ID (the same call, done
+        once) before sending the same message again."""
+        messaging = self._messaging_for("fulfill_and_report")
         updates = await self.fulfill(step.request)
-        await self._messaging.send_fulfillment_update(step.message(updates))
+        await messaging.send_fulfillment_update(step.message(updates))
         return updates
+
+    @activity.defn(name="announce_fulfill_and_report")
+    async def announce_fulfill_and_report(self, step: ReportedStep) -> list[LineUpdate]:
+        """A component's first step: its ProcessProvisioningOrderEBM, then the step and its
+        report. A name of its own, so that a worker of an older build, whose
+        ``fulfill_and_report`` would drop the announcement unread, never takes it."""
+        if step.announcement is None:
+            raise RuntimeError("announce_fulfill_and_report needs the announcement")
+        await self._messaging_for("announce_fulfill_and_report").send_provisioning_order(
+            step.announcement
+        )
+        return await self.fulfill_and_report(step)
+
+    def _messaging_for(self, call: str) -> MessagingActivities:
+        if self._messaging is None:
+            raise RuntimeError(f"{call} needs the worker's messaging activities")
+        return self._messaging
 
     @activity.defn(name="request_fulfillment")
     async def request_fulfillment(self, request: FulfillmentRequest) -> list[LineUpdate]:

@@ -271,7 +271,7 @@ async def fulfillment_calls(client: Client, workflow_id: str) -> list[dict[str, 
             if attrs.activity_type.name == "fulfill":
                 [call] = await client.data_converter.decode(attrs.input.payloads[:1])
                 calls.append(call)
-            elif attrs.activity_type.name == "fulfill_and_report":
+            elif attrs.activity_type.name in ("fulfill_and_report", "announce_fulfill_and_report"):
                 [reported] = await client.data_converter.decode(attrs.input.payloads[:1])
                 calls.append(reported["request"])
     return calls
@@ -418,7 +418,11 @@ async def refusal(update: Awaitable[object]) -> str:
     raise AssertionError("the update was accepted")
 
 
-REPORTING_ACTIVITIES = ("send_fulfillment_update", "fulfill_and_report")
+REPORTING_ACTIVITIES = (
+    "send_fulfillment_update",
+    "fulfill_and_report",
+    "announce_fulfill_and_report",
+)
 """A child's report goes alone, or with the inline step it reports (none pending: sent)."""
 
 

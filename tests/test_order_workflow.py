@@ -94,7 +94,8 @@ async def test_triple_play_completes(
             for e in history.events
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         ]
-        assert called == ["fulfill_and_report"] * 3, called
+        # the first also sends the component's ProvisioningOrderEBM
+        assert called == ["announce_fulfill_and_report"] + ["fulfill_and_report"] * 2, called
         reports = messages(settings.outbox_dir, f"PFOU.{order_number}.r1.{component.id}")
         milestones = [text_of(report, "MilestoneCode")[0] for _, report in reports]
         assert milestones == ["PROVISION_DESIGNED", "PROVISION_ACTIVATED", "PROVISION_COMPLETE"]

@@ -578,3 +578,37 @@ async def test_revisions_taken_before_a_rerun_all_reach_the_systems(
     assert not stale, "systems left with an earlier revision's content:\n" + "\n".join(
         map(str, stale)
     )
+
+
+async def test_every_som_run_that_sends_anything_announces_itself_first(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """A completed broadband bundle loses a line: its line is undone by a run of its own,
+    and the rest is run again with nothing left to do (it reports completion at once).
+    Every run that sent an update sent its ProvisioningOrderEBM too."""
+    order = sample("triple_play.xml", order_number)
+    revised = revision(order, 2)
+    revised.lines = [line for line in revised.lines if line.id != "1.3.2"]  # Static IP
+    gated = GatedFulfillment()
+    billing = gated.hold(Step.BILLING, FULFIL_BILL)
+    async with running(client, settings, worker, order, gated) as handle:
+        await billing.wait_reached()
+        await components_reach(handle, ComponentState.COMPLETED, PROV_BB)
+        rid = await revise(handle, revised)
+        gated.release_all()  # the billing call under way finishes before the change
+        assert (await outcome(handle, rid)).outcome == "accepted"
+        result = await handle.result()
+    assert result.state is OrderState.COMPLETED, result
+
+    def run_of(path: Path) -> str:
+        attempt = path.stem.split(".")[2]  # rN or rN-nR
+        return attempt.partition("-")[2] or "n1"
+
+    announced = {
+        run_of(p): p for p in settings.outbox_dir.glob(f"PPO.{order_number}.*.{PROV_BB}.xml")
+    }
+    reported = {
+        run_of(p) for p in settings.outbox_dir.glob(f"PFOU.{order_number}.*.{PROV_BB}.u*.xml")
+    }
+    assert len(reported) > 1, reported  # the bundle ran again after the revision
+    assert reported <= set(announced), (sorted(reported), sorted(announced))

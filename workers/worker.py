@@ -105,6 +105,7 @@ def build_worker(
             messaging.send_jeopardy,
             fulfillment_activities.fulfill,
             fulfillment_activities.fulfill_and_report,
+            fulfillment_activities.announce_fulfill_and_report,
             fulfillment_activities.request_fulfillment,
             notifications.deliver_event,
             bare_noop,

@@ -77,6 +77,8 @@ async def fulfill(
         return await _over_the_bus(request, timedelta(seconds=route.deadline_seconds))
     if report is not None:
         reported = ReportedStep(request=request, report=report, announcement=announcement)
+        if announcement is not None:
+            return await _inline(FulfillmentActivities.announce_fulfill_and_report, reported)
         return await _inline(FulfillmentActivities.fulfill_and_report, reported)
     return await _inline(FulfillmentActivities.fulfill, request)
 

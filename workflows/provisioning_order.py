@@ -129,7 +129,6 @@ class ProvisioningOrderWorkflow:
             "component started: %d lines, %d to undo", len(order.lines), len(order.undo_lines)
         )
         if order.undo_lines and not isinstance(start, CarriedComponent):
-            await self._announce_alone()
             await self._undo({line.id: (line, list(STEPS)) for line in order.undo_lines})
             if not order.lines:  # an undo-only run: nothing to provision, nothing completed
                 return self._result(ComponentState.CANCELLED)
@@ -307,6 +306,8 @@ class ProvisioningOrderWorkflow:
 
     async def _undo(self, work: dict[str, tuple[SalesOrderLine, list[Step]]]) -> None:
         """Undo done steps, latest first, each undo step for all its lines in one call."""
+        if work:
+            await self._announce_alone()
         for step in reversed(STEPS):
             lines = [line for line, done in work.values() if step in done]
             if lines:
@@ -362,8 +363,9 @@ class ProvisioningOrderWorkflow:
         )
 
     async def _announce_alone(self) -> None:
-        """Sent by an activity of its own when the first call cannot carry it (an undo, a
-        step over the bus)."""
+        """Sent by an activity of its own before anything else goes out that cannot carry
+        it: an undo call, a step over the bus, an update (a rerun with nothing left to do
+        reports its completion at once)."""
         announcement = self._announcement()
         if announcement is not None:
             await send_message(MessagingActivities.send_provisioning_order, announcement)
@@ -399,6 +401,7 @@ class ProvisioningOrderWorkflow:
         """The EBM goes to COM's inbound queue, and the activity that sends it signals the
         parent order with the update too. The final update travels as the child's result
         instead, saving history."""
+        await self._announce_alone()
         self._sequence += 1
         self._show()
         order = self._order
