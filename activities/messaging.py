@@ -61,6 +61,18 @@ class ProvisioningOrderMessage(BaseModel):
     created: datetime
     order: ProvisioningOrder
 
+    @classmethod
+    def of(cls, order: ProvisioningOrder, created: datetime) -> ProvisioningOrderMessage:
+        """The EBM of one run of a component, under its ID: the same whether COM or the
+        SOM child sends it."""
+        return cls(
+            message_id=ids.provisioning_order_message_id(
+                order.order_number, order.revision, order.component_id, order.run
+            ),
+            created=created,
+            order=order,
+        )
+
 
 class FulfillmentUpdateMessage(BaseModel):
     message_id: str

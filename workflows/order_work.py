@@ -201,13 +201,7 @@ class ComponentWork:
         if not provisioning_order.som_announces:
             await send_message(
                 MessagingActivities.send_provisioning_order,
-                ProvisioningOrderMessage(
-                    message_id=ids.provisioning_order_message_id(
-                        order.order_number, order.revision, component.id, run
-                    ),
-                    created=workflow.now(),
-                    order=provisioning_order,
-                ),
+                ProvisioningOrderMessage.of(provisioning_order, workflow.now()),
             )
         handle = await workflow.start_child_workflow(
             ProvisioningOrderWorkflow.run,

@@ -353,14 +353,7 @@ class ProvisioningOrderWorkflow:
         under COM's message ID for it."""
         if not self._announcement_due:
             return None
-        order = self._order
-        return ProvisioningOrderMessage(
-            message_id=ids.provisioning_order_message_id(
-                order.order_number, order.revision, order.component_id, order.run
-            ),
-            created=workflow.now(),
-            order=order,
-        )
+        return ProvisioningOrderMessage.of(self._order, workflow.now())
 
     async def _announce_alone(self) -> None:
         """Sent by an activity of its own before anything else goes out that cannot carry
