@@ -481,6 +481,12 @@ class ProvisioningOrder(Model):
     """SOM sends this ProcessProvisioningOrderEBM itself, with its first call, so it goes
     out only once the child runs and with the body its input holds; False: COM sent it
     (orders from before ``workflows/order_patches.py``'s patch)."""
+    som_patched: bool = False
+    """Started by a COM whose SOM has every patch in ``workflows/provisioning_order.py``
+    (step-call-sends-its-report, continue-as-new-when-suggested): the child takes them
+    without asking, so its history holds no patch marker and no search attribute upsert
+    for them; False: a child from before, which asks each where it always did, so its
+    history replays as it ran."""
 
 
 class ProvisioningRevision(Model):

@@ -7,8 +7,11 @@ such question is Python source compiled and run by ``exec``: measured with py-sp
 ``o2a bench -c 40`` it was 13% of the worker's CPU. o2a's converter and codec are the same
 for every payload (``o2a.client.data_converter``: pydantic JSON, AES-GCM under the key
 ring's current key), so its instances answer "no context" at once, which makes the SDK use
-the context-free converter, the one that would have been chosen anyway. A converter that
-does vary by context is refused when the runner is made.
+the context-free converter, the one that would have been chosen anyway. The same goes for
+the external-storage context the SDK asks for every payload sequence it stores (3% of the
+worker's CPU under the same load): o2a's converter has no external storage, so the answer
+is never read. A converter that varies by context, or has external storage, is refused when
+the runner is made.
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ class ContextFreeRunner(WrappingRunner):
     def __init__(self, converter: DataConverter, inner: WorkflowRunner | None = None) -> None:
         if _varies_by_context(converter):
             raise ValueError("the data converter varies by serialization context")
+        if converter.external_storage is not None:
+            raise ValueError("the data converter stores payloads externally")
         super().__init__(inner)
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
@@ -103,3 +108,12 @@ class _ContextFree(WrappedInstance):
         self, command_info: CommandInfo | None
     ) -> SerializationContext | None:
         return None
+
+    def get_external_store_context(
+        self, command_info: CommandInfo | None
+    ) -> StorageDriverStoreContext:
+        return NO_STORE_CONTEXT
+
+
+NO_STORE_CONTEXT = StorageDriverStoreContext(target=None)
+"""What the sandbox itself answers when asked from outside it without a workflow inside."""

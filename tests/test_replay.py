@@ -56,6 +56,9 @@ ORDER_SCENARIOS = (
 )
 """The COM histories, each recorded again when a COM patch came, the older kept."""
 
+CHILD_SCENARIOS = ("triple_play_provisioning", "revised_provisioning", "continued_provisioning")
+"""The SOM histories, each recorded again when SOM's patches changed, the older kept."""
+
 SCENARIOS = {
     "continued_as_new",
     "continued_run",
@@ -77,10 +80,10 @@ SCENARIOS = {
     # "crm-updates-local-and-som-announces", which implies every older COM patch), and the
     # children of those orders.
     *(f"{name}_before_local_updates" for name in ORDER_SCENARIOS),
-    *(
-        f"{name}_before_som_announces"
-        for name in ("triple_play_provisioning", "revised_provisioning", "continued_provisioning")
-    ),
+    *(f"{name}_before_som_announces" for name in CHILD_SCENARIOS),
+    # Kept from before COM said its children have every SOM patch (``som_patched``): each
+    # of these asks step-call-sends-its-report and holds its marker.
+    *(f"{name}_before_som_patched" for name in CHILD_SCENARIOS),
 }
 
 

@@ -197,6 +197,7 @@ class ComponentWork:
             undo_lines=undo_lines or [],
             fulfillment=ctx.tracker.plan.fulfillment,
             som_announces=ctx.patches.diet,
+            som_patched=True,
         )
         if not provisioning_order.som_announces:
             await send_message(

@@ -175,8 +175,16 @@ class ProvisioningOrderWorkflow:
         return (
             workflow.info().is_continue_as_new_suggested()
             and workflow.all_handlers_finished()
-            and workflow.patched(CONTINUE_AS_NEW_PATCH)
+            and self._has(CONTINUE_AS_NEW_PATCH)
         )
+
+    def _has(self, patch: str) -> bool:
+        """A SOM patch: given by a parent that says the child has them all (no marker, no
+        search attribute upsert: two events fewer), or asked, as a child from before always
+        did. A patch added later is asked by every child until the parent says that too, by
+        a field of its own: histories recorded meanwhile hold its marker, and the SDK
+        refuses a history holding a marker the code no longer asks for."""
+        return self._order.som_patched or workflow.patched(patch)
 
     def _carried(self) -> CarriedComponent:
         return CarriedComponent(
@@ -256,9 +264,7 @@ class ProvisioningOrderWorkflow:
         """The report an inline step's call sends once the system has answered (the last
         step's: the component completed); None: the workflow sends it, if any."""
         order = self._order
-        if order.fulfillment.mode is not RouteMode.INLINE or not workflow.patched(
-            STEP_REPORTS_PATCH
-        ):
+        if order.fulfillment.mode is not RouteMode.INLINE or not self._has(STEP_REPORTS_PATCH):
             return None
         last = step is STEPS[-1]
         self._sequence += 1
