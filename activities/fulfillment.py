@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.messaging import (
+    MESSAGE_BUS_UNAVAILABLE_TYPE,
     FulfillmentUpdateMessage,
     MessagingActivities,
     ProvisioningOrderMessage,
@@ -39,6 +40,14 @@ FULFILLMENT_UNAVAILABLE_TYPE = "FulfillmentUnavailable"
 NO_ROUTE = "NO_FULFILLMENT_ROUTE"
 """The order was planned to reach its systems one way (inline, over the bus) and this worker
 reaches them only the other way: fallout an operator sees, never a step that waits for ever."""
+REPORT_UNSENT_TYPE = "StepReportUnsent"
+"""The step is done and its report could not be sent (the bus down): non-retryable, so the
+system is not called again; details[0] is the step's result, and the workflow sends the
+report by an activity of its own, retried up to the messages' deadline."""
+ANNOUNCEMENT_UNSENT_TYPE = "AnnouncementUnsent"
+"""The component's ProvisioningOrderEBM could not be sent (the bus down), so nothing was
+called: non-retryable, and the workflow sends it by an activity of its own, retried up to
+the messages' deadline, before the step. A message is not held to a step's retry budget."""
 HEARTBEAT_EVERY = 2.0
 """Seconds; well inside the workflows' heartbeat timeout, so a killed worker is noticed."""
 
@@ -58,6 +67,20 @@ def fault_error(fault: FaultDetail) -> ApplicationError:
 def unavailable_error(reason: str) -> ApplicationError:
     return ApplicationError(
         reason, type=FULFILLMENT_UNAVAILABLE_TYPE, category=ApplicationErrorCategory.BENIGN
+    )
+
+
+def _unsent(err: ApplicationError, kind: str, what: str, *details: object) -> ApplicationError:
+    """A message the bus cannot take now, as the workflow sends it instead; any other
+    failure as it was."""
+    if err.type != MESSAGE_BUS_UNAVAILABLE_TYPE:
+        return err
+    return ApplicationError(
+        f"{what} not sent: {err.message}",
+        *details,
+        type=kind,
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
     )
 
 
@@ -164,12 +187,16 @@ class FulfillmentActivities:
 
     @activity.defn(name="fulfill_and_report")
     async def fulfill_and_report(self, step: ReportedStep) -> list[LineUpdate]:
-        """The step, then its report. A report that cannot be sent fails the attempt, and
-        the retry calls the system again under the same request ID (the same call, done
-        once) before sending the same message again."""
+        """The step, then its report. A report the bus cannot take now is left to the
+        workflow with the step's result (``REPORT_UNSENT_TYPE``); one that fails otherwise
+        (the order unreachable) fails the attempt, and the retry calls the system again
+        under the same request ID (the same call, done once) before sending it again."""
         messaging = self._messaging_for("fulfill_and_report")
         updates = await self.fulfill(step.request)
-        await messaging.send_fulfillment_update(step.message(updates))
+        try:
+            await messaging.send_fulfillment_update(step.message(updates))
+        except ApplicationError as err:
+            raise _unsent(err, REPORT_UNSENT_TYPE, "its report", updates) from None
         return updates
 
     @activity.defn(name="announce_fulfill_and_report")
@@ -179,9 +206,11 @@ class FulfillmentActivities:
         ``fulfill_and_report`` would drop the announcement unread, never takes it."""
         if step.announcement is None:
             raise RuntimeError("announce_fulfill_and_report needs the announcement")
-        await self._messaging_for("announce_fulfill_and_report").send_provisioning_order(
-            step.announcement
-        )
+        messaging = self._messaging_for("announce_fulfill_and_report")
+        try:
+            await messaging.send_provisioning_order(step.announcement)
+        except ApplicationError as err:
+            raise _unsent(err, ANNOUNCEMENT_UNSENT_TYPE, "its ProvisioningOrderEBM") from None
         return await self.fulfill_and_report(step)
 
     def _messaging_for(self, call: str) -> MessagingActivities:

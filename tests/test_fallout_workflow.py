@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 from o2a import ids
 from o2a.adapters.outbox import OutboxBus
 from o2a.config import Settings
-from o2a.errors import MessageRejected
+from o2a.errors import MessageBusUnavailable, MessageRejected
 from o2a.models import ComponentState, FulfillmentMode, FulfillmentStatus, OrderState, Step
 from o2a.ports import Destination
 from tests.support import (
@@ -373,6 +373,68 @@ async def test_a_provisioning_order_that_cannot_be_sent_is_fallout_of_its_compon
         await act(handle, RESOLVE_UPDATE)
         result = await finished(handle)
     assert result.state is OrderState.COMPLETED
+
+
+class OutageBus:
+    """The outbox, except that the destinations in ``down`` cannot take messages now (a
+    passing cause: the bus or the folder is down), until the test changes ``down``."""
+
+    def __init__(self, outbox: Path, *down: Destination) -> None:
+        self._outbox = OutboxBus(outbox)
+        self.down = set(down)
+
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
+        if destination in self.down:
+            raise MessageBusUnavailable(f"{destination.value} is down (test)")
+        return await self._outbox.publish(destination, message_id, document)
+
+
+async def test_a_bus_outage_delays_som_steps_without_spending_their_retry_budget(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """A ProvisioningOrderEBM, or a step's report, that the bus cannot take when the step's
+    call sends it is sent by an activity of its own, retried up to the messages' 30-minute
+    deadline: an outage longer than a step's retry budget (8 attempts, about 90 s) delays
+    the order without fallout, and each system is called once per step."""
+    bus = OutageBus(settings.outbox_dir, Destination.SOM_PROVISIONING_ORDER)
+    systems = GatedFulfillment()
+    children = [
+        ids.provisioning_workflow_id(order_number, c) for c in (PROV_FIXED, PROV_MOBILE, PROV_BB)
+    ]
+    async with worker(bus=bus, fulfillment=systems):
+        handle = await start(client, settings, quick_triple_play(order_number))
+        await until(lambda: _each_retrying(client, children, "send_provisioning_order"))
+        assert not [c for c in systems.calls if c.component_id.startswith("Provision.")]
+        bus.down = {Destination.COM_FULFILLMENT_UPDATE}
+        await until(lambda: _each_retrying(client, children, "send_fulfillment_update"))
+        bus.down = set()
+        result = await finished(handle)
+    assert result.state is OrderState.COMPLETED, result
+    assert not result.fallouts
+    provisioning = [
+        (c.component_id, c.step) for c in systems.calls if c.component_id.startswith("Provision.")
+    ]
+    assert sorted(provisioning) == sorted(
+        (component, step)
+        for component in (PROV_FIXED, PROV_MOBILE, PROV_BB)
+        for step in (Step.DESIGN, Step.ACTIVATE, Step.VERIFY)
+    )
+    sent = settings.outbox_dir
+    assert len(list(sent.glob(f"PPO.{order_number}.r1.*.xml"))) == 3
+    assert len(list(sent.glob(f"PFOU.{order_number}.r1.*.xml"))) == 9
+
+
+async def _each_retrying(client: Client, workflow_ids: list[str], activity: str) -> bool:
+    """Each workflow's pending activity is this one, retried at least once."""
+    for workflow_id in workflow_ids:
+        try:
+            description = await client.get_workflow_handle(workflow_id).describe()
+        except RPCError:  # not started yet
+            return False
+        pending = description.raw_description.pending_activities
+        if not any(p.activity_type.name == activity and p.attempt >= 2 for p in pending):
+            return False
+    return True
 
 
 async def _all_provisioning_failed(handle: OrderHandle) -> bool:

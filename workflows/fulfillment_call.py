@@ -18,13 +18,17 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import TypeAdapter
+
     from activities.fulfillment import (
+        ANNOUNCEMENT_UNSENT_TYPE,
+        REPORT_UNSENT_TYPE,
         FulfillmentActivities,
         ReportedStep,
         StepReport,
         fault_error,
     )
-    from activities.messaging import ProvisioningOrderMessage
+    from activities.messaging import MessagingActivities, ProvisioningOrderMessage
     from o2a import ids
     from o2a.models import (
         FaultDetail,
@@ -35,10 +39,15 @@ with workflow.unsafe.imports_passed_through():
         Step,
     )
     from o2a.ports import FulfillmentRequest
+    from workflows.messages import send_message
     from workflows.policies import FULFILLMENT_HEARTBEAT, FULFILLMENT_RETRY, FULFILLMENT_TIMEOUT
 
 A = TypeVar("A")
 InlineCall = Callable[[FulfillmentActivities, A], Coroutine[Any, Any, list[LineUpdate]]]
+
+LEFT_TO_WORKFLOW = (ANNOUNCEMENT_UNSENT_TYPE, REPORT_UNSENT_TYPE)
+STEP_RESULT = TypeAdapter(list[LineUpdate])
+"""The step's result, as a REPORT_UNSENT_TYPE error carries it."""
 
 NO_RESPONSE = "NO_RESPONSE"
 """The fault code of a step whose system did not answer within the deadline."""
@@ -76,11 +85,41 @@ async def fulfill(
     if route.mode is RouteMode.BUS:
         return await _over_the_bus(request, timedelta(seconds=route.deadline_seconds))
     if report is not None:
-        reported = ReportedStep(request=request, report=report, announcement=announcement)
-        if announcement is not None:
-            return await _inline(FulfillmentActivities.announce_fulfill_and_report, reported)
-        return await _inline(FulfillmentActivities.fulfill_and_report, reported)
+        return await _reported(ReportedStep(request=request, report=report), announcement)
     return await _inline(FulfillmentActivities.fulfill, request)
+
+
+async def _reported(
+    step: ReportedStep, announcement: ProvisioningOrderMessage | None
+) -> list[LineUpdate]:
+    """The step's call sends its messages; one the bus could not take then is sent here,
+    by an activity retried up to the messages' deadline, so a bus outage delays the step
+    instead of spending its retry budget (and the system is called once either way)."""
+    if announcement is None:
+        call, argument = FulfillmentActivities.fulfill_and_report, step
+    else:
+        call = FulfillmentActivities.announce_fulfill_and_report
+        argument = step.model_copy(update={"announcement": announcement})
+    try:
+        return await _inline(call, argument)
+    except ActivityError as err:
+        left = _left(err)
+        if left is None:
+            raise
+    if announcement is not None and left.type == ANNOUNCEMENT_UNSENT_TYPE:
+        await send_message(MessagingActivities.send_provisioning_order, announcement)
+        return await _reported(step, None)
+    updates = STEP_RESULT.validate_python(left.details[0])
+    await send_message(MessagingActivities.send_fulfillment_update, step.message(updates))
+    return updates
+
+
+def _left(err: ActivityError) -> ApplicationError | None:
+    """The error by which a step's call left one of its messages to the workflow."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type in LEFT_TO_WORKFLOW:
+        return cause
+    return None
 
 
 async def _inline(call: InlineCall[A], argument: A) -> list[LineUpdate]:
