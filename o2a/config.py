@@ -60,6 +60,11 @@ class Settings:
     build_id: str | None = None
     """The worker's version in it (``O2A_BUILD_ID``); None: unversioned (o2a.versioning)."""
 
+    def __post_init__(self) -> None:
+        """Settings built in code (tests, the bench's own workers) hold the same sticky
+        cache rule as those read from the environment or the command line."""
+        sticky_cache(self.max_cached_workflows, "max_cached_workflows")
+
     @classmethod
     def from_env(cls) -> Settings:
         """Names are only read here: every command reads settings, and an unknown adapter

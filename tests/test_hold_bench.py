@@ -4,6 +4,7 @@ be gone (terminated), or still waiting with --keep."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -118,6 +119,11 @@ def test_the_sticky_cache_setting_comes_from_the_environment(
     monkeypatch.setenv("O2A_MAX_CACHED_WORKFLOWS", "-5")
     with pytest.raises(InputError, match="O2A_MAX_CACHED_WORKFLOWS must be a whole number"):
         Settings.from_env()
+
+
+def test_settings_built_in_code_refuse_a_cache_below_one(settings: Settings) -> None:
+    with pytest.raises(InputError, match="max_cached_workflows must be 1 or more, got 0"):
+        dataclasses.replace(settings, max_cached_workflows=0)
 
 
 @pytest.mark.parametrize("size", ["-1", "0"])
