@@ -10,8 +10,9 @@ outcome also carries the cancelProductOrder task's last state change."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_serializer
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
@@ -56,10 +57,22 @@ MESSAGE_BUS_UNAVAILABLE_TYPE = "MessageBusUnavailable"
 """A cause an operator can fix (permissions, a full disk): retried by the retry policy."""
 
 
+CHILD_FLAGS = {"som_announces", "som_patched"}
+"""ProvisioningOrder fields for the SOM child's workflow, not for its message."""
+
+
 class ProvisioningOrderMessage(BaseModel):
     message_id: str
     created: datetime
     order: ProvisioningOrder
+
+    @field_serializer("order")
+    def _as_rendered(self, order: ProvisioningOrder) -> dict[str, Any]:
+        """The order as its EBM renders it, without the flags that steer the SOM child
+        (``som_announces``, ``som_patched``): a worker of an earlier build, which does not
+        know them (``extra="forbid"``), still reads the message in a mixed fleet, instead
+        of failing the step's call on every attempt it takes."""
+        return order.model_dump(mode="json", exclude=CHILD_FLAGS)
 
     @classmethod
     def of(cls, order: ProvisioningOrder, created: datetime) -> ProvisioningOrderMessage:

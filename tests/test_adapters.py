@@ -19,9 +19,12 @@ from temporalio.testing import ActivityEnvironment
 from activities.fulfillment import (
     FULFILLMENT_FAULT_TYPE,
     FULFILLMENT_UNAVAILABLE_TYPE,
+    REPORT_UNSENT_TYPE,
     FulfillmentActivities,
+    fault_error,
 )
 from activities.messaging import (
+    CHILD_FLAGS,
     MESSAGE_BUS_UNAVAILABLE_TYPE,
     OUTBOUND_MESSAGE_REJECTED_TYPE,
     FalloutMessage,
@@ -64,6 +67,7 @@ from o2a.ports import (
     FulfillmentUnavailable,
 )
 from o2a.simulator import activation_data
+from workflows.order_work import fault_of
 
 ORDER = "TP-2001"
 MOBILE = "MobileProvisioningSystem"
@@ -698,3 +702,41 @@ async def test_fan_out_stops_at_the_first_bus_holding_another_message(tmp_path: 
     assert not (tmp_path / "b" / "USO.1.xml").exists()
     assert await bus.publish(Destination.CRM_ORDER_UPDATE, "USO.1", b"<other/>") == b"<other/>"
     assert (tmp_path / "b" / "USO.1.xml").read_bytes() == b"<other/>"
+
+
+async def test_a_provisioning_order_message_leaves_out_the_flags_that_steer_the_child() -> None:
+    """A worker of an earlier build, whose ProvisioningOrder lacks them (``extra="forbid"``),
+    reads the message; this build reads it back with the flags at their defaults."""
+    order = ProvisioningOrder(
+        order_number=ORDER,
+        revision=1,
+        component_id="c",
+        target_system=MOBILE,
+        parent_workflow_id="order-x",
+        lines=[line("1")],
+        som_announces=True,
+        som_patched=True,
+    )
+    message = ProvisioningOrderMessage.of(order, datetime(2026, 1, 15, 9, 30, tzinfo=UTC))
+    converter = data_converter()
+    [payload] = await converter.encode([message])
+    [sent] = await converter.decode([payload])
+    assert set(sent["order"]) == set(ProvisioningOrder.model_fields) - CHILD_FLAGS
+    [read] = await converter.decode([payload], [ProvisioningOrderMessage])
+    assert read.order == order.model_copy(update=dict.fromkeys(CHILD_FLAGS, False))
+
+
+def test_only_a_fulfillment_faults_details_name_the_fault() -> None:
+    """Another error's details (a step result left to the workflow) do not make a fault
+    that cannot be read: its type names it."""
+    left = ApplicationError(
+        "its report not sent: the bus is down",
+        [{"line_id": "1", "data": {}}],
+        type=REPORT_UNSENT_TYPE,
+        non_retryable=True,
+    )
+    assert fault_of(left) == FaultDetail(
+        code=REPORT_UNSENT_TYPE, message="its report not sent: the bus is down"
+    )
+    refused = FaultDetail(code="NO_CAPACITY", message="no port free", line_id="1", step=Step.DESIGN)
+    assert fault_of(fault_error(refused)) == refused

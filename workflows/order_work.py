@@ -12,6 +12,7 @@ from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.decomposition import DecompositionActivities
+    from activities.fulfillment import FULFILLMENT_FAULT_TYPE
     from activities.messaging import MessagingActivities, ProvisioningOrderMessage
     from o2a import ids, visibility
     from o2a.models import (
@@ -50,7 +51,10 @@ async def decompose(order: CustomerOrder) -> OrderPlan:
 
 
 def fault_of(err: BaseException) -> FaultDetail:
-    """The innermost application error names the fault; its message says what failed."""
+    """The innermost application error names the fault; its message says what failed. Only
+    a fulfillment fault's details are a FaultDetail: another error's (a step result that a
+    SOM child of an older build did not take) would not validate, and the order would
+    crash instead of falling out."""
     cause: BaseException | None = err
     innermost: ApplicationError | None = None
     while cause is not None:
@@ -61,7 +65,7 @@ def fault_of(err: BaseException) -> FaultDetail:
         return FaultDetail(code="FULFILLMENT_FAILED", message=str(err))
     detail = (
         FaultDetail.model_validate(innermost.details[0])
-        if innermost.details
+        if innermost.details and innermost.type == FULFILLMENT_FAULT_TYPE
         else FaultDetail(code=innermost.type or "FULFILLMENT_FAILED")
     )
     return detail.model_copy(update={"message": innermost.message})
