@@ -87,6 +87,18 @@ def line(
     )
 
 
+def provisioning_order(**flags: bool) -> ProvisioningOrder:
+    return ProvisioningOrder(
+        order_number=ORDER,
+        revision=1,
+        component_id="c",
+        target_system=MOBILE,
+        parent_workflow_id="order-x",
+        lines=[line("1")],
+        **flags,
+    )
+
+
 def request(
     step: Step,
     lines: list[SalesOrderLine],
@@ -357,14 +369,7 @@ async def test_each_message_goes_to_its_destination_under_its_id() -> None:
         severity="High",
         state="open",
     )
-    order = ProvisioningOrder(
-        order_number=ORDER,
-        revision=1,
-        component_id="c",
-        target_system=MOBILE,
-        parent_workflow_id="order-x",
-        lines=[line("1")],
-    )
+    order = provisioning_order()
     await env.run(
         messaging.send_provisioning_order,
         ProvisioningOrderMessage(message_id="PPO.1", created=created, order=order),
@@ -707,16 +712,7 @@ async def test_fan_out_stops_at_the_first_bus_holding_another_message(tmp_path: 
 async def test_a_provisioning_order_message_leaves_out_the_flags_that_steer_the_child() -> None:
     """A worker of an earlier build, whose ProvisioningOrder lacks them (``extra="forbid"``),
     reads the message; this build reads it back with the flags at their defaults."""
-    order = ProvisioningOrder(
-        order_number=ORDER,
-        revision=1,
-        component_id="c",
-        target_system=MOBILE,
-        parent_workflow_id="order-x",
-        lines=[line("1")],
-        som_announces=True,
-        som_patched=True,
-    )
+    order = provisioning_order(som_announces=True, som_patched=True)
     message = ProvisioningOrderMessage.of(order, datetime(2026, 1, 15, 9, 30, tzinfo=UTC))
     converter = data_converter()
     [payload] = await converter.encode([message])
