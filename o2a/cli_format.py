@@ -122,8 +122,8 @@ def format_status(status: OrderStatus) -> str:
     )
     out += _section(
         "RETRYING",
-        ["ACTIVITY", "ATTEMPT", "LAST FAILURE"],
-        [[r.activity, str(r.attempt), r.last_failure] for r in status.retrying],
+        ["ACTIVITY", "COMPONENT", "ATTEMPT", "LAST FAILURE"],
+        [[r.activity, r.component or "-", str(r.attempt), r.last_failure] for r in status.retrying],
     )
     out += _section(
         "REVISIONS",

@@ -428,12 +428,16 @@ class OperatorActionView(Model):
 
 
 class RetryingEffect(Model):
-    """An activity of the order's that has failed and is being retried (the bus or outbox
-    down, a fulfillment system unreachable): Temporal knows, the workflow does not yet."""
+    """An activity of the order's or of a running SOM child's that has failed and is being
+    retried (the bus or outbox down, a fulfillment system unreachable): Temporal knows, the
+    workflows do not yet."""
 
     activity: str
     attempt: int
     last_failure: str
+    component: str = ""
+    """The component whose SOM child is retrying it (its messages, its system's steps);
+    empty: the order's own."""
 
 
 class OrderStatus(Model):

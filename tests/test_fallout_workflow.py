@@ -15,10 +15,12 @@ from temporalio.service import RPCError
 
 from o2a import ids
 from o2a.adapters.outbox import OutboxBus
+from o2a.cli_format import format_status
 from o2a.config import Settings
 from o2a.errors import MessageBusUnavailable, MessageRejected
 from o2a.models import ComponentState, FulfillmentMode, FulfillmentStatus, OrderState, Step
 from o2a.ports import Destination
+from o2a.service import OrderService
 from tests.support import (
     PROV_BB,
     PROV_FIXED,
@@ -405,6 +407,12 @@ async def test_a_bus_outage_delays_som_steps_without_spending_their_retry_budget
         handle = await start(client, settings, quick_triple_play(order_number))
         await until(lambda: _each_retrying(client, children, "send_provisioning_order"))
         assert not [c for c in systems.calls if c.component_id.startswith("Provision.")]
+        status = await OrderService(client, settings).status(order_number)
+        retrying = {(r.activity, r.component): r.last_failure for r in status.retrying}
+        for component in (PROV_FIXED, PROV_MOBILE, PROV_BB):
+            failure = retrying[("send_provisioning_order", component)]
+            assert failure == "som.provisioningorder is down (test)", status.retrying
+        assert f"send_provisioning_order  {PROV_FIXED}" in format_status(status)
         bus.down = {Destination.COM_FULFILLMENT_UPDATE}
         await until(lambda: _each_retrying(client, children, "send_fulfillment_update"))
         bus.down = set()
