@@ -386,26 +386,25 @@ class OrderService(OrderIntake):
             return ended.result
         status = await self._query(order_number, description, STATUS_QUERY, OrderStatus)
         status.retrying = await retrying_effects(description, self._client.data_converter)
-        status.retrying += await self._children_retrying(order_number, description)
+        status.retrying += await self._children_retrying(description)
         return status
 
     async def _children_retrying(
-        self, order_number: str, description: WorkflowExecutionDescription
+        self, description: WorkflowExecutionDescription
     ) -> list[RetryingEffect]:
         """What the order's running SOM children are retrying: a provisioning system or the
         bus down shows here too, not only once a child's budget or deadline makes fallout.
         One describe per child, so at most ``CHILDREN_PROBED`` of them, the first by
         component ID (a 1,000-line order runs 500; the Web UI shows each)."""
-        children = (child.workflow_id for child in description.raw_description.pending_children)
-        components = sorted(
-            component
-            for order, component in filter(None, map(ids.order_of_workflow, children))
-            if order == order_number and component is not None
-        )[:CHILDREN_PROBED]
+        children: list[tuple[str, str]] = []  # (component, child workflow ID)
+        for child in description.raw_description.pending_children:
+            parsed = ids.order_of_workflow(child.workflow_id)
+            if parsed is not None and parsed[1] is not None:
+                children.append((parsed[1], child.workflow_id))
+        children = sorted(children)[:CHILDREN_PROBED]
         calls = asyncio.Semaphore(CHILDREN_PROBED_AT_ONCE)
 
-        async def of(component: str) -> list[RetryingEffect]:
-            child_id = ids.provisioning_workflow_id(order_number, component)
+        async def of(component: str, child_id: str) -> list[RetryingEffect]:
             try:
                 async with calls:
                     child = await self._client.get_workflow_handle(child_id).describe()
@@ -415,7 +414,7 @@ class OrderService(OrderIntake):
                 raise
             return await retrying_effects(child, self._client.data_converter, component)
 
-        found = await asyncio.gather(*(of(component) for component in components))
+        found = await asyncio.gather(*(of(*child) for child in children))
         return [effect for effects in found for effect in effects]
 
     async def started(self, order_number: str) -> datetime:

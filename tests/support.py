@@ -50,10 +50,12 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from o2a import ids
+from o2a.adapters.outbox import OutboxBus
 from o2a.adapters.simulator import SimulatedFulfillment
 from o2a.bus import BusConnection, Subjects
 from o2a.bus_messages import stored
 from o2a.config import Settings
+from o2a.errors import MessageBusUnavailable, MessageRejected
 from o2a.inbound import read_order_file
 from o2a.listener import ClientFactory, Listener, Redelivery
 from o2a.models import (
@@ -67,7 +69,7 @@ from o2a.models import (
     Specification,
     Step,
 )
-from o2a.ports import FulfillmentRequest, FulfillmentSystem
+from o2a.ports import Destination, FulfillmentRequest, FulfillmentSystem
 from workflows.contracts.customer_order import (
     REQUEST_OUTCOME_UPDATE,
     STATUS_QUERY,
@@ -193,6 +195,23 @@ class GatedFulfillment:
             for c in self.calls
             if component in (None, c.component_id)
         ]
+
+
+class FailingBus:
+    """The outbox, except that the destinations in ``failing`` fail every message until the
+    test takes them out: refused for good (``refused``), else down (a passing cause, retried)."""
+
+    def __init__(self, outbox: Path, *failing: Destination, refused: bool = False) -> None:
+        self._outbox = OutboxBus(outbox)
+        self.failing = set(failing)
+        self._refused = refused
+
+    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
+        if destination in self.failing:
+            if self._refused:
+                raise MessageRejected(message_id, "refused by the queue")
+            raise MessageBusUnavailable(f"{destination.value} is down (test)")
+        return await self._outbox.publish(destination, message_id, document)
 
 
 # --- waiting on an order --------------------------------------------------------------------

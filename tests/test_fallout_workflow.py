@@ -6,18 +6,14 @@ not allow, and the caller gets the reason at once.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from lxml import etree
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from o2a import ids
-from o2a.adapters.outbox import OutboxBus
 from o2a.cli_format import format_status
 from o2a.config import Settings
-from o2a.errors import MessageBusUnavailable, MessageRejected
 from o2a.models import ComponentState, FulfillmentMode, FulfillmentStatus, OrderState, Step
 from o2a.ports import Destination
 from o2a.service import OrderService
@@ -25,6 +21,7 @@ from tests.support import (
     PROV_BB,
     PROV_FIXED,
     PROV_MOBILE,
+    FailingBus,
     GatedFulfillment,
     OrderHandle,
     StartWorker,
@@ -320,27 +317,12 @@ async def test_priority_maps_to_temporal_priority(
         assert (await handle.result()).state is OrderState.CANCELLED
 
 
-class RefusingBus:
-    """The outbox, except that one destination refuses every message for good until
-    ``fixed``."""
-
-    def __init__(self, outbox: Path, refusing: Destination) -> None:
-        self._outbox = OutboxBus(outbox)
-        self._refusing = refusing
-        self.fixed = False
-
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
-        if destination is self._refusing and not self.fixed:
-            raise MessageRejected(message_id, "refused by the queue")
-        return await self._outbox.publish(destination, message_id, document)
-
-
 async def test_a_crm_update_that_cannot_be_delivered_is_an_incident_until_resolved(
     client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
     """The order does not fail as a workflow, nor retry for ever: it waits in `failed` with
     an incident naming the message; resolve sends every undelivered message, in order."""
-    bus = RefusingBus(settings.outbox_dir, Destination.CRM_ORDER_UPDATE)
+    bus = FailingBus(settings.outbox_dir, Destination.CRM_ORDER_UPDATE, refused=True)
     async with worker(bus=bus):
         handle = await start(client, settings, quick_triple_play(order_number))
         status = await wait_for_state(handle, OrderState.FAILED)
@@ -351,7 +333,7 @@ async def test_a_crm_update_that_cannot_be_delivered_is_an_incident_until_resolv
         assert incident.code == "OutboundMessageRejected"
         assert "refused by the queue" in incident.message
         assert not messages(settings.outbox_dir, f"USO.{order_number}.r1")
-        bus.fixed = True
+        bus.failing.clear()
         await act(handle, RESOLVE_UPDATE, operator="ops", reason="CRM queue fixed")
         result = await finished(handle)
     assert result.state is OrderState.COMPLETED
@@ -364,31 +346,17 @@ async def test_a_crm_update_that_cannot_be_delivered_is_an_incident_until_resolv
 async def test_a_provisioning_order_that_cannot_be_sent_is_fallout_of_its_component(
     client: Client, settings: Settings, worker: StartWorker, order_number: str
 ) -> None:
-    bus = RefusingBus(settings.outbox_dir, Destination.SOM_PROVISIONING_ORDER)
+    bus = FailingBus(settings.outbox_dir, Destination.SOM_PROVISIONING_ORDER, refused=True)
     async with worker(bus=bus):
         handle = await start(client, settings, quick_triple_play(order_number))
         await until(lambda: _all_provisioning_failed(handle))
         status = await query(handle)
         codes = {f.component: f.code for f in status.fallouts}
         assert codes == dict.fromkeys((PROV_FIXED, PROV_MOBILE, PROV_BB), "OutboundMessageRejected")
-        bus.fixed = True
+        bus.failing.clear()
         await act(handle, RESOLVE_UPDATE)
         result = await finished(handle)
     assert result.state is OrderState.COMPLETED
-
-
-class OutageBus:
-    """The outbox, except that the destinations in ``down`` cannot take messages now (a
-    passing cause: the bus or the folder is down), until the test changes ``down``."""
-
-    def __init__(self, outbox: Path, *down: Destination) -> None:
-        self._outbox = OutboxBus(outbox)
-        self.down = set(down)
-
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
-        if destination in self.down:
-            raise MessageBusUnavailable(f"{destination.value} is down (test)")
-        return await self._outbox.publish(destination, message_id, document)
 
 
 async def test_a_bus_outage_delays_som_steps_without_spending_their_retry_budget(
@@ -398,7 +366,7 @@ async def test_a_bus_outage_delays_som_steps_without_spending_their_retry_budget
     call sends it is sent by an activity of its own, retried up to the messages' 30-minute
     deadline: an outage longer than a step's retry budget (8 attempts, about 90 s) delays
     the order without fallout, and each system is called once per step."""
-    bus = OutageBus(settings.outbox_dir, Destination.SOM_PROVISIONING_ORDER)
+    bus = FailingBus(settings.outbox_dir, Destination.SOM_PROVISIONING_ORDER)
     systems = GatedFulfillment()
     children = [
         ids.provisioning_workflow_id(order_number, c) for c in (PROV_FIXED, PROV_MOBILE, PROV_BB)
@@ -413,9 +381,9 @@ async def test_a_bus_outage_delays_som_steps_without_spending_their_retry_budget
             failure = retrying[("send_provisioning_order", component)]
             assert failure == "som.provisioningorder is down (test)", status.retrying
         assert f"send_provisioning_order  {PROV_FIXED}" in format_status(status)
-        bus.down = {Destination.COM_FULFILLMENT_UPDATE}
+        bus.failing = {Destination.COM_FULFILLMENT_UPDATE}
         await until(lambda: _each_retrying(client, children, "send_fulfillment_update"))
-        bus.down = set()
+        bus.failing.clear()
         result = await finished(handle)
     assert result.state is OrderState.COMPLETED, result
     assert not result.fallouts

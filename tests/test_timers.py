@@ -18,16 +18,15 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from o2a import ids
-from o2a.adapters.outbox import OutboxBus
 from o2a.catalog import load_catalog
 from o2a.client import data_converter, interceptors
 from o2a.config import Settings
-from o2a.errors import MessageBusUnavailable
 from o2a.models import ComponentState, OrderState, Step
 from o2a.ports import Destination
 from o2a.visibility import indexed_value_types
 from tests.conftest import free_port
 from tests.support import (
+    FailingBus,
     act,
     held,
     outcome,
@@ -163,26 +162,13 @@ async def test_late_component_raises_jeopardy_by_severity(
     assert any("<SeverityCode>Critical</SeverityCode>" in p.read_text() for p in notices)
 
 
-class CrmOutage:
-    """The outbox, except that CRM's queue is unavailable (retried) until ``fixed``."""
-
-    def __init__(self, outbox: Path) -> None:
-        self._outbox = OutboxBus(outbox)
-        self.fixed = False
-
-    async def publish(self, destination: Destination, message_id: str, document: bytes) -> bytes:
-        if destination is Destination.CRM_ORDER_UPDATE and not self.fixed:
-            raise MessageBusUnavailable(f"CRM queue for {message_id} is down (test)")
-        return await self._outbox.publish(destination, message_id, document)
-
-
 async def test_a_message_failing_past_its_deadline_becomes_an_incident(
     env: WorkflowEnvironment, tmp_path: Path, order_number: str
 ) -> None:
     """Retried, not forever: past MESSAGE_DEADLINE the undelivered update is an incident of
     the order, which waits in `failed`; resolve sends it once the queue is back."""
     settings = local_settings(tmp_path)
-    bus = CrmOutage(settings.outbox_dir)
+    bus = FailingBus(settings.outbox_dir, Destination.CRM_ORDER_UPDATE)
     async with build_worker(env.client, settings, bus=bus):
         handle = await start(env.client, settings, quick_triple_play(order_number))
         await env.sleep(MESSAGE_DEADLINE + timedelta(minutes=1))
@@ -191,7 +177,7 @@ async def test_a_message_failing_past_its_deadline_becomes_an_incident(
         incident = status.fallouts[0]
         assert incident.message_id == ids.sales_order_update_message_id(order_number, 1, 1)
         assert "is down (test)" in incident.message
-        bus.fixed = True
+        bus.failing.clear()
         await act(handle, RESOLVE_UPDATE, operator="ops", reason="CRM queue is back")
         result = await handle.result()
     assert result.state is OrderState.COMPLETED
