@@ -238,12 +238,13 @@ class FulfillmentActivities:
     async def _heartbeating(
         system: FulfillmentSystem, request: FulfillmentRequest
     ) -> list[LineUpdate]:
-        """Run the call, heartbeating while it works; cancelling the activity cancels it."""
+        """Run the call, heartbeating while it works; cancelling the activity cancels it.
+        A call that answers within HEARTBEAT_EVERY sends none: each heartbeat is an RPC and
+        a write of the workflow's state on the server."""
         call = asyncio.create_task(system.execute(request))
         try:
-            while not call.done():
+            while not (await asyncio.wait({call}, timeout=HEARTBEAT_EVERY))[0]:
                 activity.heartbeat()
-                await asyncio.wait({call}, timeout=HEARTBEAT_EVERY)
             return call.result()
         finally:
             call.cancel()

@@ -12,11 +12,21 @@ the external-storage context the SDK asks for every payload sequence it stores (
 worker's CPU under the same load): o2a's converter has no external storage, so the answer
 is never read. A converter that varies by context, or has external storage, is refused when
 the runner is made.
+
+The sandbox also imports each workflow's modules afresh for every workflow it starts. With
+no bytecode beside them (an editable install where ``PYTHONDONTWRITEBYTECODE`` is set, as on
+the machines o2a is built on) each import compiled its module from source: 14% of the
+worker's CPU under the same load. The runner writes that bytecode as it prepares each
+workflow, as pip does when it installs a package.
 """
 
 from __future__ import annotations
 
+import compileall
+import sys
 from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
 
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
@@ -86,8 +96,22 @@ class ContextFreeRunner(WrappingRunner):
             raise ValueError("the data converter stores payloads externally")
         super().__init__(inner)
 
+    def prepare_workflow(self, defn: _Definition) -> None:
+        module = sys.modules[defn.cls.__module__].__file__
+        if module is not None:
+            write_bytecode(Path(module).parent)
+        super().prepare_workflow(defn)
+
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
         return _ContextFree(super().create_instance(det))
+
+
+@cache
+def write_bytecode(directory: Path) -> None:
+    """Bytecode for the modules of a workflow's directory, where it is missing or stale
+    (also under ``PYTHONDONTWRITEBYTECODE``). A directory the worker may not write is left
+    as it is: its workflows run, compiled as before."""
+    compileall.compile_dir(directory, maxlevels=0, quiet=2)
 
 
 def _varies_by_context(converter: DataConverter) -> bool:

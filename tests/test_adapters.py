@@ -310,6 +310,15 @@ async def test_activity_heartbeats_while_the_system_works(monkeypatch: pytest.Mo
     assert len(beats) >= 4
 
 
+async def test_a_call_that_answers_at_once_sends_no_heartbeat() -> None:
+    beats: list[object] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(details)
+    activities = FulfillmentActivities(SimulatedFulfillment())
+    assert await env.run(activities.fulfill, request(Step.ACTIVATE, [line("1")]))
+    assert beats == []
+
+
 class Hanging:
     """A system that never answers, and says whether the call was taken back."""
 
