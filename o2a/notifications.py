@@ -28,11 +28,13 @@ it last sent.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -60,6 +62,7 @@ from o2a.models import (
 )
 from o2a.tmf622 import answered_cancel_task, event_state, order_href, tmf_state
 from workflows.contracts.listener_delivery import (
+    END_SIGNAL,
     EVENTS_SIGNAL,
     Listener,
     ListenerState,
@@ -68,7 +71,6 @@ from workflows.contracts.listener_delivery import (
 )
 from workflows.contracts.listener_delivery import WORKFLOW_TYPE as LISTENER_WORKFLOW_TYPE
 from workflows.contracts.notification_hub import (
-    MATCHING_QUERY,
     SUBSCRIBE_UPDATE,
     SUBSCRIPTIONS_QUERY,
     UNSUBSCRIBE_UPDATE,
@@ -327,29 +329,48 @@ class Notifier(Protocol):
         ...
 
 
+SUBSCRIPTIONS_FRESH = 1.0
+"""Seconds a notifier matches events against the hub's subscriptions as it last read them.
+Asking the hub for every CRM update was a query through the server to a worker, 11 per
+triple play, all served by the one hub workflow. The hub's door waits as long after each
+change, so every event after its answer is matched against the changed list."""
+
+
 def _not_found(err: RPCError) -> bool:
     return err.status is RPCStatusCode.NOT_FOUND
 
 
-class TemporalNotifier:
-    """Asks the hub which subscriptions want the events and signal-with-starts each
-    listener's delivery workflow with them; with no hub, nobody has subscribed."""
+async def hub_subscriptions(client: Client, task_queue: str) -> list[Subscription]:
+    """The hub's subscriptions; none when there is no hub (nobody has subscribed)."""
+    try:
+        subscriptions: list[Subscription] = await client.get_workflow_handle(
+            hub_workflow_id(task_queue)
+        ).query(SUBSCRIPTIONS_QUERY, result_type=list[Subscription])
+    except RPCError as err:
+        if _not_found(err):
+            return []
+        raise
+    return subscriptions
 
-    def __init__(self, client: Client, task_queue: str) -> None:
+
+class TemporalNotifier:
+    """Matches events against the hub's subscriptions, read at most SUBSCRIPTIONS_FRESH
+    ago, and signal-with-starts each listener's delivery workflow with its events."""
+
+    def __init__(
+        self, client: Client, task_queue: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._client = client
         self._task_queue = task_queue
+        self._clock = clock
+        self._asked: tuple[float, asyncio.Future[list[Subscription]]] | None = None
+        """When the hub was last asked (before the query left) and its answer, shared by
+        every notification meanwhile: one query in flight at a time."""
 
     async def notify(self, events: Sequence[TmfEvent]) -> None:
         if not events:
             return
-        hub = self._client.get_workflow_handle(hub_workflow_id(self._task_queue))
-        try:
-            fanouts = await hub.query(MATCHING_QUERY, list(events), result_type=list[Fanout])
-        except RPCError as err:
-            if _not_found(err):
-                return
-            raise
-        for each in fanouts:
+        for each in fanout(await self._subscriptions(), events):
             sub = each.subscription
             listener = Listener(subscription_id=sub.id, callback=sub.callback, secret=sub.secret)
             await self._client.start_workflow(
@@ -361,17 +382,37 @@ class TemporalNotifier:
                 start_signal_args=[each.events],
             )
 
+    async def _subscriptions(self) -> list[Subscription]:
+        now = self._clock()
+        if self._asked is None or self._asked[0] < now - SUBSCRIPTIONS_FRESH:
+            answer = asyncio.ensure_future(hub_subscriptions(self._client, self._task_queue))
+            answer.add_done_callback(self._forget_failed)
+            self._asked = (now, answer)
+        # Shielded: a notification cancelled while waiting leaves the answer to the others.
+        return await asyncio.shield(self._asked[1])
+
+    def _forget_failed(self, answer: asyncio.Future[list[Subscription]]) -> None:
+        """A failed question is asked again by the next notification (which retries)."""
+        failed = answer.cancelled() or answer.exception() is not None
+        if failed and self._asked is not None and self._asked[1] is answer:
+            self._asked = None
+
 
 class Hub:
     """The hub's use cases for the API door; subscriptions live in the hub workflow."""
 
-    def __init__(self, client: Client, task_queue: str) -> None:
+    def __init__(
+        self, client: Client, task_queue: str, settle: float = SUBSCRIPTIONS_FRESH
+    ) -> None:
         self._client = client
         self._task_queue = task_queue
         self._id = hub_workflow_id(task_queue)
+        self._settle = settle
+        """How long a change waits before it is answered: every notifier's list has it."""
 
     async def subscribe(self, callback: str, query: str, secret: str | None) -> Subscription:
-        """Starts the hub with the first subscription (update-with-start)."""
+        """Starts the hub with the first subscription (update-with-start). Answered once
+        every notifier matches against it."""
         check_callback(callback)
         EventFilter.parse(query)
         if secret is not None and not secret:
@@ -402,24 +443,20 @@ class Hub:
             raise InputError(str(err.cause)) from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             raise self._no_worker() from None
+        await asyncio.sleep(self._settle)
         return stored
 
     def _no_worker(self) -> NoWorkerError:
         return NoWorkerError(f"no worker took the hub's update on task queue {self._task_queue!r}")
 
     async def find(self, subscription_id: str) -> Subscription | None:
-        try:
-            subscriptions = await self._client.get_workflow_handle(self._id).query(
-                SUBSCRIPTIONS_QUERY, result_type=list[Subscription]
-            )
-        except RPCError as err:
-            if _not_found(err):
-                return None
-            raise
+        subscriptions = await hub_subscriptions(self._client, self._task_queue)
         return next((s for s in subscriptions if s.id == subscription_id), None)
 
     async def unsubscribe(self, subscription_id: str) -> bool:
-        """False for a subscription the hub does not have."""
+        """False for a subscription the hub does not have. The hub ends the listener's
+        delivery at once; a notifier that read the list before may yet start it again
+        with a last event, so once every list has lost it, it is ended once more."""
         try:
             await self._client.get_workflow_handle(self._id).execute_update(
                 UNSUBSCRIBE_UPDATE, subscription_id, rpc_timeout=HUB_TIMEOUT
@@ -432,4 +469,11 @@ class Hub:
             if _not_found(err):
                 return False
             raise
+        await asyncio.sleep(self._settle)
+        delivery = self._client.get_workflow_handle(listener_workflow_id(subscription_id))
+        try:
+            await delivery.signal(END_SIGNAL)
+        except RPCError as err:
+            if not _not_found(err):  # not running: ended by the hub, or never started
+                raise
         return True

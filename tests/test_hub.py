@@ -16,17 +16,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    QueryWorkflowInput,
+    WorkflowExecutionStatus,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from o2a import ids, tmf622
 from o2a.config import Settings
 from o2a.models import FulfillmentStatus, OrderState, OrderStatus, RevisionView, Step
-from o2a.notifications import EventFilter, sales_order_update_events
+from o2a.notifications import (
+    SUBSCRIPTIONS_FRESH,
+    EventFilter,
+    Hub,
+    TemporalNotifier,
+    sales_order_update_events,
+)
 from o2a.tmf622 import API_ROOT
 from tests.support import (
     PROV_FIXED,
@@ -41,7 +55,7 @@ from tests.support import (
     start,
     until,
 )
-from workflows.contracts.listener_delivery import listener_workflow_id
+from workflows.contracts.listener_delivery import TmfEvent, listener_workflow_id
 
 HUB = f"{API_ROOT}/hub"
 CANCELS = f"{API_ROOT}/cancelProductOrder"
@@ -378,3 +392,92 @@ def test_a_cancel_task_event_is_the_same_each_time_its_message_is_sent() -> None
     assert EventFilter.parse(f"productOrder.id=O/1&eventType={CANCEL_STATE_CHANGE}").matches(event)
     assert not EventFilter.parse("productOrder.id=O/2").matches(event)
     assert events(cancelled.model_copy(update={"kind": "revision", "outcome": "accepted"})) == []
+
+
+class CountedQueries(Interceptor):
+    """A client that counts the workflow queries it sends, and fails the next when told."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.fail_next = False
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        counter = self
+
+        class Counting(OutboundInterceptor):
+            async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+                counter.sent += 1
+                if counter.fail_next:
+                    counter.fail_next = False
+                    raise RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b"")
+                return await super().query_workflow(input)
+
+        return Counting(next)
+
+
+def state_event(number: int) -> TmfEvent:
+    return TmfEvent(
+        event_id=f"hub-test-{number}",
+        event_time=datetime(2026, 11, 26, tzinfo=UTC),
+        event_type=STATE_CHANGE,
+        event={"productOrder": {"id": "HUB-TEST", "state": "inProgress"}},
+    )
+
+
+async def run_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    try:
+        return (await client.get_workflow_handle(workflow_id).describe()).status
+    except RPCError:
+        return None
+
+
+async def test_notifiers_read_the_hub_once_a_second_and_a_new_subscription_gets_the_next_event(
+    client: Client, settings: Settings, worker: StartWorker
+) -> None:
+    counted = CountedQueries()
+    counting = Client(**{**client.config(), "interceptors": [counted]})
+    now = [0.0]
+    notifier = TemporalNotifier(counting, settings.task_queue, clock=lambda: now[0])
+    boxes = {"new": Inbox()}
+    async with worker(), listening(free_port(), boxes) as url:
+        await asyncio.gather(*(notifier.notify([state_event(n)]) for n in range(5)))
+        now[0] += SUBSCRIPTIONS_FRESH
+        await notifier.notify([state_event(5)])
+        assert counted.sent == 1  # no hub yet: nobody is told, and it was asked once
+        counted.fail_next = True
+        now[0] += SUBSCRIPTIONS_FRESH + 0.1
+        with pytest.raises(RPCError):
+            await notifier.notify([state_event(5)])
+        await notifier.notify([state_event(5)])  # a failed reading is not kept: asked again
+        assert counted.sent == 3
+
+        # A notifier on the real clock reads the list just before the subscription is made:
+        # the hub's answer waits until that reading is stale, so the next event reaches it.
+        live = TemporalNotifier(client, settings.task_queue)
+        await live.notify([state_event(6)])
+        hub = Hub(client, settings.task_queue)
+        made = await hub.subscribe(f"{url}/new", "", None)
+        await live.notify([state_event(7)])
+        await until(lambda: boxes["new"].has(1))
+        assert boxes["new"].ids() == ["hub-test-7"]
+
+        now[0] += SUBSCRIPTIONS_FRESH + 0.1
+        await notifier.notify([state_event(8)])
+        assert counted.sent == 4
+        await until(lambda: boxes["new"].has(2))
+
+        # Unsubscribed: the hub ends the delivery; a notifier still holding the old list
+        # starts it again, and the hub's door ends it once every list has lost it.
+        delivery = listener_workflow_id(made.id)
+        slow = Hub(client, settings.task_queue, settle=5.0)
+        unsubscribing = asyncio.create_task(slow.unsubscribe(made.id))
+
+        async def ended() -> bool:
+            return await run_status(client, delivery) == WorkflowExecutionStatus.COMPLETED
+
+        await until(ended)
+        await notifier.notify([state_event(9)])
+        assert await run_status(client, delivery) == WorkflowExecutionStatus.RUNNING
+        assert counted.sent == 4
+        assert await unsubscribing
+        await until(ended)

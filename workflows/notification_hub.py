@@ -3,8 +3,9 @@ subscriptions (no database: the list lives in this workflow's state).
 
 Subscribe and unsubscribe are updates whose validators refuse, with the reason, a taken ID,
 an unreadable query or an unknown subscription, before anything is written to history.
-The notifier asks the ``matching`` query which subscriptions want an order's events. The
-hub runs for ever, handing its subscriptions on at continue-as-new.
+Notifiers read the list by the ``subscriptions`` query, at most once a second each
+(``o2a.notifications.SUBSCRIPTIONS_FRESH``), and match events themselves. The hub runs for
+ever, handing its subscriptions on at continue-as-new.
 """
 
 from __future__ import annotations
@@ -79,4 +80,6 @@ class NotificationHubWorkflow:
 
     @workflow.query(name=MATCHING_QUERY)
     def matching(self, events: list[TmfEvent]) -> list[Fanout]:
+        """Asked for every CRM update by workers of builds before notifiers kept the list:
+        answered while such a worker may still run beside this build."""
         return fanout(list(self._subscriptions.values()), events)
