@@ -7,14 +7,12 @@ dev server, a self-hosted cluster or Temporal Cloud without code changes.
 
 from __future__ import annotations
 
-import dataclasses
 from functools import cache
 from typing import Any
 
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import FailureError
@@ -22,6 +20,7 @@ from temporalio.service import RPCError
 
 from o2a import metrics
 from o2a.codec import CompressionCodec
+from o2a.converter import PayloadConverter
 from o2a.encryption import ChainedCodec, EncryptionCodec, KeyRing, load_key_ring
 from o2a.telemetry import configure_tracing
 from o2a.update_retry import UpdateRetryInterceptor
@@ -35,9 +34,11 @@ def build_data_converter(ring: KeyRing | None) -> DataConverter:
     and stack traces go into the sealed payload too, since a fault's text may quote the
     order."""
     if ring is None:
-        return dataclasses.replace(pydantic_data_converter, payload_codec=CompressionCodec())
-    return dataclasses.replace(
-        pydantic_data_converter,
+        return DataConverter(
+            payload_converter_class=PayloadConverter, payload_codec=CompressionCodec()
+        )
+    return DataConverter(
+        payload_converter_class=PayloadConverter,
         payload_codec=ChainedCodec(CompressionCodec(), EncryptionCodec(ring)),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
