@@ -5,9 +5,9 @@ The worker makes a payload converter for every workflow it starts, and the SDK's
 converter keeps its type adapters per instance, so each new workflow built the validators
 of its input and of every result it read again (the order model's is the largest). The
 JSON converter here is one instance that every payload converter shares. The types it
-meets are o2a's models and the standard ones; the workflow modules the sandbox imports
-afresh for each workflow define none that travel in a payload (``tests/test_converter.py``),
-so the cache keeps no class of a finished workflow alive.
+meets are o2a's models and the standard ones, the classes of the process itself (the
+worker's sandbox passes every module through, ``o2a/workflow_runner.py``), so the cache
+keeps no class of a finished workflow alive (``tests/test_converter.py``).
 """
 
 from __future__ import annotations

@@ -13,20 +13,20 @@ worker's CPU under the same load): o2a's converter has no external storage, so t
 is never read. A converter that varies by context, or has external storage, is refused when
 the runner is made.
 
-The sandbox also imports each workflow's modules afresh for every workflow it starts. With
-no bytecode beside them (an editable install where ``PYTHONDONTWRITEBYTECODE`` is set, as on
-the machines o2a is built on) each import compiled its module from source: 14% of the
-worker's CPU under the same load. The runner writes that bytecode as it prepares each
-workflow, as pip does when it installs a package.
+The sandbox also imported the module of each workflow class afresh for every workflow it
+started (four per triple play) and ran its class definition again: with the bytecode
+written, 9% of the worker's CPU under the same load, without it 20%. It passes every
+module through instead (``passthrough_all_modules``), as the workflow modules already
+passed through everything they import: all of COM's and SOM's logic (``workflows/order_*``,
+``o2a.tracking``) never ran under the sandbox's import-time restrictions, only the thin
+class modules did. What the sandbox still refuses at run time are builtins such as
+``open``; clocks, randomness and the environment are refused in every module of workflow
+code by the lint (ruff's banned-api rule, ``pyproject.toml``; ``tests/test_determinism_lint.py``).
 """
 
 from __future__ import annotations
 
-import compileall
-import sys
 from collections.abc import Sequence
-from functools import cache
-from pathlib import Path
 
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
@@ -38,15 +38,18 @@ from temporalio.converter import (
 )
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
 from temporalio.worker._command_aware_visitor import CommandInfo
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import Info, _Definition
 
 
 class WrappingRunner(WorkflowRunner):
-    """A runner around another (the sandboxed one by default) whose instances it wraps."""
+    """A runner around another (the sandbox, passing every module through, by default)
+    whose instances it wraps."""
 
     def __init__(self, inner: WorkflowRunner | None = None) -> None:
-        self._inner = inner or SandboxedWorkflowRunner()
+        self._inner = inner or SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        )
 
     def prepare_workflow(self, defn: _Definition) -> None:
         self._inner.prepare_workflow(defn)
@@ -96,22 +99,8 @@ class ContextFreeRunner(WrappingRunner):
             raise ValueError("the data converter stores payloads externally")
         super().__init__(inner)
 
-    def prepare_workflow(self, defn: _Definition) -> None:
-        module = sys.modules[defn.cls.__module__].__file__
-        if module is not None:
-            write_bytecode(Path(module).parent)
-        super().prepare_workflow(defn)
-
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
         return _ContextFree(super().create_instance(det))
-
-
-@cache
-def write_bytecode(directory: Path) -> None:
-    """Bytecode for the modules of a workflow's directory, where it is missing or stale
-    (also under ``PYTHONDONTWRITEBYTECODE``). A directory the worker may not write is left
-    as it is: its workflows run, compiled as before."""
-    compileall.compile_dir(directory, maxlevels=0, quiet=2)
 
 
 def _varies_by_context(converter: DataConverter) -> bool:

@@ -1,6 +1,6 @@
 """The payload converter shares its type adapters across workflows: a revised triple play
-reads only types defined outside the sandbox's fresh imports, so the shared cache keeps no
-class of a finished workflow alive."""
+reads only the process's own classes, none a sandbox imported for one workflow, so the
+shared cache keeps no class of a finished workflow alive."""
 
 from __future__ import annotations
 
