@@ -29,6 +29,7 @@ it last sent.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import hmac
 import secrets
@@ -365,7 +366,7 @@ class TemporalNotifier:
         self._clock = clock
         self._asked: tuple[float, asyncio.Future[list[Subscription]]] | None = None
         """When the hub was last asked (before the query left) and its answer, shared by
-        every notification meanwhile: one query in flight at a time."""
+        every notification meanwhile: at most one query started a second."""
 
     async def notify(self, events: Sequence[TmfEvent]) -> None:
         if not events:
@@ -385,7 +386,10 @@ class TemporalNotifier:
     async def _subscriptions(self) -> list[Subscription]:
         now = self._clock()
         if self._asked is None or self._asked[0] < now - SUBSCRIPTIONS_FRESH:
-            answer = asyncio.ensure_future(hub_subscriptions(self._client, self._task_queue))
+            # In a context of its own: the query is no one notification's (nor its trace's).
+            answer = asyncio.create_task(
+                hub_subscriptions(self._client, self._task_queue), context=contextvars.Context()
+            )
             answer.add_done_callback(self._forget_failed)
             self._asked = (now, answer)
         # Shielded: a notification cancelled while waiting leaves the answer to the others.
@@ -456,7 +460,9 @@ class Hub:
     async def unsubscribe(self, subscription_id: str) -> bool:
         """False for a subscription the hub does not have. The hub ends the listener's
         delivery at once; a notifier that read the list before may yet start it again
-        with a last event, so once every list has lost it, it is ended once more."""
+        with a last event, so once every list has lost it, it is ended once more. A
+        notifier slower than that between reading the list and signalling (or this door
+        stopped while it waits) can still leave a delivery running for it."""
         try:
             await self._client.get_workflow_handle(self._id).execute_update(
                 UNSUBSCRIBE_UPDATE, subscription_id, rpc_timeout=HUB_TIMEOUT

@@ -20,8 +20,9 @@ module through instead (``passthrough_all_modules``), as the workflow modules al
 passed through everything they import: all of COM's and SOM's logic (``workflows/order_*``,
 ``o2a.tracking``) never ran under the sandbox's import-time restrictions, only the thin
 class modules did. What the sandbox still refuses at run time are builtins such as
-``open``; clocks, randomness and the environment are refused in every module of workflow
-code by the lint (ruff's banned-api rule, ``pyproject.toml``; ``tests/test_determinism_lint.py``).
+``open``; clocks, randomness, the environment, files and the network are refused in the
+workflow modules and the o2a modules they run by the lint (ruff's banned-api rule,
+``pyproject.toml``; ``tests/test_determinism_lint.py``).
 """
 
 from __future__ import annotations

@@ -21,14 +21,11 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Interceptor as WorkerInterceptor
-from temporalio.worker import Replayer
 
-from o2a.client import interceptors
 from o2a.config import Settings
 from o2a.errors import OrderConflictError
 from o2a.service import OrderService
-from workers.worker import WORKFLOWS
+from workers.worker import build_replayer
 
 IDENTITY = "o2a-move"
 
@@ -40,11 +37,7 @@ async def move_order(
     still running."""
     histories = await _open_histories(client, settings, order_number)
     await _check_version(client, to)
-    replayer = Replayer(
-        workflows=WORKFLOWS,
-        data_converter=client.data_converter,
-        interceptors=[i for i in interceptors() if isinstance(i, WorkerInterceptor)],
-    )
+    replayer = build_replayer(client.data_converter)
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         if result.replay_failure is not None:

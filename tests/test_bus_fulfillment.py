@@ -26,7 +26,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
 
 from activities.fulfillment import FULFILLMENT_FAULT_TYPE, NO_ROUTE, FulfillmentActivities
 from o2a import ids
@@ -81,7 +81,7 @@ from tests.support import (
     wait_for_state,
 )
 from workers.simulate import run_simulator
-from workers.worker import WORKFLOWS, serving
+from workers.worker import build_replayer, serving
 from workflows.contracts.customer_order import RESOLVE_UPDATE
 from workflows.fulfillment_call import NO_RESPONSE
 
@@ -501,9 +501,9 @@ async def test_a_revision_while_activation_waits_supersedes_the_request(
         assert await query(handle) == result
     for workflow_id in (child, ids.order_workflow_id(order_number)):  # deterministic
         history = await client.get_workflow_handle(workflow_id).fetch_history()
-        replayed = await Replayer(
-            workflows=WORKFLOWS, data_converter=data_converter()
-        ).replay_workflow(history, raise_on_replay_failure=False)
+        replayed = await build_replayer(data_converter()).replay_workflow(
+            history, raise_on_replay_failure=False
+        )
         assert replayed.replay_failure is None, replayed.replay_failure
 
     mobile = [

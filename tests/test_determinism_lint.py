@@ -25,6 +25,8 @@ UNDETERMINED = {
     "randomness": "import random\n\nx = random.random()\n",
     "uuid": "import uuid\n\nx = uuid.uuid4()\n",
     "environment": "import os\n\nx = os.environ.get('X')\n",
+    "file": "from pathlib import Path\n\nx = Path('catalog.json').read_text()\n",
+    "network": "import urllib.request\n\nx = urllib.request.urlopen('http://crm')\n",
 }
 
 
@@ -55,6 +57,12 @@ def test_every_o2a_module_workflows_import_is_linted_as_workflow_code() -> None:
                 imported |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("o2a."):
                 imported.add((node.module or "").removeprefix("o2a.").split(".")[0])
+            elif isinstance(node, ast.Import):
+                imported |= {
+                    a.name.removeprefix("o2a.").split(".")[0]
+                    for a in node.names
+                    if a.name.startswith("o2a.")
+                }
     assert imported <= WORKFLOW_CODE | SHARED_WITH_DOORS, imported - WORKFLOW_CODE
     for module in WORKFLOW_CODE:
         assert lint(UNDETERMINED["clock"], f"o2a/{module}.py").returncode == 1, module

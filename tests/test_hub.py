@@ -56,6 +56,7 @@ from tests.support import (
     until,
 )
 from workflows.contracts.listener_delivery import TmfEvent, listener_workflow_id
+from workflows.contracts.notification_hub import MATCHING_QUERY, Fanout, hub_workflow_id
 
 HUB = f"{API_ROOT}/hub"
 CANCELS = f"{API_ROOT}/cancelProductOrder"
@@ -460,6 +461,13 @@ async def test_notifiers_read_the_hub_once_a_second_and_a_new_subscription_gets_
         await live.notify([state_event(7)])
         await until(lambda: boxes["new"].has(1))
         assert boxes["new"].ids() == ["hub-test-7"]
+        # Workers of older builds still ask the hub to match (a mixed fleet during an upgrade).
+        matched = await client.get_workflow_handle(hub_workflow_id(settings.task_queue)).query(
+            MATCHING_QUERY, [state_event(7)], result_type=list[Fanout]
+        )
+        assert [(f.subscription.id, [e.event_id for e in f.events]) for f in matched] == [
+            (made.id, ["hub-test-7"])
+        ]
 
         now[0] += SUBSCRIPTIONS_FRESH + 0.1
         await notifier.notify([state_event(8)])

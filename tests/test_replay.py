@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
-from temporalio.worker import Interceptor as WorkerInterceptor
-from temporalio.worker import Replayer
 
 from o2a import ids
-from o2a.client import data_converter, interceptors
+from o2a.client import data_converter
 from o2a.config import Settings
 from o2a.models import CustomerOrder, OrderState, OrderStatus, Step
 from tests.support import (
@@ -35,7 +33,7 @@ from tests.support import (
     set_spec,
     wait_for_state,
 )
-from workers.worker import WORKFLOWS
+from workers.worker import build_replayer
 from workflows.contracts.customer_order import (
     CancelRequest,
     OperatorRequest,
@@ -101,11 +99,7 @@ def test_histories_are_present() -> None:
 async def test_replay(path: Path) -> None:
     data = json.loads(path.read_text())
     history = WorkflowHistory.from_json(data["workflow_id"], data["history"])
-    replayer = Replayer(
-        workflows=WORKFLOWS,
-        data_converter=data_converter(),
-        interceptors=[i for i in interceptors() if isinstance(i, WorkerInterceptor)],
-    )
+    replayer = build_replayer(data_converter())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 

@@ -17,7 +17,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from temporalio.client import Client
-from temporalio.worker import Worker, WorkflowRunner
+from temporalio.converter import DataConverter
+from temporalio.worker import Interceptor as WorkerInterceptor
+from temporalio.worker import Replayer, Worker, WorkflowRunner
 
 from activities.bare import bare_noop
 from activities.decomposition import DecompositionActivities
@@ -26,7 +28,7 @@ from activities.messaging import MessagingActivities
 from activities.notifications import NotificationActivities
 from o2a import metrics
 from o2a.adapters import FulfillmentAdapter, Wiring, fulfillment_system, message_bus
-from o2a.client import connect
+from o2a.client import connect, interceptors
 from o2a.config import Settings
 from o2a.encryption import warn_if_unencrypted
 from o2a.logs import configure_logging
@@ -58,6 +60,17 @@ WORKFLOWS = [
 ORPHAN_CHECK_SECONDS = 1.0
 MAX_CONCURRENT_ACTIVITIES = 500
 MAX_CONCURRENT_WORKFLOW_TASKS = 100
+
+
+def build_replayer(converter: DataConverter) -> Replayer:
+    """Replays a history as this worker runs it: its workflows, its runner (the sandbox
+    passing every module through) and its workflow interceptors."""
+    return Replayer(
+        workflows=WORKFLOWS,
+        data_converter=converter,
+        workflow_runner=ContextFreeRunner(converter),
+        interceptors=[i for i in interceptors() if isinstance(i, WorkerInterceptor)],
+    )
 
 
 def build_worker(

@@ -81,5 +81,6 @@ class NotificationHubWorkflow:
     @workflow.query(name=MATCHING_QUERY)
     def matching(self, events: list[TmfEvent]) -> list[Fanout]:
         """Asked for every CRM update by workers of builds before notifiers kept the list:
-        answered while such a worker may still run beside this build."""
+        answered while such a worker may still run beside this build. Remove it once no
+        deployment runs a build from before commit b019687."""
         return fanout(list(self._subscriptions.values()), events)
