@@ -333,8 +333,9 @@ class Notifier(Protocol):
 SUBSCRIPTIONS_FRESH = 1.0
 """Seconds a notifier matches events against the hub's subscriptions as it last read them.
 Asking the hub for every CRM update was a query through the server to a worker, 11 per
-triple play, all served by the one hub workflow. The hub's door waits as long after each
-change, so every event after its answer is matched against the changed list."""
+triple play, all served by the one hub workflow. The hub's door waits as long after a
+subscribe, so every event after its answer is matched against the new list; a deleted
+subscription's delivery lingers ended for a late signal (``Hub.unsubscribe``)."""
 
 
 def _not_found(err: RPCError) -> bool:
@@ -352,6 +353,23 @@ async def hub_subscriptions(client: Client, task_queue: str) -> list[Subscriptio
             return []
         raise
     return subscriptions
+
+
+async def signal_delivery(
+    client: Client, task_queue: str, subscription: Subscription, signal: str, *args: Any
+) -> None:
+    """Signal the subscription's delivery workflow, starting it where none runs."""
+    listener = Listener(
+        subscription_id=subscription.id, callback=subscription.callback, secret=subscription.secret
+    )
+    await client.start_workflow(
+        LISTENER_WORKFLOW_TYPE,
+        ListenerState(listener=listener),
+        id=listener_workflow_id(subscription.id),
+        task_queue=task_queue,
+        start_signal=signal,
+        start_signal_args=list(args),
+    )
 
 
 class TemporalNotifier:
@@ -372,15 +390,8 @@ class TemporalNotifier:
         if not events:
             return
         for each in fanout(await self._subscriptions(), events):
-            sub = each.subscription
-            listener = Listener(subscription_id=sub.id, callback=sub.callback, secret=sub.secret)
-            await self._client.start_workflow(
-                LISTENER_WORKFLOW_TYPE,
-                ListenerState(listener=listener),
-                id=listener_workflow_id(sub.id),
-                task_queue=self._task_queue,
-                start_signal=EVENTS_SIGNAL,
-                start_signal_args=[each.events],
+            await signal_delivery(
+                self._client, self._task_queue, each.subscription, EVENTS_SIGNAL, each.events
             )
 
     async def _subscriptions(self) -> list[Subscription]:
@@ -412,7 +423,7 @@ class Hub:
         self._task_queue = task_queue
         self._id = hub_workflow_id(task_queue)
         self._settle = settle
-        """How long a change waits before it is answered: every notifier's list has it."""
+        """How long a subscribe waits before it is answered: every notifier's list has it."""
 
     async def subscribe(self, callback: str, query: str, secret: str | None) -> Subscription:
         """Starts the hub with the first subscription (update-with-start). Answered once
@@ -459,10 +470,12 @@ class Hub:
 
     async def unsubscribe(self, subscription_id: str) -> bool:
         """False for a subscription the hub does not have. The hub ends the listener's
-        delivery at once; a notifier that read the list before may yet start it again
-        with a last event, so once every list has lost it, it is ended once more. A
-        notifier slower than that between reading the list and signalling (or this door
-        stopped while it waits) can still leave a delivery running for it."""
+        delivery; a notifier that read the list before may yet signal-with-start it with a
+        last event, so the delivery is also started ended where none runs: either way a
+        late start finds it lingering (``ENDED_LINGER``) and its events are dropped."""
+        found = await self.find(subscription_id)
+        if found is None:
+            return False
         try:
             await self._client.get_workflow_handle(self._id).execute_update(
                 UNSUBSCRIBE_UPDATE, subscription_id, rpc_timeout=HUB_TIMEOUT
@@ -475,11 +488,5 @@ class Hub:
             if _not_found(err):
                 return False
             raise
-        await asyncio.sleep(self._settle)
-        delivery = self._client.get_workflow_handle(listener_workflow_id(subscription_id))
-        try:
-            await delivery.signal(END_SIGNAL)
-        except RPCError as err:
-            if not _not_found(err):  # not running: ended by the hub, or never started
-                raise
+        await signal_delivery(self._client, self._task_queue, found, END_SIGNAL)
         return True

@@ -55,7 +55,7 @@ from tests.support import (
     start,
     until,
 )
-from workflows.contracts.listener_delivery import TmfEvent, listener_workflow_id
+from workflows.contracts.listener_delivery import END_SIGNAL, TmfEvent, listener_workflow_id
 from workflows.contracts.notification_hub import MATCHING_QUERY, Fanout, hub_workflow_id
 
 HUB = f"{API_ROOT}/hub"
@@ -212,8 +212,7 @@ async def test_listeners_get_the_orders_events_in_order_also_after_being_down(
             assert (
                 await http.delete(f"{HUB}/{up['id']}", headers=api.headers())
             ).status_code == 204
-            delivery = client.get_workflow_handle(listener_workflow_id(up["id"]))
-            await asyncio.wait_for(delivery.result(), 30)
+            await until(lambda: lingering(client, listener_workflow_id(up["id"])))
         finally:
             gated.release_all()
 
@@ -416,12 +415,12 @@ class CountedQueries(Interceptor):
         return Counting(next)
 
 
-def state_event(number: int) -> TmfEvent:
+def state_event(number: int, order: str = "HUB-TEST") -> TmfEvent:
     return TmfEvent(
         event_id=f"hub-test-{number}",
         event_time=datetime(2026, 11, 26, tzinfo=UTC),
         event_type=STATE_CHANGE,
-        event={"productOrder": {"id": "HUB-TEST", "state": "inProgress"}},
+        event={"productOrder": {"id": order, "state": "inProgress"}},
     )
 
 
@@ -432,6 +431,25 @@ async def run_status(client: Client, workflow_id: str) -> WorkflowExecutionStatu
         return None
 
 
+async def run_id(client: Client, workflow_id: str) -> str | None:
+    return (await client.get_workflow_handle(workflow_id).describe()).run_id
+
+
+async def lingering(client: Client, workflow_id: str) -> bool:
+    """The delivery's current run took the end and waits out ENDED_LINGER."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    ended = False
+    for event in history.events:
+        signalled = event.workflow_execution_signaled_event_attributes
+        ended = ended or (
+            event.HasField("workflow_execution_signaled_event_attributes")
+            and signalled.signal_name == END_SIGNAL
+        )
+        if ended and event.HasField("timer_started_event_attributes"):
+            return await run_status(client, workflow_id) == WorkflowExecutionStatus.RUNNING
+    return False
+
+
 async def test_notifiers_read_the_hub_once_a_second_and_a_new_subscription_gets_the_next_event(
     client: Client, settings: Settings, worker: StartWorker
 ) -> None:
@@ -439,7 +457,7 @@ async def test_notifiers_read_the_hub_once_a_second_and_a_new_subscription_gets_
     counting = Client(**{**client.config(), "interceptors": [counted]})
     now = [0.0]
     notifier = TemporalNotifier(counting, settings.task_queue, clock=lambda: now[0])
-    boxes = {"new": Inbox()}
+    boxes = {"new": Inbox(), "quiet": Inbox()}
     async with worker(), listening(free_port(), boxes) as url:
         await asyncio.gather(*(notifier.notify([state_event(n)]) for n in range(5)))
         now[0] += SUBSCRIPTIONS_FRESH
@@ -474,18 +492,25 @@ async def test_notifiers_read_the_hub_once_a_second_and_a_new_subscription_gets_
         assert counted.sent == 4
         await until(lambda: boxes["new"].has(2))
 
-        # Unsubscribed: the hub ends the delivery; a notifier still holding the old list
-        # starts it again, and the hub's door ends it once every list has lost it.
+        # Unsubscribed: the delivery ends and lingers; a notifier still holding the old list
+        # signals it there, and nothing more is delivered.
         delivery = listener_workflow_id(made.id)
-        slow = Hub(client, settings.task_queue, settle=5.0)
-        unsubscribing = asyncio.create_task(slow.unsubscribe(made.id))
-
-        async def ended() -> bool:
-            return await run_status(client, delivery) == WorkflowExecutionStatus.COMPLETED
-
-        await until(ended)
+        assert await hub.unsubscribe(made.id)
+        await until(lambda: lingering(client, delivery))
+        ended = await run_id(client, delivery)
         await notifier.notify([state_event(9)])
-        assert await run_status(client, delivery) == WorkflowExecutionStatus.RUNNING
+        assert await run_id(client, delivery) == ended
         assert counted.sent == 4
-        assert await unsubscribing
-        await until(ended)
+
+        # One whose delivery never ran is started ended, to linger the same way.
+        quiet = await hub.subscribe(f"{url}/quiet", "productOrder.id=OTHER", None)
+        now[0] += SUBSCRIPTIONS_FRESH + 0.1
+        await notifier.notify([state_event(10)])  # reads the list with it, not its order
+        assert counted.sent == 5
+        assert await run_status(client, listener_workflow_id(quiet.id)) is None
+        assert await hub.unsubscribe(quiet.id)
+        await until(lambda: lingering(client, listener_workflow_id(quiet.id)))
+        tombstone = await run_id(client, listener_workflow_id(quiet.id))
+        await notifier.notify([state_event(11, order="OTHER")])
+        assert await run_id(client, listener_workflow_id(quiet.id)) == tombstone
+        assert boxes["new"].ids() == ["hub-test-7", "hub-test-8"] and boxes["quiet"].posts == []

@@ -5,7 +5,8 @@ A listener that is down holds the queue (the delivery activity retries with back
 ever), so when it is back it gets everything it missed, in order. An eventId delivered
 lately is not delivered again (a message sent again by a retried activity yields the same
 IDs), nor an event saying what the listener was last told already (``TmfEvent.latest``:
-the order's state, a line's milestone). The hub's ``end`` signal stops delivery at once.
+the order's state, a line's milestone). The hub's ``end`` signal stops delivery at once;
+the run then lingers (ENDED_LINGER) so that a late start finds it ended.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ DELIVERIES_PER_RUN = 500
 """Continue-as-new after this many, so a busy listener's history stays short."""
 IDLE = timedelta(days=1)
 """A listener with nothing to deliver for this long ends; its next event starts it again."""
+ENDED_LINGER = timedelta(minutes=5)
+"""How long an ended delivery stays, taking events and dropping them: a notifier that read
+the hub's subscriptions before the subscription was deleted then finds it running, and its
+start with the events becomes a signal, instead of starting a delivery nobody ends."""
+LINGER_PATCH = "ended-delivery-lingers"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -71,6 +77,11 @@ class ListenerDeliveryWorkflow:
 
     @workflow.run
     async def run(self, state: ListenerState) -> None:
+        await self._deliver_until_ended_or_idle()
+        if self._ended and workflow.patched(LINGER_PATCH):
+            await workflow.sleep(ENDED_LINGER)
+
+    async def _deliver_until_ended_or_idle(self) -> None:
         delivered = 0
         while not self._ended:
             if delivered >= DELIVERIES_PER_RUN or workflow.info().is_continue_as_new_suggested():
