@@ -416,14 +416,10 @@ class TemporalNotifier:
 class Hub:
     """The hub's use cases for the API door; subscriptions live in the hub workflow."""
 
-    def __init__(
-        self, client: Client, task_queue: str, settle: float = SUBSCRIPTIONS_FRESH
-    ) -> None:
+    def __init__(self, client: Client, task_queue: str) -> None:
         self._client = client
         self._task_queue = task_queue
         self._id = hub_workflow_id(task_queue)
-        self._settle = settle
-        """How long a subscribe waits before it is answered: every notifier's list has it."""
 
     async def subscribe(self, callback: str, query: str, secret: str | None) -> Subscription:
         """Starts the hub with the first subscription (update-with-start). Answered once
@@ -458,7 +454,7 @@ class Hub:
             raise InputError(str(err.cause)) from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             raise self._no_worker() from None
-        await asyncio.sleep(self._settle)
+        await asyncio.sleep(SUBSCRIPTIONS_FRESH)  # until every notifier's list has it
         return stored
 
     def _no_worker(self) -> NoWorkerError:
