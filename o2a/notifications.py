@@ -355,7 +355,7 @@ async def hub_subscriptions(client: Client, task_queue: str) -> list[Subscriptio
     return subscriptions
 
 
-async def signal_delivery(
+async def _signal_delivery(
     client: Client, task_queue: str, subscription: Subscription, signal: str, *args: Any
 ) -> None:
     """Signal the subscription's delivery workflow, starting it where none runs."""
@@ -390,7 +390,7 @@ class TemporalNotifier:
         if not events:
             return
         for each in fanout(await self._subscriptions(), events):
-            await signal_delivery(
+            await _signal_delivery(
                 self._client, self._task_queue, each.subscription, EVENTS_SIGNAL, each.events
             )
 
@@ -484,5 +484,5 @@ class Hub:
             if _not_found(err):
                 return False
             raise
-        await signal_delivery(self._client, self._task_queue, found, END_SIGNAL)
+        await _signal_delivery(self._client, self._task_queue, found, END_SIGNAL)
         return True

@@ -30,7 +30,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 MAX_SUBSCRIPTIONS = 1000
-"""Every subscription travels in each continue-as-new and each ``matching`` answer."""
+"""Every subscription travels in each continue-as-new and each ``subscriptions`` answer
+(every notifier reads it, once a second at most)."""
 
 
 @workflow.defn(name=WORKFLOW_TYPE)

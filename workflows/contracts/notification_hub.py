@@ -17,10 +17,11 @@ UNSUBSCRIBE_UPDATE = "unsubscribe"
 """Subscription ID → None; the validator refuses an unknown ID. Ends the listener's
 delivery workflow."""
 SUBSCRIPTIONS_QUERY = "subscriptions"
-"""→ list[Subscription], secrets included (for the service, never shown to a client)."""
+"""→ list[Subscription], secrets included (for the service and the notifiers, never shown
+to a client)."""
 MATCHING_QUERY = "matching"
 """list[TmfEvent] → list[Fanout]: for each subscription that wants any, its events, in
-order."""
+order. Asked only by workers of builds before notifiers kept the list themselves."""
 
 
 def hub_workflow_id(task_queue: str) -> str:
