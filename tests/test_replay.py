@@ -78,6 +78,10 @@ SCENARIOS = {
     # "crm-updates-local-and-som-announces", which implies every older COM patch), and the
     # children of those orders.
     *(f"{name}_before_local_updates" for name in ORDER_SCENARIOS),
+    # Kept from before COM ran no local activity (workflow.patched
+    # "com-without-local-activities", workflows/messages.py says why): the decomposition
+    # and the CRM updates are markers in these.
+    *(f"{name}_with_local_activities" for name in ORDER_SCENARIOS),
     *(f"{name}_before_som_announces" for name in CHILD_SCENARIOS),
     # Kept from before COM said its children have every SOM patch (``som_patched``): each
     # of these asks step-call-sends-its-report and holds its marker.

@@ -716,11 +716,11 @@ async def test_status_shows_an_effect_being_retried_before_it_becomes_fallout(
         await until(retried)
         status = await service.status(order_number)
     [effect] = status.retrying
-    assert effect.activity == "deliver_sales_order_update"
+    assert effect.activity == "send_sales_order_update"
     first_update = ids.sales_order_update_message_id(order_number, 1, 1)
     assert effect.last_failure == f"outbox for {first_update} is unwritable (test)"
     shown = format_status(status)
-    assert "RETRYING" in shown and "deliver_sales_order_update" in shown
+    assert "RETRYING" in shown and "send_sales_order_update" in shown
 
 
 async def test_an_order_too_big_for_history_once_encoded_is_refused_at_the_door(

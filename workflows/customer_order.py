@@ -96,7 +96,9 @@ class CustomerOrderWorkflow:
     async def _run(self, order: CustomerOrder) -> OrderStatus:
         ctx = self._ctx
         if not ctx.decomposed:  # not carried from a previous run
-            ctx.tracker = FulfillmentTracker(order, await decompose(order))
+            ctx.tracker = FulfillmentTracker(
+                order, await decompose(order, local=ctx.patches.local_decomposition)
+            )
             workflow.logger.info(
                 "revision %d planned: %d components",
                 order.revision,

@@ -4,13 +4,23 @@ Most messages are regular activities, scheduled by a command the server records 
 input, so however often the workflow task that decided one is retried (a worker killed
 mid-task), the message under its deterministic ID always carries the same body.
 
-CRM updates, the order's most frequent messages, go first as a local activity: a marker in
-the history instead of three events and a workflow task each. A local activity runs again
-from a retried task, which may have taken in new events meanwhile (a signal, a child's
-result) and so decide a different body for the same ID: the chaos soak (`o2a soak`) caught
-exactly that. So the sinks keep the first body an ID is given and return it, and the order
-takes another update found under its ID as told and sends what that does not say under
-its next ID (``OrderReporter._send_update``).
+COM runs no local activity (``NO_LOCAL_ACTIVITIES_PATCH`` in ``workflows/order_patches.py``).
+A local activity's result is not an event: the SDK's core records its marker and tells the
+workflow of it on its own, and the two can part. When a query is answered in a workflow
+task whose local activity has just finished, the core completes that task with the marker
+and forces a new one, and the workflow hears the result only in the new task, after the
+signals and results that arrived meanwhile (`sdk-core` `managed_run.rs`, "If there are
+pending LA resolutions, and we're responding to a query"). On replay it hears the result
+where the marker is, before them, decides otherwise, and the order fails its workflow tasks
+for good ("No command scheduled for event"). The API, the console and the tests query
+orders all the time, so this was not rare: `make test` met it (an abort during a cancel).
+
+Runs of the builds that sent CRM updates as local activities (``local_crm_updates``) replay
+as they ran, through ``send_local``: a local activity runs again from a retried task, which
+may have taken in new events meanwhile and so decide a different body for the same ID (the
+chaos soak, `o2a soak`, caught exactly that), so the sinks keep the first body an ID is
+given and return it, and the order takes another update found under its ID as told and
+sends what that does not say under its next ID (``OrderReporter._send_update``).
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ class ChangeCoordinator:
         previous_state, ctx.state = ctx.state, OrderState.AMENDING
         await self._reporter.publish()
         try:
-            plan = await decompose(order)
+            plan = await decompose(order, local=ctx.patches.local_decomposition)
         except ActivityError as err:
             ctx.state = previous_state
             return await self.reject(request, fault_of(err).message)

@@ -18,18 +18,34 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+NO_LOCAL_ACTIVITIES_PATCH = "com-without-local-activities"
+"""Histories from before it decomposed the order and sent its CRM updates as local
+activities (from DIET_PATCH on). The newest: it implies DIET_PATCH's SOM announces and
+every older COM patch. Why COM runs no local activity: ``workflows/messages.py``."""
 DIET_PATCH = "crm-updates-local-and-som-announces"
 """Histories from before it sent each CRM update as a regular activity and each
-ProvisioningOrderEBM from COM. The newest: it implies every older COM patch
-(crm-hears-unseen-states, repeated-request-taken-once, continue-as-new-when-suggested)."""
+ProvisioningOrderEBM from COM. It implies every older COM patch (crm-hears-unseen-states,
+repeated-request-taken-once, continue-as-new-when-suggested)."""
 
 
 class OrderPatches:
     def __init__(self) -> None:
         """Asked as the run begins (the workflow's init)."""
-        self.diet = workflow.patched(DIET_PATCH)
-        """The newest patch: CRM updates go as local activities, and each SOM child sends
-        its own ProvisioningOrderEBM (``ProvisioningOrder.som_announces``)."""
+        self.no_local_activities = workflow.patched(NO_LOCAL_ACTIVITIES_PATCH)
+        """The newest patch: the decomposition and the CRM updates are regular activities."""
+        self.diet = self.no_local_activities or workflow.patched(DIET_PATCH)
+        """Each SOM child sends its own ProvisioningOrderEBM
+        (``ProvisioningOrder.som_announces``)."""
+
+    @property
+    def local_decomposition(self) -> bool:
+        """A run from before the newest patch decomposed through a local activity."""
+        return not self.no_local_activities
+
+    @property
+    def local_crm_updates(self) -> bool:
+        """A run of the builds between the two patches sent CRM updates that way."""
+        return self.diet and not self.no_local_activities
 
     def has(self, patch: str) -> bool:
         """An older patch, asked where it applies by a run from before the newest."""

@@ -149,7 +149,7 @@ class OrderReporter:
             revision_outcome=outcome,
             order_state=self._ctx.state,
         )
-        if self._ctx.patches.diet:
+        if self._ctx.patches.local_crm_updates:
             await self._deliver(partial(self._send_update, _Update(message)), message.message_id)
         else:
             await self._send(
