@@ -221,7 +221,8 @@ class MessagingActivities:
 
     @activity.defn(name="send_sales_order_update")
     async def send_sales_order_update(self, msg: SalesOrderUpdateMessage) -> None:
-        """A regular activity's CRM update (orders from before the local ones)."""
+        """A CRM update as a regular activity: its body is fixed by the command that
+        scheduled it, so a retry sends the same one."""
         await self._update_crm(msg, self._render_update(msg))
 
     @activity.defn(name="deliver_sales_order_update")

@@ -110,8 +110,9 @@ def _seconds(variable: str, default: float) -> float:
 
 def sticky_cache(size: int, source: str) -> int:
     """A cache size of at least 1. Without a cache the SDK evicts an order at the end of
-    each activation, local activities still in flight: their results are lost and the
-    order waits out a workflow task timeout (10 s) before it goes on. Seen in the
+    each activation, and replays its whole history for the next; an order of a build
+    from before ``com-without-local-activities`` also loses its local activities still in
+    flight and waits out a workflow task timeout (10 s) before it goes on. Seen in the
     metrics test on temporalio 1.35 (sdk-rust #1304 and #1482 are about it)."""
     if size < 1:
         raise InputError(

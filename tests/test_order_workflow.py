@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from lxml import etree
 from temporalio.api.enums.v1 import EventType
@@ -28,6 +30,7 @@ from tests.support import (
 )
 from workflows.contracts.customer_order import OperatorRequest
 from workflows.customer_order import CustomerOrderWorkflow
+from workflows.order_patches import NO_LOCAL_ACTIVITIES_PATCH
 
 FUNCTION_STEPS = {
     "SyncCustomer": [Step.SYNC],
@@ -132,11 +135,13 @@ async def test_com_runs_no_local_activity(
     assert result.state is OrderState.COMPLETED
     history = await handle.fetch_history()
     markers = [
-        e.marker_recorded_event_attributes.marker_name
+        e.marker_recorded_event_attributes
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
     ]
-    assert markers == ["core_patch"]
+    assert [m.marker_name for m in markers] == ["core_patch"]
+    [patch] = markers[0].details["patch-data"].payloads
+    assert json.loads(patch.data)["id"] == NO_LOCAL_ACTIVITIES_PATCH
     scheduled = [
         e.activity_task_scheduled_event_attributes.activity_type.name
         for e in history.events

@@ -10,6 +10,7 @@ latter records an order and a child that continued as new, on a server of its ow
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -26,11 +27,18 @@ from tests.support import (
     PROV_FIXED,
     RECORD_HISTORIES,
     GatedFulfillment,
+    OrderHandle,
+    StartWorker,
+    cancel,
+    order_histories,
+    query,
+    quick_triple_play,
     request_id,
     revision,
     sample,
     save_history,
     set_spec,
+    start,
     wait_for_state,
 )
 from workers.worker import build_replayer
@@ -106,6 +114,41 @@ async def test_replay(path: Path) -> None:
     replayer = build_replayer(data_converter())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+QUERIED_ORDERS = 16
+"""Enough that the older code (COM's local activities) failed in about half the runs."""
+
+
+@pytest.mark.skipif(RECORD_HISTORIES, reason="recording run")
+async def test_orders_queried_while_they_run_replay(
+    client: Client, settings: Settings, worker: StartWorker, order_number: str
+) -> None:
+    """Orders are queried all the time (the API, the console): every query, live or
+    replaying an order that left the cache, and every history replays. With COM's local
+    activities a query answered as one finished made the run hear its result a workflow
+    task later than replay does, and the order failed on replay (workflows/messages.py)."""
+    numbers = [f"{order_number}Q{i}" for i in range(QUERIED_ORDERS)]
+    stop = asyncio.Event()
+
+    async def poll(handle: OrderHandle) -> None:
+        while not stop.is_set():
+            await query(handle)
+
+    async with worker():
+        handles = [await start(client, settings, quick_triple_play(n)) for n in numbers]
+        pollers = [asyncio.create_task(poll(h)) for h in handles]
+        for handle in handles[::2]:
+            await cancel(handle, reason="changed their mind")
+        results = await asyncio.gather(*(h.result() for h in handles))
+        stop.set()
+        await asyncio.gather(*pollers)
+    assert {r.state for r in results} <= {OrderState.COMPLETED, OrderState.CANCELLED}
+    replayer = build_replayer(data_converter())
+    for number in numbers:
+        for history in await order_histories(client, number):
+            result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+            assert result.replay_failure is None, (history.workflow_id, result.replay_failure)
 
 
 Handle = WorkflowHandle[CustomerOrderWorkflow, OrderStatus]

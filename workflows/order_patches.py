@@ -48,5 +48,5 @@ class OrderPatches:
         return self.diet and not self.no_local_activities
 
     def has(self, patch: str) -> bool:
-        """An older patch, asked where it applies by a run from before the newest."""
+        """An older patch, asked where it applies by a run from before DIET_PATCH."""
         return self.diet or workflow.patched(patch)
