@@ -24,6 +24,7 @@ from activities.messaging import (
     MessagingActivities,
     ProvisioningOrderMessage,
 )
+from o2a.faults import fault_error
 from o2a.models import ComponentState, ComponentUpdate, FaultDetail, LineUpdate, Step
 from o2a.ports import (
     FulfillmentFault,
@@ -33,8 +34,6 @@ from o2a.ports import (
     FulfillmentUnavailable,
 )
 
-FULFILLMENT_FAULT_TYPE = "FulfillmentFault"
-"""A business refusal: non-retryable, details[0] is a FaultDetail; the component falls out."""
 FULFILLMENT_UNAVAILABLE_TYPE = "FulfillmentUnavailable"
 """A passing cause: retried with backoff by the activity's retry policy."""
 NO_ROUTE = "NO_FULFILLMENT_ROUTE"
@@ -50,18 +49,6 @@ called: non-retryable, and the workflow sends it by an activity of its own, retr
 the messages' deadline, before the step. A message is not held to a step's retry budget."""
 HEARTBEAT_EVERY = 2.0
 """Seconds; well inside the workflows' heartbeat timeout, so a killed worker is noticed."""
-
-
-def fault_error(fault: FaultDetail) -> ApplicationError:
-    """A fault as the workflows read it (``order_work.fault_of``): BENIGN, so the SDK logs
-    it at DEBUG without a traceback."""
-    return ApplicationError(
-        fault.message,
-        fault.model_copy(update={"message": ""}),
-        type=FULFILLMENT_FAULT_TYPE,
-        non_retryable=True,
-        category=ApplicationErrorCategory.BENIGN,
-    )
 
 
 def unavailable_error(reason: str) -> ApplicationError:

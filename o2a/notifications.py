@@ -36,11 +36,8 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
 
 from temporalio.client import (
     Client,
@@ -61,6 +58,7 @@ from o2a.models import (
     OrderState,
     RevisionView,
 )
+from o2a.subscriptions import CANCEL_TASK, EventFilter, EventType, check_callback, fanout
 from o2a.tmf622 import answered_cancel_task, event_state, order_href, tmf_state
 from workflows.contracts.listener_delivery import (
     END_SIGNAL,
@@ -75,34 +73,14 @@ from workflows.contracts.notification_hub import (
     SUBSCRIBE_UPDATE,
     SUBSCRIPTIONS_QUERY,
     UNSUBSCRIBE_UPDATE,
-    Fanout,
     HubState,
     Subscription,
     hub_workflow_id,
 )
 from workflows.contracts.notification_hub import WORKFLOW_TYPE as HUB_WORKFLOW_TYPE
 
-
-class EventType(StrEnum):
-    CREATE = "ProductOrderCreateEvent"
-    STATE_CHANGE = "ProductOrderStateChangeEvent"
-    MILESTONE = "ProductOrderMilestoneEvent"
-    JEOPARDY_ALERT = "ProductOrderJeopardyAlertEvent"
-    ERROR_MESSAGE = "ProductOrderErrorMessageEvent"
-    CANCEL_STATE_CHANGE = "CancelProductOrderStateChangeEvent"
-
-
 CANCEL_KIND = "cancel"
 """``RevisionView.kind`` of a cancel's outcome."""
-CANCEL_TASK = "cancelProductOrder"
-"""The resource a CancelProductOrderStateChangeEvent carries."""
-
-
-ORDER_KEYS = frozenset(
-    {"id", "productOrder.id", "event.productOrder.id", "externalId", "productOrder.externalId"}
-)
-"""Filter keys meaning the order's id (the o2a order number, which is its first externalId)."""
-EVENT_TYPE_KEY = "eventType"
 HUB_TIMEOUT = timedelta(seconds=10)
 """How long subscribe and unsubscribe wait for a worker to take them."""
 
@@ -247,70 +225,6 @@ def fallout_events(
 
 
 # --- subscriptions ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EventFilter:
-    """A subscription's TMF query: ``eventType`` (a comma list) and equality on the order's
-    id; several keys must all hold; empty: every event."""
-
-    event_types: frozenset[str] = frozenset()
-    order_ids: frozenset[str] = frozenset()
-
-    @classmethod
-    def parse(cls, query: str) -> EventFilter:
-        event_types: set[str] = set()
-        order_ids: set[str] = set()
-        known = {t.value for t in EventType}
-        for key, value in parse_qsl(query.lstrip("?"), keep_blank_values=True):
-            values = {v.strip() for v in value.split(",") if v.strip()}
-            if not values:
-                raise InputError(f"query: {key} has no value")
-            if key == EVENT_TYPE_KEY:
-                unknown = sorted(values - known)
-                if unknown:
-                    raise InputError(
-                        f"query: unknown eventType {', '.join(unknown)}; known: "
-                        + ", ".join(sorted(known))
-                    )
-                event_types |= values
-            elif key in ORDER_KEYS:
-                order_ids |= values
-            else:
-                raise InputError(
-                    f"query: cannot filter on {key!r}; filters: {EVENT_TYPE_KEY}, "
-                    + ", ".join(sorted(ORDER_KEYS))
-                )
-        return cls(frozenset(event_types), frozenset(order_ids))
-
-    def matches(self, event: TmfEvent) -> bool:
-        return (not self.event_types or event.event_type in self.event_types) and (
-            not self.order_ids or event_order_id(event) in self.order_ids
-        )
-
-
-def event_order_id(event: TmfEvent) -> str:
-    """The order an event is about: its productOrder, or the one its cancel task cancels."""
-    resource = event.event.get(CANCEL_TASK, event.event)
-    order_id: str = resource["productOrder"]["id"]
-    return order_id
-
-
-def fanout(subscriptions: Sequence[Subscription], events: Sequence[TmfEvent]) -> list[Fanout]:
-    """Each subscription that wants any of the events, with those events in order."""
-    fanouts = []
-    for subscription in subscriptions:
-        wanted = EventFilter.parse(subscription.query)
-        matching = [event for event in events if wanted.matches(event)]
-        if matching:
-            fanouts.append(Fanout(subscription=subscription, events=matching))
-    return fanouts
-
-
-def check_callback(callback: str) -> None:
-    parts = urlsplit(callback)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"callback: {callback!r} is not an http or https URL")
 
 
 def signature(secret: str, body: bytes) -> str:

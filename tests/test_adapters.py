@@ -17,11 +17,9 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import ActivityEnvironment
 
 from activities.fulfillment import (
-    FULFILLMENT_FAULT_TYPE,
     FULFILLMENT_UNAVAILABLE_TYPE,
     REPORT_UNSENT_TYPE,
     FulfillmentActivities,
-    fault_error,
 )
 from activities.messaging import (
     CHILD_FLAGS,
@@ -42,6 +40,7 @@ from o2a.adapters.simulator import SimulatedFulfillment
 from o2a.client import data_converter
 from o2a.config import Settings
 from o2a.errors import InputError
+from o2a.faults import FULFILLMENT_FAULT_TYPE, fault_error
 from o2a.models import (
     ComponentState,
     ComponentUpdate,

@@ -28,7 +28,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.fulfillment import FULFILLMENT_FAULT_TYPE, NO_ROUTE, FulfillmentActivities
+from activities.fulfillment import NO_ROUTE, FulfillmentActivities
 from o2a import ids
 from o2a.adapters import Wiring
 from o2a.adapters.simulator import SimulatedFulfillment
@@ -36,6 +36,7 @@ from o2a.bus import MSG_ID, BusConnection, Subjects
 from o2a.bus_responder import BusResponder
 from o2a.client import data_converter
 from o2a.config import Settings
+from o2a.faults import FULFILLMENT_FAULT_TYPE
 from o2a.fulfillment_bus import (
     CORRELATION_ID,
     REPLY_TOKEN,

@@ -12,11 +12,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKFLOW_CODE = {"models", "tracking", "revision", "ids", "visibility", "errors", "ports"}
+WORKFLOW_CODE = {
+    "models",
+    "tracking",
+    "revision",
+    "ids",
+    "visibility",
+    "errors",
+    "ports",
+    "subscriptions",
+    "faults",
+}
 """The o2a modules whose code runs inside workflows, linted as workflow code."""
-SHARED_WITH_DOORS = {"notifications"}
-"""Imported by a workflow for pure functions (the hub's event filter) beside the API's use
-cases, which make secrets and IDs: reviewed, not linted as workflow code."""
 
 UNDETERMINED = {
     "clock": "import datetime\n\nx = datetime.datetime.now()\n",
@@ -63,6 +70,6 @@ def test_every_o2a_module_workflows_import_is_linted_as_workflow_code() -> None:
                     for a in node.names
                     if a.name.startswith("o2a.")
                 }
-    assert imported <= WORKFLOW_CODE | SHARED_WITH_DOORS, imported - WORKFLOW_CODE
+    assert imported <= WORKFLOW_CODE, imported - WORKFLOW_CODE
     for module in WORKFLOW_CODE:
         assert lint(UNDETERMINED["clock"], f"o2a/{module}.py").returncode == 1, module

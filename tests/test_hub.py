@@ -36,11 +36,11 @@ from o2a.config import Settings
 from o2a.models import FulfillmentStatus, OrderState, OrderStatus, RevisionView, Step
 from o2a.notifications import (
     SUBSCRIPTIONS_FRESH,
-    EventFilter,
     Hub,
     TemporalNotifier,
     sales_order_update_events,
 )
+from o2a.subscriptions import EventFilter
 from o2a.tmf622 import API_ROOT
 from tests.support import (
     PROV_FIXED,

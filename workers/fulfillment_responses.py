@@ -18,9 +18,10 @@ from nats.aio.msg import Msg
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.fulfillment import fault_error, unavailable_error
+from activities.fulfillment import unavailable_error
 from o2a.bus import BusConnection
 from o2a.bus_consumer import consume
+from o2a.faults import fault_error
 from o2a.fulfillment_bus import FulfillmentResponse, Outcome, ProtocolError, read_response
 
 ACK_WAIT = 30.0

@@ -26,10 +26,10 @@ with workflow.unsafe.imports_passed_through():
         FulfillmentActivities,
         ReportedStep,
         StepReport,
-        fault_error,
     )
     from activities.messaging import MessagingActivities, ProvisioningOrderMessage
     from o2a import ids
+    from o2a.faults import fault_error
     from o2a.models import (
         FaultDetail,
         FulfillmentRoute,

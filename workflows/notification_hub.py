@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from o2a.errors import InputError
-    from o2a.notifications import EventFilter, check_callback, fanout
+    from o2a.subscriptions import EventFilter, check_callback, fanout
     from workflows.contracts.listener_delivery import END_SIGNAL, listener_workflow_id
     from workflows.contracts.notification_hub import (
         MATCHING_QUERY,

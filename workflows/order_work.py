@@ -12,9 +12,9 @@ from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.decomposition import DecompositionActivities
-    from activities.fulfillment import FULFILLMENT_FAULT_TYPE
     from activities.messaging import MessagingActivities, ProvisioningOrderMessage
     from o2a import ids, visibility
+    from o2a.faults import FULFILLMENT_FAULT_TYPE
     from o2a.models import (
         KIND_STEPS,
         ComponentKind,

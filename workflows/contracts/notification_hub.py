@@ -35,7 +35,7 @@ class Subscription(Model):
     callback: str
     query: str = ""
     """TMF notification filter, e.g. ``eventType=ProductOrderStateChangeEvent&productOrder.id=A``
-    (o2a.notifications.EventFilter); empty: every event."""
+    (o2a.subscriptions.EventFilter); empty: every event."""
     secret: str
     """Signs every delivery (HMAC-SHA256); shown to the client once, at subscribe."""
 
