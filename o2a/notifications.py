@@ -224,7 +224,7 @@ def fallout_events(
     return [_event(message_id, EventType.ERROR_MESSAGE, created, order_number, details)]
 
 
-# --- subscriptions ---------------------------------------------------------------------------
+# --- signing -------------------------------------------------------------------------------
 
 
 def signature(secret: str, body: bytes) -> str:

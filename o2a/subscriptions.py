@@ -1,7 +1,8 @@
 """The event hub's subscriptions: a listener's TMF query (``EventFilter``) and which
 listeners an order's events go to (``fanout``). Pure functions of their input, run inside
-the hub workflow (``workflows/notification_hub.py``) and by the API door, so linted as
-workflow code; the events themselves are made in ``o2a/notifications.py``."""
+the hub workflow (``workflows/notification_hub.py``) and by the notifiers and the hub's
+use cases (``o2a/notifications.py``, which also makes the events), so linted as workflow
+code."""
 
 from __future__ import annotations
 

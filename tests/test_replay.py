@@ -117,7 +117,7 @@ async def test_replay(path: Path) -> None:
 
 
 QUERIED_ORDERS = 16
-"""Enough that the older code (COM's local activities) failed in about half the runs."""
+"""Enough that the older code (COM's local activities) failed in 2 of 6 runs."""
 
 
 @pytest.mark.skipif(RECORD_HISTORIES, reason="recording run")

@@ -43,14 +43,8 @@ async def decompose(order: CustomerOrder, *, local: bool) -> OrderPlan:
     """A regular activity: its result is an event of the history, so the plan is there and
     replay never reads the catalog. ``local`` for a run of the builds that decomposed
     through a local activity (``OrderPatches.local_decomposition``): it replays as it ran."""
-    if local:
-        return await workflow.execute_local_activity_method(
-            DecompositionActivities.decompose_order,
-            order,
-            start_to_close_timeout=DECOMPOSITION_TIMEOUT,
-            retry_policy=FULFILLMENT_RETRY,
-        )
-    return await workflow.execute_activity_method(
+    execute = workflow.execute_local_activity_method if local else workflow.execute_activity_method
+    return await execute(
         DecompositionActivities.decompose_order,
         order,
         start_to_close_timeout=DECOMPOSITION_TIMEOUT,
