@@ -116,8 +116,8 @@ def sticky_cache(size: int, source: str) -> int:
     metrics test on temporalio 1.35 (sdk-rust #1304 and #1482 are about it)."""
     if size < 1:
         raise InputError(
-            f"{source} must be 1 or more, got {size}: without a sticky cache orders lose "
-            "local activities in flight and wait out workflow task timeouts"
+            f"{source} must be 1 or more, got {size}: without a sticky cache every workflow "
+            "task replays the order's whole history"
         )
     return size
 

@@ -136,5 +136,5 @@ async def test_worker_refuses_a_cache_below_one_in_one_line(
     assert run.returncode == 2, run
     assert run.stderr == (
         f"o2a: --max-cached-workflows must be 1 or more, got {size}: without a sticky cache "
-        "orders lose local activities in flight and wait out workflow task timeouts\n"
+        "every workflow task replays the order's whole history\n"
     ), run

@@ -8,6 +8,7 @@ each process is a complete worker, so any of them may be killed and the others c
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
@@ -60,6 +61,14 @@ WORKFLOWS = [
 ORPHAN_CHECK_SECONDS = 1.0
 MAX_CONCURRENT_ACTIVITIES = 500
 MAX_CONCURRENT_WORKFLOW_TASKS = 100
+WORKFLOW_ACTIVATION_THREADS = 4
+"""Workflow activations are pure Python holding the GIL, so they run one at a time however
+many threads carry them; the SDK's default of one thread per concurrent workflow task (100)
+only adds hand-offs between threads (README, "Where the CPU goes"). Four, not one: a long
+activation (a big order's) leaves three for the others, since the SDK's 2 s deadlock
+detector counts the time an activation waits for a thread (a workflow stuck in a loop
+would hold one for good, where it would slow all hundred). The pool goes with the worker:
+its threads end once the worker is gone (ThreadPoolExecutor's own weakref)."""
 
 
 def build_replayer(converter: DataConverter) -> Replayer:
@@ -128,6 +137,9 @@ def build_worker(
         max_concurrent_workflow_tasks=MAX_CONCURRENT_WORKFLOW_TASKS,
         max_cached_workflows=settings.max_cached_workflows,
         deployment_config=versioning,
+        workflow_task_executor=concurrent.futures.ThreadPoolExecutor(
+            max_workers=WORKFLOW_ACTIVATION_THREADS, thread_name_prefix="temporal_workflow_"
+        ),
     )
 
 
