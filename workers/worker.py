@@ -64,7 +64,7 @@ MAX_CONCURRENT_WORKFLOW_TASKS = 100
 WORKFLOW_ACTIVATION_THREADS = 4
 """Workflow activations are pure Python holding the GIL, so they run one at a time however
 many threads carry them; the SDK's default of one thread per concurrent workflow task (100)
-only adds hand-offs between threads (README, "Where the CPU goes"). Four, not one: a long
+only adds hand-offs between threads (README, Benchmark). Four, not one: a long
 activation (a big order's) leaves three for the others, since the SDK's 2 s deadlock
 detector counts the time an activation waits for a thread (a workflow stuck in a loop
 would hold one for good, where it would slow all hundred). The pool goes with the worker:
